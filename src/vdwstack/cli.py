@@ -1,0 +1,143 @@
+"""The ``vdwstack`` command: single images and structures without Snakemake."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from vdwstack.materials import MATERIALS
+from vdwstack.stackings import MICROSCOPE_DEFAULTS, ConfigError, sample_seed
+
+
+def _add_stack_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--material", choices=sorted(MATERIALS), help="monolayer material")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--slip", nargs=2, type=float, metavar=("DA", "DB"), help="slip (Da, Db) in Å along â, b̂")
+    g.add_argument("--twist", type=float, metavar="DEG", help="twist of layer 2 in degrees")
+    p.add_argument("--slip2", nargs=2, type=float, metavar=("DA2", "DB2"), default=(0.0, 0.0),
+                   help="slip of layer 3 relative to layer 2 (Å), trilayers")
+    p.add_argument("--layers", type=int, default=2, choices=(1, 2, 3))
+    p.add_argument("--rotation", type=float, default=0.0, metavar="DEG", help="in-plane rotation of the stack")
+    p.add_argument("--pixel-size", type=float, default=0.1, metavar="A", help="pixel size in Å/px")
+    p.add_argument("--size", type=int, default=256, metavar="N", help="image size in pixels (N×N)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--table", type=Path, help="stackings table (TSV) to take the sample from")
+    p.add_argument("--sample", help="sample_id of the row in --table")
+    for k, v in MICROSCOPE_DEFAULTS.items():
+        p.add_argument("--" + k.replace("_", "-"), type=float, default=v, dest=k, help=f"(default {v:g})")
+
+
+def _row_from_args(args) -> dict:
+    if args.table is not None:
+        from vdwstack.stackings import read_table
+
+        table = read_table(args.table)
+        if args.sample is None:
+            raise SystemExit("--table needs --sample SAMPLE_ID")
+        hit = table[table["sample_id"] == args.sample]
+        if hit.empty:
+            raise SystemExit(f"{args.table}: no sample {args.sample!r}")
+        return hit.iloc[0].to_dict()
+    if args.material is None:
+        raise SystemExit("give --material (or --table and --sample)")
+    if args.pixel_size <= 0:
+        raise SystemExit(f"--pixel-size must be > 0 Å, got {args.pixel_size}")
+    if args.size < 16:
+        raise SystemExit(f"--size must be ≥ 16 pixels, got {args.size}")
+    da, db = args.slip if args.slip else (0.0, 0.0)
+    extent = args.size * args.pixel_size
+    return {
+        "sample_id": "cli", "material": args.material, "layers": args.layers,
+        "Da_A": da, "Db_A": db, "Da2_A": args.slip2[0], "Db2_A": args.slip2[1],
+        "theta_deg": args.twist or 0.0, "rotation_deg": args.rotation,
+        "origin_x_A": extent / 2, "origin_y_A": extent / 2,
+        "pixel_size_A": args.pixel_size, "height_px": args.size, "width_px": args.size,
+        "seed": sample_seed(args.seed, "cli", 0),
+        **{k: getattr(args, k) for k in MICROSCOPE_DEFAULTS},
+    }
+
+
+def cmd_simulate(args) -> None:
+    from vdwstack.io import write_tiff
+    from vdwstack.multislice import MultisliceSettings
+    from vdwstack.simulate import SimulationSettings, simulate_row
+
+    row = _row_from_args(args)
+    settings = SimulationSettings(method=args.method, multislice=MultisliceSettings(
+        potential_sampling_A=args.potential_sampling, frozen_phonons=args.frozen_phonons))
+    image = simulate_row(row, settings, workers=args.threads)
+    meta = {k: (float(v) if isinstance(v, (int, float, np.floating, np.integer)) else v) for k, v in row.items()}
+    meta["method"] = args.method
+    write_tiff(args.out, image, float(row["pixel_size_A"]), meta)
+    print(f"wrote {args.out} ({image.shape[0]}x{image.shape[1]} px, {row['pixel_size_A']} Å/px)")
+
+
+def cmd_structure(args) -> None:
+    from ase.io import write
+
+    from vdwstack.simulate import sample_atoms
+
+    row = _row_from_args(args)
+    atoms = sample_atoms(row)
+    suffix = args.out.suffix.lower()
+    if suffix not in (".cif", ".xyz", ".extxyz"):
+        raise SystemExit(f"--out must end in .cif or .xyz, got {args.out}")
+    atoms.info.pop("region_A", None)
+    write(args.out, atoms, format="extxyz" if suffix in (".xyz", ".extxyz") else "cif")
+    print(f"wrote {args.out} ({len(atoms)} atoms)")
+
+
+def cmd_structures(args) -> None:
+    import yaml
+
+    from vdwstack.stackings import enumerate_from_config, write_table
+
+    config = yaml.safe_load(args.config.read_text())
+    table = enumerate_from_config(config, args.dataset)
+    write_table(table, args.out)
+    print(f"wrote {args.out} ({len(table)} samples)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vdwstack", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("simulate", help="render one clean ADF-STEM image to a TIFF")
+    _add_stack_args(p)
+    p.add_argument("--method", choices=("incoherent", "multislice", "prism"), default="incoherent")
+    p.add_argument("--potential-sampling", type=float, default=0.03, metavar="A",
+                   help="multislice/PRISM potential sampling in Å")
+    p.add_argument("--frozen-phonons", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, required=True, help="output .tif")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("structure", help="write the atoms of one stacking to .cif or .xyz")
+    _add_stack_args(p)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_structure)
+
+    p = sub.add_parser("structures", help="enumerate one dataset of a config into a table")
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_structures)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        args.func(args)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"vdwstack {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Analytic degradations that make a clean simulation look measured (for later stages).
+
+All functions are pure: they take an image (float, [H, W], any positive scale) and a NumPy
+Generator and return a new image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter, map_coordinates
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """Parameters of the degradation model.
+
+    dose_e_per_A2: electron dose (e⁻/Å²) for Poisson noise; None = no shot noise.
+    gaussian_noise: detector read noise, as a fraction of the image's standard deviation.
+    scanline_jitter_px: RMS horizontal offset of each scan line (pixels).
+    drift_px: total linear drift over the frame along x and y (pixels), as a shear.
+    contamination_blobs: mean number of amorphous contamination blobs.
+    contamination_radius_A: typical blob radius (Å).
+    contamination_strength: blob intensity relative to the image mean.
+    """
+
+    dose_e_per_A2: float | None = None
+    gaussian_noise: float = 0.0
+    scanline_jitter_px: float = 0.0
+    drift_px: tuple[float, float] = (0.0, 0.0)
+    contamination_blobs: float = 0.0
+    contamination_radius_A: float = 5.0
+    contamination_strength: float = 0.5
+
+
+def degrade(image: np.ndarray, pixel_size_A: float, params: Degradation, rng: np.random.Generator) -> np.ndarray:
+    """Apply scan distortions, contamination and noise, in the order a microscope does."""
+    img = np.asarray(image, np.float64)
+    if img.ndim != 2:
+        raise ValueError(f"expected a 2-D image, got shape {img.shape}")
+    H, W = img.shape
+    rows, cols = np.mgrid[0:H, 0:W].astype(np.float64)
+    dx = np.zeros(H)
+    if params.scanline_jitter_px > 0:
+        dx = rng.normal(0.0, params.scanline_jitter_px, H)
+    shift_x = dx[:, None] + params.drift_px[0] * rows / H
+    shift_y = params.drift_px[1] * rows / H
+    if np.any(shift_x) or np.any(shift_y):
+        img = map_coordinates(img, [rows + shift_y, cols + shift_x], order=3, mode="reflect")
+    if params.contamination_blobs > 0:
+        n = rng.poisson(params.contamination_blobs)
+        field = np.zeros_like(img)
+        for _ in range(n):
+            cy, cx = rng.uniform(0, H), rng.uniform(0, W)
+            r = params.contamination_radius_A / pixel_size_A * rng.uniform(0.5, 1.5)
+            field += np.exp(-((rows - cy) ** 2 + (cols - cx) ** 2) / (2 * r**2))
+        texture = gaussian_filter(rng.random(img.shape), 1.5)
+        texture = (texture - texture.mean()) / (texture.std() + 1e-12)
+        img = img + params.contamination_strength * img.mean() * field * (1 + 0.3 * texture)
+    if params.dose_e_per_A2 is not None:
+        if params.dose_e_per_A2 <= 0:
+            raise ValueError(f"dose_e_per_A2 must be > 0, got {params.dose_e_per_A2}")
+        # Image values are fractions of the beam: counts = fraction × electrons per pixel.
+        electrons = params.dose_e_per_A2 * pixel_size_A**2
+        img = rng.poisson(np.clip(img, 0, None) * electrons) / electrons
+    if params.gaussian_noise > 0:
+        img = img + rng.normal(0.0, params.gaussian_noise * img.std(), img.shape)
+    return img.astype(np.float32)

@@ -1,0 +1,134 @@
+"""Files: the Zarr image datasets and TIFF images, with the pixel size travelling along."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def software_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("vdwstack", "abtem", "ase", "numpy", "scipy", "zarr", "pandas"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def config_hash(obj) -> str:
+    """Stable SHA-256 (first 16 hex digits) of a JSON-serialisable config slice."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+LABEL_UNITS = {
+    "Da_A": "Å", "Db_A": "Å", "Da2_A": "Å", "Db2_A": "Å", "theta_deg": "degree",
+    "rotation_deg": "degree", "pixel_size_A": "Å/px", "defocus_A": "Å", "semiangle_mrad": "mrad",
+    "energy_eV": "eV", "source_fwhm_A": "Å", "Cs_A": "Å",
+}
+
+
+def write_image_dataset(
+    path: str | os.PathLike,
+    table: pd.DataFrame,
+    batches: Iterable[tuple[int, np.ndarray]],
+    attrs: Mapping,
+    chunk_images: int = 16,
+) -> None:
+    """Write images [N, H, W] float32 and the table's numeric columns as 1-D label arrays.
+
+    The dataset is written to ``<path>.partial`` and moved into place only when complete, so an
+    interrupted run never leaves a truncated dataset that looks finished.
+    """
+    import zarr
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    n = len(table)
+    H, W = int(table["height_px"].iloc[0]), int(table["width_px"].iloc[0])
+    root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+    images = root.create_array("images", shape=(n, H, W), chunks=(min(chunk_images, n), H, W), dtype="float32")
+    labels = root.create_group("labels")
+    numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])]
+    for c in numeric:
+        labels.create_array(c, data=table[c].to_numpy(np.float64))
+    written = np.zeros(n, bool)
+    for start, imgs in batches:
+        if not np.all(np.isfinite(imgs)):
+            raise FloatingPointError(f"non-finite pixels in images {start}..{start + len(imgs) - 1}")
+        images[start:start + len(imgs)] = imgs.astype(np.float32)
+        written[start:start + len(imgs)] = True
+    if not written.all():
+        raise RuntimeError(f"only {written.sum()} of {n} images were written")
+    root.attrs.update({
+        "sample_ids": table["sample_id"].astype(str).tolist(),
+        "label_columns": numeric,
+        "label_units": {c: LABEL_UNITS[c] for c in numeric if c in LABEL_UNITS},
+        "pixel_size_A": float(table["pixel_size_A"].iloc[0]),
+        "material": sorted(table["material"].unique().tolist()),
+        "layers": sorted(int(v) for v in table["layers"].unique()),
+        "versions": software_versions(),
+        "array_convention": "images[n, row, col]; x = col * pixel_size_A, y = row * pixel_size_A",
+        "intensity_unit": "fraction of the incident beam reaching the ADF detector",
+        **dict(attrs),
+    })
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+def open_image_dataset(path: str | os.PathLike):
+    """Open a dataset read-only: returns (zarr group, labels as a DataFrame)."""
+    import zarr
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such image dataset")
+    root = zarr.open_group(str(path), mode="r")
+    if "images" not in root:
+        raise ValueError(f"{path}: not a vdwstack image dataset (no 'images' array)")
+    labels = pd.DataFrame({c: root["labels"][c][:] for c in root.attrs["label_columns"]})
+    labels.insert(0, "sample_id", root.attrs["sample_ids"])
+    return root, labels
+
+
+def write_tiff(path: str | os.PathLike, image: np.ndarray, pixel_size_A: float, metadata: Mapping | None = None) -> None:
+    """Float32 TIFF with the pixel size in its resolution tags (pixels per cm) and a JSON description."""
+    import tifffile
+
+    px_per_cm = 1e8 / pixel_size_A
+    desc = json.dumps({"pixel_size_A": pixel_size_A, **dict(metadata or {})}, default=str)
+    tifffile.imwrite(
+        path, np.asarray(image, np.float32), resolution=(px_per_cm, px_per_cm), resolutionunit="CENTIMETER",
+        description=desc, metadata=None,
+    )
+
+
+def read_tiff_pixel_size_A(path: str | os.PathLike) -> float | None:
+    """Pixel size (Å) from a TIFF's resolution tags, or None when absent."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        tags = page.tags
+        if "XResolution" not in tags or "ResolutionUnit" not in tags:
+            return None
+        num, den = tags["XResolution"].value
+        unit = int(tags["ResolutionUnit"].value)
+        per_unit = num / den
+        if per_unit <= 0:
+            return None
+        cm_per_unit = {2: 2.54, 3: 1.0}.get(unit)
+        if cm_per_unit is None:
+            return None
+        return cm_per_unit * 1e8 / per_unit

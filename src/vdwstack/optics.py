@@ -1,0 +1,196 @@
+"""Microscope optics for incoherent ADF-STEM: probe intensity (abTEM) and ADF cross-sections.
+
+Units: energy in eV, angles in mrad, lengths in Å, spatial frequencies k in 1/Å (angle = λ·k).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
+
+import numpy as np
+import scipy.fft
+
+from abtem.core.energy import energy2sigma, energy2wavelength  # noqa: F401  (sigma kept for users)
+
+# Electron rest energy (eV), for the relativistic mass factor of the scattering amplitude.
+_MC2_EV = 510998.95
+
+
+@dataclass(frozen=True)
+class Optics:
+    """STEM optics of one image.
+
+    Attributes:
+        energy_eV: beam energy (eV).
+        semiangle_mrad: probe-forming aperture semi-angle (mrad).
+        defocus_A: defocus (Å), abTEM convention (positive = underfocus, focus below the
+            entrance surface); C10 = −defocus_A.
+        Cs_A: spherical aberration C30 (Å).
+        source_fwhm_A: FWHM of the Gaussian effective source (Å).
+        adf_inner_mrad, adf_outer_mrad: ADF detector collection angles (mrad).
+        aberrations: further abTEM aberration coefficients (e.g. {"C12": 5.0, "phi12": 0.3,
+            "C21": 50.0, "C23": 100.0}); lengths in Å, angles in rad.
+    """
+
+    energy_eV: float = 300e3
+    semiangle_mrad: float = 21.3
+    defocus_A: float = 35.0
+    Cs_A: float = 0.0
+    source_fwhm_A: float = 0.6
+    adf_inner_mrad: float = 39.0
+    adf_outer_mrad: float = 200.0
+    aberrations: tuple[tuple[str, float], ...] = field(default_factory=tuple)
+
+    def __post_init__(self):
+        if isinstance(self.aberrations, dict):
+            object.__setattr__(self, "aberrations", tuple(sorted(self.aberrations.items())))
+        checks = {
+            "energy_eV": self.energy_eV > 0,
+            "semiangle_mrad": self.semiangle_mrad > 0,
+            "source_fwhm_A": self.source_fwhm_A >= 0,
+            "adf_inner_mrad": self.adf_inner_mrad >= 0,
+            "adf_outer_mrad": self.adf_outer_mrad > self.adf_inner_mrad,
+        }
+        for name, ok in checks.items():
+            if not ok or not np.isfinite(getattr(self, name)):
+                raise ValueError(f"invalid optics setting {name}={getattr(self, name)!r}")
+
+    @property
+    def wavelength_A(self) -> float:
+        return float(energy2wavelength(self.energy_eV))
+
+    @property
+    def aperture_k(self) -> float:
+        """Aperture radius in spatial frequency (1/Å)."""
+        return self.semiangle_mrad * 1e-3 / self.wavelength_A
+
+    @property
+    def source_sigma_A(self) -> float:
+        return self.source_fwhm_A / (2 * np.sqrt(2 * np.log(2)))
+
+    def with_defocus(self, defocus_A: float) -> Optics:
+        return replace(self, defocus_A=float(defocus_A))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["aberrations"] = dict(self.aberrations)
+        return d
+
+    @classmethod
+    def from_mapping(cls, m) -> Optics:
+        """From a dict or table row; missing fields keep their defaults."""
+        kw = {k: float(m[k]) for k in cls.__dataclass_fields__ if k != "aberrations" and k in m}
+        ab = m.get("aberrations", {}) if hasattr(m, "get") else {}
+        return cls(**kw, aberrations=tuple(sorted(dict(ab or {}).items())))
+
+
+def _lens_area(R: float, r: float, d: np.ndarray) -> np.ndarray:
+    """Overlap area of a circle of radius R at the origin and one of radius r at distance d."""
+    d = np.asarray(d, float)
+    out = np.zeros_like(d)
+    small, big = min(R, r), max(R, r)
+    inside = d <= big - small
+    out[inside] = np.pi * small**2
+    part = (d > big - small) & (d < R + r)
+    dd = d[part]
+    a1 = np.arccos(np.clip((dd**2 + R**2 - r**2) / (2 * dd * R), -1, 1))
+    a2 = np.arccos(np.clip((dd**2 + r**2 - R**2) / (2 * dd * r), -1, 1))
+    out[part] = R**2 * (a1 - np.sin(2 * a1) / 2) + r**2 * (a2 - np.sin(2 * a2) / 2)
+    return out
+
+
+def detector_efficiency(k: np.ndarray, optics: Optics, average_incidence: bool = True) -> np.ndarray:
+    """Probability that an electron scattered by spatial frequency k (1/Å) hits the ADF annulus.
+
+    With ``average_incidence`` the incident direction is averaged uniformly over the probe
+    aperture (a tilted incident electron reaches the detector after a smaller deflection), else
+    the on-axis annulus indicator is used.
+    """
+    lam = optics.wavelength_A
+    k_in, k_out = optics.adf_inner_mrad * 1e-3 / lam, optics.adf_outer_mrad * 1e-3 / lam
+    k = np.asarray(k, float)
+    if not average_incidence:
+        return ((k >= k_in) & (k <= k_out)).astype(float)
+    k_ap = optics.aperture_k
+    ap_area = np.pi * k_ap**2
+    return (_lens_area(k_out, k_ap, k) - _lens_area(k_in, k_ap, k)) / ap_area
+
+
+@lru_cache(maxsize=256)
+def _cross_section_cached(
+    symbol: str, energy_eV: float, semiangle_mrad: float, inner: float, outer: float, average: bool, param: str
+) -> float:
+    from abtem.parametrizations import validate_parametrization
+
+    optics = Optics(energy_eV=energy_eV, semiangle_mrad=semiangle_mrad, adf_inner_mrad=inner, adf_outer_mrad=outer)
+    lam = optics.wavelength_A
+    k_hi = outer * 1e-3 / lam + optics.aperture_k
+    k = np.linspace(0.0, k_hi, 20001)
+    f = validate_parametrization(param).scattering_factor(symbol)(k**2)  # Å, non-relativistic
+    gamma = 1.0 + energy_eV / _MC2_EV
+    w = detector_efficiency(k, optics, average_incidence=average)
+    integrand = (gamma * f) ** 2 * w * 2 * np.pi * k
+    # dΩ = λ² d²k: cross-section in Å².
+    return float(lam**2 * np.trapezoid(integrand, k))
+
+
+def adf_cross_section_A2(
+    symbol: str, optics: Optics, average_incidence: bool = True, parametrization: str = "lobato"
+) -> float:
+    """Elastic scattering cross-section (Å²) of one atom into the ADF annulus.
+
+    ∫ |γ f(k)|² P_det(k) dΩ with f from abTEM's parametrization (Lobato & Van Dyck by default),
+    γ the relativistic mass factor and P_det from :func:`detector_efficiency`.
+    """
+    return _cross_section_cached(
+        symbol,
+        float(optics.energy_eV),
+        float(optics.semiangle_mrad),
+        float(optics.adf_inner_mrad),
+        float(optics.adf_outer_mrad),
+        bool(average_incidence),
+        parametrization,
+    )
+
+
+def psf_radius_A(optics: Optics, defocus_A: float | None = None) -> float:
+    """Radius (Å) beyond which the probe intensity is negligible (< ~1e-4 of the total)."""
+    alpha = optics.semiangle_mrad * 1e-3
+    df = optics.defocus_A if defocus_A is None else defocus_A
+    cs = abs(optics.Cs_A) * alpha**3
+    return 10.0 + 2.0 * abs(df) * alpha + 2.0 * cs + 4.0 * optics.source_sigma_A
+
+
+@lru_cache(maxsize=64)
+def _probe_intensity_cached(optics: Optics, pixel_size_A: float, n_px: int) -> np.ndarray:
+    import abtem
+
+    abtem.config.set({"diagnostics.progress_bar": False})
+    aberrations = dict(optics.aberrations)
+    aberrations["Cs"] = optics.Cs_A
+    probe = abtem.Probe(
+        energy=optics.energy_eV,
+        semiangle_cutoff=optics.semiangle_mrad,
+        defocus=optics.defocus_A,
+        sampling=pixel_size_A,
+        gpts=(n_px, n_px),
+        device="cpu",
+        **aberrations,
+    )
+    wave = probe.build(scan=(0.0, 0.0), lazy=False).array
+    intensity = np.abs(np.asarray(wave)) ** 2
+    intensity /= intensity.sum() * pixel_size_A**2  # ∫ I d²r = 1  →  1/Å²
+    # abTEM arrays are indexed [x, y]; ours are [row=y, col=x].
+    return intensity.T.astype(np.float64)
+
+
+def probe_intensity(optics: Optics, pixel_size_A: float, n_px: int | None = None) -> np.ndarray:
+    """Probe intensity (1/Å², integrates to 1) centred on pixel (0, 0) with wrap-around.
+
+    Indexed [row, col] = [y, x]. The grid is n_px × n_px at ``pixel_size_A``; by default just
+    large enough to hold the probe (see :func:`psf_radius_A`).
+    """
+    if n_px is None:
+        n_px = scipy.fft.next_fast_len(int(np.ceil(2 * psf_radius_A(optics) / pixel_size_A)) + 1)
+    return _probe_intensity_cached(optics, float(pixel_size_A), int(n_px))
