@@ -100,3 +100,26 @@ def simulate_table(table: pd.DataFrame, settings: SimulationSettings, workers: i
             batch = rows[start:start + bs]
             yield start, simulate_rows(batch, settings, workers)
             bar.update(len(batch))
+
+
+def simulate_table_to_zarr(table_path, out_path, simulation: Mapping | None, workers: int = 1) -> None:
+    """Simulate every row of a stackings table into a Zarr dataset (see DESIGN.md for its schema)."""
+    from dataclasses import asdict
+
+    from vdwstack.io import config_hash, write_image_dataset
+    from vdwstack.stackings import read_table
+
+    settings = SimulationSettings.from_mapping(simulation)
+    table = read_table(table_path)
+    log.info("simulating %d images of %s with %s", len(table), table_path, settings.method)
+    attrs = {
+        "simulator": {"method": settings.method, "per_layer_defocus": settings.per_layer_defocus,
+                      **({"multislice": asdict(settings.multislice)} if settings.method != "incoherent" else {})},
+        "microscope": {c: [float(table[c].min()), float(table[c].max())] for c in
+                       ("energy_eV", "semiangle_mrad", "defocus_A", "Cs_A", "source_fwhm_A",
+                        "adf_inner_mrad", "adf_outer_mrad")},
+        "config_hash": config_hash({"simulation": dict(simulation or {}), "table": table.to_dict("list")}),
+        "dataset": str(table["dataset"].iloc[0]),
+    }
+    write_image_dataset(out_path, table, simulate_table(table, settings, workers), attrs)
+    log.info("wrote %s", out_path)

@@ -1,0 +1,19 @@
+# vdwstack: interlayer slip and twist of van der Waals stacks from ADF-STEM images.
+# The chain (DESIGN.md): structures -> simulate -> drit_train -> synthesize -> regress -> infer -> report.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/structures.smk"
+include: "workflow/rules/simulate.smk"
+
+
+rule all:
+    input:
+        get_final_output(),
+    default_target: True

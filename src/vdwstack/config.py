@@ -1,0 +1,47 @@
+"""Semantic checks of the workflow config that a JSON schema cannot express.
+
+Run at workflow start-up so that a bad value fails before any job runs, with the field named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from vdwstack.multislice import MultisliceSettings, check_sampling
+from vdwstack.optics import Optics
+from vdwstack.stackings import MICROSCOPE_DEFAULTS, ConfigError, enumerate_dataset
+from vdwstack.simulate import SimulationSettings
+
+
+def _extreme(value, pick):
+    return pick(value) if isinstance(value, (list, tuple)) else value
+
+
+def check_config(config: Mapping) -> None:
+    """Raise ConfigError naming the field of the first bad value found."""
+    try:
+        sim = SimulationSettings.from_mapping(config.get("simulation"))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"simulation: {e}") from None
+    datasets = config.get("datasets") or {}
+    if not datasets:
+        raise ConfigError("datasets: at least one dataset is needed")
+    for name, spec in datasets.items():
+        # Enumeration is cheap and checks material, grid, ranges and optics of each dataset.
+        table = enumerate_dataset(name, spec, int(config.get("seed", 0)), config.get("microscope"), config.get("realism"))
+        if sim.method != "incoherent":
+            mic = {**MICROSCOPE_DEFAULTS, **dict(config.get("microscope") or {}), **dict(spec.get("microscope") or {})}
+            worst = Optics(
+                energy_eV=_extreme(mic["energy_eV"], min),
+                adf_inner_mrad=_extreme(mic["adf_inner_mrad"], min),
+                adf_outer_mrad=_extreme(mic["adf_outer_mrad"], max),
+            )
+            try:
+                check_sampling(worst, sim.multislice)
+            except ValueError as e:
+                raise ConfigError(f"simulation.{e}") from None
+        del table
+
+
+def multislice_settings(config: Mapping) -> MultisliceSettings:
+    return SimulationSettings.from_mapping(config.get("simulation")).multislice
