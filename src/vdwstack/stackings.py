@@ -203,7 +203,7 @@ def enumerate_dataset(name: str, spec: Mapping, seed: int, microscope: Mapping |
     except ValueError as e:
         raise ConfigError(f"{f}.microscope: {e}") from None
     table = pd.DataFrame(rows, columns=COLUMNS)
-    small = table["moire_period_A"] > fov_A
+    small = (table["theta_deg"] != 0) & (table["moire_period_A"] > fov_A)
     if small.any():
         log.warning("%s: %d twisted samples have a moiré period larger than the %.1f Å field of view",
                     name, int(small.sum()), fov_A)

@@ -105,14 +105,14 @@ class StackingSymmetry:
 
     def slip_error_A(self, pred_da_A, pred_db_A, true_da_A, true_db_A) -> np.ndarray:
         """ΔD (Å): min over the group and lattice translations of |g·D_pred − D_true|."""
-        p = self.slip_to_cartesian(pred_da_A, pred_db_A).reshape(-1, 2)
-        t = self.slip_to_cartesian(true_da_A, true_db_A).reshape(-1, 2)
-        p, t = np.broadcast_arrays(p, t)
+        arrays = np.broadcast_arrays(*(np.asarray(v, float) for v in (pred_da_A, pred_db_A, true_da_A, true_db_A)))
+        shape = arrays[0].shape
+        p = self.slip_to_cartesian(arrays[0], arrays[1]).reshape(-1, 2)
+        t = self.slip_to_cartesian(arrays[2], arrays[3]).reshape(-1, 2)
         best = np.full(len(p), np.inf)
         for g in self.rotations:
             diff = self.wigner_seitz(p @ g.T - t)
             best = np.minimum(best, np.linalg.norm(diff, axis=-1))
-        shape = np.broadcast_shapes(np.shape(pred_da_A), np.shape(true_da_A))
         return best.reshape(shape)
 
     def is_canonical(self, da_A, db_A, tol_A: float = 1e-6) -> np.ndarray:
