@@ -14,6 +14,6 @@ include: "workflow/rules/simulate.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_final_output(),
-    default_target: True

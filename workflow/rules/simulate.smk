@@ -3,17 +3,17 @@ rule simulate:
         table="results/structures/{dataset}.tsv",
     output:
         zarr=directory("results/simulations/{dataset}.zarr"),
-    params:
-        simulation=config["simulation"],
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=120,
     log:
         "results/logs/simulate/{dataset}.log",
     benchmark:
         "results/benchmarks/simulate/{dataset}.tsv"
     conda:
         "../../envs/simulation.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        simulation=config["simulation"],
     script:
         "../scripts/simulate.py"

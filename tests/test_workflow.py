@@ -1,0 +1,112 @@
+"""The Snakemake workflow: dry run, lint, format, schema errors, a tiny real run."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def _workdir(tmp_path: Path, config: dict | None = None) -> Path:
+    work = tmp_path / "work"
+    shutil.copytree(ROOT / ".test", work)
+    if config is not None:
+        (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return work
+
+
+def _snakemake(work: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(work), *args],
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def _tiny_config() -> dict:
+    return yaml.safe_load((ROOT / ".test" / "config" / "config.yaml").read_text())
+
+
+def test_dry_run_shows_the_dag(tmp_path):
+    res = _snakemake(_workdir(tmp_path), "-n", "--cores", "1")
+    assert res.returncode == 0, res.stderr
+    out = res.stdout + res.stderr
+    for rule in ("structures", "simulate", "all"):
+        assert rule in out
+    assert "simulate        2" in out or "simulate 2" in " ".join(out.split())
+
+
+def test_demo_config_dry_run():
+    res = subprocess.run([*SNAKEMAKE, "-n", "--cores", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+
+
+def test_lint_is_clean():
+    res = subprocess.run([*SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Lints for" not in res.stdout + res.stderr
+
+
+def test_snakefmt_is_clean():
+    snakefmt = shutil.which("snakefmt", path=str(Path(sys.executable).parent))
+    if snakefmt is None:
+        pytest.skip("snakefmt not installed")
+    res = subprocess.run([snakefmt, "--check", "Snakefile", "workflow/rules"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize(
+    "path,value,expected",
+    [
+        (("datasets", "ReS2_slip", "slip_step_A"), -1, "slip_step_A"),
+        (("datasets", "ReS2_slip", "material"), "MoTe3", "material"),
+        (("simulation", "method"), "raytrace", "method"),
+        (("datasets", "ReS2_slip", "pixel_size_A"), "big", "pixel_size_A"),
+    ],
+)
+def test_invalid_config_names_the_field(tmp_path, path, value, expected):
+    config = _tiny_config()
+    node = config
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    res = _snakemake(_workdir(tmp_path, config), "-n", "--cores", "1")
+    assert res.returncode != 0
+    assert expected in res.stdout + res.stderr
+
+
+def test_multislice_sampling_too_coarse_fails_early(tmp_path):
+    config = _tiny_config()
+    config["simulation"] = {"method": "multislice", "multislice": {"potential_sampling_A": 0.08}}
+    res = _snakemake(_workdir(tmp_path, config), "-n", "--cores", "1")
+    assert res.returncode != 0
+    assert "potential_sampling_A=0.08" in res.stdout + res.stderr
+
+
+@pytest.mark.slow
+def test_tiny_workflow_runs_and_is_deterministic(tmp_path):
+    from vdwstack.io import open_image_dataset
+
+    work = _workdir(tmp_path)
+    res = _snakemake(work, "--cores", "2")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    root, labels = open_image_dataset(work / "results" / "simulations" / "ReS2_slip.zarr")
+    imgs = root["images"][:]
+    assert imgs.dtype.name == "float32" and imgs.ndim == 3 and imgs.shape[1:] == (48, 48)
+    assert len(labels) == imgs.shape[0] > 3
+    assert root.attrs["pixel_size_A"] == pytest.approx(0.12)
+    assert root.attrs["simulator"]["method"] == "incoherent"
+    assert {"Da_A", "Db_A", "theta_deg", "defocus_A", "seed"} <= set(root.attrs["label_columns"])
+    assert (work / "results" / "logs" / "simulate" / "ReS2_slip.log").read_text().count("simulate") > 0
+    assert (work / "results" / "benchmarks" / "simulate" / "ReS2_slip.tsv").exists()
+    # Nothing to do on a second run; a forced rerun gives bit-identical images.
+    res = _snakemake(work, "-n", "--cores", "1")
+    assert "Nothing to be done" in res.stdout + res.stderr
+    res = _snakemake(work, "--cores", "2", "--forcerun", "simulate")
+    assert res.returncode == 0
+    root2, _ = open_image_dataset(work / "results" / "simulations" / "ReS2_slip.zarr")
+    assert (root2["images"][:] == imgs).all()
