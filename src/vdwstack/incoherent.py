@@ -65,7 +65,8 @@ def alias_free_sigma_A(pixel_size_A: float, optics: Optics) -> float:
 def padding_px(optics: Optics, pixel_size_A: float, layer_depths_A: Sequence[float] = (0.0,)) -> int:
     """Margin (pixels) around the field of view that holds every atom reaching it through the PSF."""
     r = max(psf_radius_A(optics, optics.defocus_A - z) for z in layer_depths_A)
-    return int(np.ceil(r / pixel_size_A)) + 2
+    # Rounded up to a multiple of 16 px so that nearby optics share grid sizes (and FFT plans).
+    return int(np.ceil((r / pixel_size_A + 2) / 16.0) * 16)
 
 
 def _deposit(job: RenderJob, pixel_size_A: float, grid_shape: tuple[int, int], origin_A: tuple[float, float],

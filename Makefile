@@ -1,0 +1,31 @@
+# Two quick-start commands (README):  make run   ·   make test
+VENV ?= .venv
+PYTHON ?= python3
+CORES ?= 2
+PY := $(VENV)/bin/python
+
+.PHONY: run test lint bench clean-results
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[workflow,test]"
+	touch $@
+
+## run: create the venv, install, and run the workflow on the demo config
+run: $(VENV)/.installed
+	$(VENV)/bin/snakemake --cores $(CORES)
+
+## test: create the venv, install, and run the test suite (pytest exit 5 = no tests = failure)
+test: $(VENV)/.installed
+	$(PY) -m pytest -ra
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/snakemake --lint
+	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/simulation.py --out benchmarks/simulation.json
+
+clean-results:
+	rm -rf results .snakemake
