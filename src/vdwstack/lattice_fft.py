@@ -126,3 +126,81 @@ def fft_twist_deg(image: np.ndarray, pixel_size_A: float, material: str, n_peaks
     m2 = np.angle(np.mean(np.exp(2j * np.pi * c2 / period))) * period / (2 * np.pi)
     d = abs(m1 - m2) % period
     return float(min(d, period - d))
+
+
+def radial_profile(image: np.ndarray, n_bins: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Radially averaged power spectrum: (q in cycles/px, mean power) for q ≤ 0.5."""
+    H, W = image.shape
+    ps = power_spectrum(image)
+    qy = np.fft.fftshift(np.fft.fftfreq(H))[:, None]
+    qx = np.fft.fftshift(np.fft.fftfreq(W))[None, :]
+    q = np.hypot(qx, qy)
+    n_bins = n_bins or min(H, W) // 2
+    edges = np.linspace(0, 0.5, n_bins + 1)
+    idx = np.clip(np.digitize(q.ravel(), edges) - 1, 0, n_bins)
+    sums = np.bincount(idx, weights=ps.ravel(), minlength=n_bins + 1)[:n_bins]
+    counts = np.bincount(idx, minlength=n_bins + 1)[:n_bins]
+    return 0.5 * (edges[1:] + edges[:-1]), sums / np.maximum(counts, 1)
+
+
+def estimate_pixel_size_A(image: np.ndarray, material: str, search_A: tuple[float, float] = (0.015, 0.4),
+                          n_spots: int = 12) -> float:
+    """Pixel size (Å/px) from the image's own Bragg spots matched to the material's lattice.
+
+    Each strong spot is tried as each low-order reciprocal-lattice vector g of the material (which
+    fixes a pixel size and an in-plane rotation); the hypothesis whose predicted spot pattern
+    collects the most (log, background-relative) power wins, and is refined on a fine grid.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    mat = get_material(material)
+    G = reciprocal_lattice(mat.lattice_2d)
+    hk = np.array([(h, k) for h in range(-3, 4) for k in range(-3, 4) if (h, k) != (0, 0)], float)
+    g = hk @ G
+    g = g[np.linalg.norm(g, axis=1) < 1.1]  # orders the probe transfers (≲ 2 k_aperture)
+    H, W = image.shape
+    n = min(H, W)
+    img = image[(H - n) // 2:(H - n) // 2 + n, (W - n) // 2:(W - n) // 2 + n]
+    ps = np.log(power_spectrum(img) + 1e-30)
+    rel = ps - gaussian_filter(ps, n / 32)  # power relative to the local background
+    c = n // 2
+    qy, qx = np.mgrid[0:n, 0:n]
+    qr = np.hypot(qy - c, qx - c) / n  # cycles/px
+    cand = (rel == maximum_filter(rel, size=5)) & (qr > 0.01) & (qr < 0.45) & (qx >= c)
+    rows, cols = np.nonzero(cand)
+    order = np.argsort(-rel[rows, cols])[:n_spots]
+    spots = np.column_stack([(cols[order] - c) / n, (rows[order] - c) / n])  # (qx, qy) cycles/px
+
+    strong = spots * n + c  # pixel positions of the detected spots
+    thresh = np.median(rel[rows[order], cols[order]]) * 0.3
+    rel_max = maximum_filter(rel, size=3)
+
+    def score(p: float, phi: float) -> float:
+        """Explained strong spots minus predicted spots that are missing."""
+        R = np.array([[np.cos(phi), -np.sin(phi)], [np.sin(phi), np.cos(phi)]])
+        pred = (g @ R.T) * p * n + c
+        ok = (pred > 1).all(axis=1) & (pred < n - 2).all(axis=1)
+        if ok.sum() < 4:
+            return -np.inf
+        pred = pred[ok]
+        d = np.linalg.norm(strong[:, None] - pred[None], axis=-1)
+        explained = np.sum(d.min(axis=1) < 2.0)
+        px = np.round(pred).astype(int)
+        missing = np.sum(rel_max[px[:, 1], px[:, 0]] < thresh)
+        return float(explained - 0.5 * missing + 1e-3 * np.clip(rel_max[px[:, 1], px[:, 0]], 0, None).mean())
+
+    best = (-np.inf, None, None)
+    for sp in spots:
+        for gv in g:
+            p = np.linalg.norm(sp) / np.linalg.norm(gv)
+            if not search_A[0] <= p <= search_A[1]:
+                continue
+            phi = np.arctan2(sp[1], sp[0]) - np.arctan2(gv[1], gv[0])
+            sc = score(p, phi)
+            if sc > best[0]:
+                best = (sc, p, phi)
+    if best[1] is None:
+        raise ValueError(f"no {material} lattice found in the image's Fourier transform")
+    _, p0, phi0 = best
+    fine = [(score(p, ph), p) for p in p0 * np.linspace(0.98, 1.02, 41) for ph in phi0 + np.deg2rad(np.linspace(-1, 1, 9))]
+    return float(max(fine)[1])
