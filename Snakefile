@@ -11,6 +11,8 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/structures.smk"
 include: "workflow/rules/simulate.smk"
+include: "workflow/rules/pseudo_experimental.smk"
+include: "workflow/rules/drit.smk"
 
 
 rule all:

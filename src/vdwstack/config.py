@@ -41,6 +41,14 @@ def check_config(config: Mapping) -> None:
             except ValueError as e:
                 raise ConfigError(f"simulation.{e}") from None
         del table
+    drit = config.get("drit")
+    if drit is not None:
+        if drit.get("dataset") not in datasets:
+            raise ConfigError(f"drit.dataset: {drit.get('dataset')!r} is not one of the datasets ({', '.join(datasets)})")
+        spec = datasets[drit["dataset"]]
+        crop = drit.get("crop_px", 96)
+        if int(spec.get("image_size_px", 256)) < crop:
+            raise ConfigError(f"drit.crop_px={crop} is larger than datasets.{drit['dataset']}.image_size_px")
 
 
 def multislice_settings(config: Mapping) -> MultisliceSettings:

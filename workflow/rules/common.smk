@@ -30,5 +30,30 @@ def dataset_spec(wildcards):
     return config["datasets"][wildcards.dataset]
 
 
+def pseudo_spec(wildcards):
+    return config["pseudo_experimental"][wildcards.name]
+
+
+def drit_inputs(wildcards):
+    """Simulations of the configured dataset, the style sheet and every image it lists."""
+    return {
+        "simulations": f"results/simulations/{config['drit']['dataset']}.zarr",
+        "sheet": config["style_references"],
+        "references": list(style_references["path"]),
+    }
+
+
+def drit_training_config(wildcards):
+    """The drit block without the keys that only route files (they are inputs already)."""
+    return {
+        k: v
+        for k, v in config["drit"].items()
+        if k not in ("dataset", "eval_images")
+    }
+
+
 def get_final_output():
-    return expand("results/simulations/{dataset}.zarr", dataset=DATASETS)
+    return [
+        *expand("results/simulations/{dataset}.zarr", dataset=DATASETS),
+        "results/drit/metrics.json",
+    ]
