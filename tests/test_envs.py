@@ -52,13 +52,52 @@ def test_every_rule_names_an_existing_env():
     assert rules >= 2
 
 
+CONDA_NAME["torch"] = "pytorch"
+
+
+def _rule_envs() -> dict[str, str]:
+    """script name -> env file, from the rule files."""
+    out = {}
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
+            env = re.search(r"conda:\s*\n\s*\"\.\./\.\./envs/([^\"]+)\"", block)
+            script = re.search(r"script:\s*\n\s*\"\.\./scripts/([^\"]+)\"", block)
+            if env and script:
+                out[script.group(1)] = env.group(1)
+    return out
+
+
+def _package_closure(script: Path) -> list[Path]:
+    """The script plus every vdwstack module it imports, transitively."""
+    pkg = ROOT / "src" / "vdwstack"
+    seen, todo = set(), [script]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vdwstack"):
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names if a.name.startswith("vdwstack")]
+            for n in names:
+                mod = pkg / (n.split(".", 1)[1].replace(".", "/") + ".py") if "." in n else pkg / "__init__.py"
+                if mod.is_file():
+                    todo.append(mod)
+    return sorted(seen)
+
+
 def test_envs_cover_the_imports_of_the_code_they_run():
-    env = _env(ROOT / "envs" / "simulation.yaml")
-    pkgs = _conda_packages(env)
-    assert "python" in pkgs
-    # The package is pip-installed into the env; its third-party imports must come from conda.
-    code = list((ROOT / "src" / "vdwstack").glob("*.py")) + list((ROOT / "workflow" / "scripts").glob("*.py"))
-    missing = {CONDA_NAME.get(m, m).lower() for m in _third_party_imports(code) - OPTIONAL} - pkgs
-    assert not missing, f"envs/simulation.yaml lacks {sorted(missing)}"
-    post = ROOT / "envs" / "simulation.post-deploy.sh"
-    assert post.is_file() and "pip install" in post.read_text(), "the env must install vdwstack itself"
+    envs = _rule_envs()
+    assert envs, "no rule with a script and a conda env found"
+    for script, env_file in envs.items():
+        env = _env(ROOT / "envs" / env_file)
+        pkgs = _conda_packages(env)
+        assert "python" in pkgs
+        code = _package_closure(ROOT / "workflow" / "scripts" / script)
+        missing = {CONDA_NAME.get(m, m).lower() for m in _third_party_imports(code) - OPTIONAL} - pkgs
+        assert not missing, f"envs/{env_file} lacks {sorted(missing)} needed by {script}"
+        post = ROOT / "envs" / (env_file.removesuffix(".yaml") + ".post-deploy.sh")
+        assert post.is_file() and "pip install" in post.read_text(), f"{env_file} must install vdwstack itself"

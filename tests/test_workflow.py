@@ -1,5 +1,6 @@
 """The Snakemake workflow: dry run, lint, format, schema errors, a tiny real run."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -35,7 +36,7 @@ def test_dry_run_shows_the_dag(tmp_path):
     res = _snakemake(_workdir(tmp_path), "-n", "--cores", "1")
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
-    for rule in ("structures", "simulate", "all"):
+    for rule in ("structures", "simulate", "pseudo_experimental", "drit_train", "all"):
         assert rule in out
     assert "simulate        2" in out or "simulate 2" in " ".join(out.split())
 
@@ -103,6 +104,11 @@ def test_tiny_workflow_runs_and_is_deterministic(tmp_path):
     assert {"Da_A", "Db_A", "theta_deg", "defocus_A", "seed"} <= set(root.attrs["label_columns"])
     assert (work / "results" / "logs" / "simulate" / "ReS2_slip.log").read_text().count("simulate") > 0
     assert (work / "results" / "benchmarks" / "simulate" / "ReS2_slip.tsv").exists()
+    card = json.loads((work / "results" / "drit" / "card.json").read_text())
+    assert card["training"]["iterations"] == 4 and card["input"]["pixel_size_A"] == pytest.approx(0.12)
+    metrics = json.loads((work / "results" / "drit" / "metrics.json").read_text())
+    assert {"style_distance", "content_fidelity", "bragg_slip"} <= set(metrics)
+    assert (work / "results" / "drit" / "samples" / "final.png").stat().st_size > 1000
     # Nothing to do on a second run; a forced rerun gives bit-identical images.
     res = _snakemake(work, "-n", "--cores", "1")
     assert "Nothing to be done" in res.stdout + res.stderr

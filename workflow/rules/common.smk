@@ -46,9 +46,7 @@ def drit_inputs(wildcards):
 def drit_training_config(wildcards):
     """The drit block without the keys that only route files (they are inputs already)."""
     return {
-        k: v
-        for k, v in config["drit"].items()
-        if k not in ("dataset", "eval_images")
+        k: v for k, v in config["drit"].items() if k not in ("dataset", "eval_images")
     }
 
 

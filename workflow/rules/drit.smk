@@ -7,20 +7,19 @@ rule drit_train:
         metrics="results/drit/metrics.json",
         losses="results/drit/losses.csv",
         samples="results/drit/samples/final.png",
-    params:
-        drit=drit_training_config,
-        eval_images=config["drit"].get("eval_images", 12),
-        out_dir="results/drit",
-    threads: 2
-    resources:
-        gpu=1 if config["drit"].get("device", "auto") != "cpu" else 0,
-        mem_mb=8000,
-        runtime=240,
     log:
         "results/logs/drit_train.log",
     benchmark:
         "results/benchmarks/drit_train.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1 if config["drit"].get("device", "auto") != "cpu" else 0,
+        mem_mb=8000,
+        runtime=240,
+    params:
+        drit=drit_training_config,
+        eval_images=config["drit"].get("eval_images", 12),
     script:
         "../scripts/drit_train.py"

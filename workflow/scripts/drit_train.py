@@ -1,5 +1,7 @@
 """Adapter: simulations + style-reference sheet -> trained DRIT translator and its metrics."""
 
+from pathlib import Path
+
 import torch
 
 from vdwstack.drit_pipeline import train_drit
@@ -11,6 +13,6 @@ train_drit(
     snakemake.input.simulations,
     snakemake.input.sheet,
     snakemake.params.drit,
-    snakemake.params.out_dir,
+    Path(snakemake.output.card).parent,  # checkpoints and samples live beside the outputs
     eval_images=snakemake.params.eval_images,
 )
