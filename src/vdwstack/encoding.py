@@ -25,8 +25,17 @@ class SlipEncoding:
     """Encoder/decoder of one slip (Da, Db in Å) for one material."""
 
     material: str
-    orders: int = 3
-    grid_step_A: float = 0.04
+    orders: int | None = None  # default: 3 for ±D only, 6 for C6 (see `max_order`)
+    grid_step_A: float = 0.015
+
+    @property
+    def max_order(self) -> int:
+        """Highest |h|, |k| of the reciprocal vectors used. C6-invariant features are nearly
+        mirror-symmetric near AA (chirality appears only in high orders), so hexagonal materials
+        need more orders to keep slips 0.05–0.1 Å apart distinguishable."""
+        if self.orders is not None:
+            return self.orders
+        return 3 if self.sym.group_order == 2 else 6
 
     @cached_property
     def sym(self) -> StackingSymmetry:
@@ -37,8 +46,9 @@ class SlipEncoding:
         """Representatives of the group orbits of the reciprocal vectors with |h|,|k| ≤ orders."""
         G = reciprocal_lattice(self.sym.lattice)
         reps, seen = [], []
-        for h in range(-self.orders, self.orders + 1):
-            for k in range(-self.orders, self.orders + 1):
+        n = self.max_order
+        for h in range(-n, n + 1):
+            for k in range(-n, n + 1):
                 if (h, k) == (0, 0):
                     continue
                 g = np.array([h, k], float) @ G
@@ -71,19 +81,35 @@ class SlipEncoding:
         shape = f.shape[:-1]
         f = f.reshape(-1, self.dim)
         da, db, table = self._table
-        # ‖f − t‖² = ‖f‖² − 2 f·t + ‖t‖²: one matrix product for the whole batch.
-        d2 = (table**2).sum(1)[None] - 2 * f @ table.T
-        best = np.argmin(d2, axis=1)
+        # ‖f − t‖² = ‖f‖² − 2 f·t + ‖t‖²: matrix products, in chunks to bound memory.
+        t2 = (table**2).sum(1)[None]
+        k = 4  # refine from the few nearest table entries: avoids stalling in a wrong basin
+        cand = np.concatenate([np.argpartition(t2 - 2 * f[i:i + 256] @ table.T, k, axis=1)[:, :k]
+                               for i in range(0, len(f), 256)])  # (N, k)
+        f_rep = np.repeat(f, k, axis=0)
         # Start a hair off the grid point: at fold points (e.g. AA) the features have zero slope.
-        x = self.sym.slip_to_cartesian(da[best], db[best]) + np.array([1.3e-3, 0.7e-3])
+        x = self.sym.slip_to_cartesian(da[cand.ravel()], db[cand.ravel()]) + np.array([1.3e-3, 0.7e-3])
         q = np.einsum("rij,gj->rgi", self.sym.rotations, self.g_vectors)  # (R, G, 2)
-        for _ in range(4):  # Gauss–Newton on the analytic features, all samples at once
+
+        def residual(x):
             ph = 2 * np.pi * np.einsum("ni,rgi->nrg", x, q)
-            r = f - np.cos(ph).mean(axis=1)  # (N, G)
+            return f_rep - np.cos(ph).mean(axis=1), ph
+
+        r, ph = residual(x)
+        for _ in range(12):  # Gauss–Newton on the analytic features, all starts at once
             J = -(2 * np.pi) * np.einsum("nrg,rgi->ngi", np.sin(ph), q) / len(q)  # (N, G, 2)
             JtJ = np.einsum("ngi,ngj->nij", J, J) + 1e-6 * np.eye(2)
             step = np.linalg.solve(JtJ, np.einsum("ngi,ng->ni", J, r)[..., None])[..., 0]
-            x = x + np.clip(step, -self.grid_step_A, self.grid_step_A)
+            step = np.clip(step, -self.grid_step_A, self.grid_step_A)
+            todo = np.ones(len(x), bool)
+            for scale in (1.0, 0.5, 0.25, 0.1):  # backtracking: keep only steps that improve the fit
+                x_new = x + scale * step
+                r_new, ph_new = residual(x_new)
+                better = todo & ((r_new**2).sum(1) < (r**2).sum(1))
+                x[better], r[better], ph[better] = x_new[better], r_new[better], ph_new[better]
+                todo &= ~better
+        pick = np.argmin((r**2).sum(1).reshape(-1, k), axis=1)
+        x = x.reshape(-1, k, 2)[np.arange(len(f)), pick]
         out_a, out_b = self.sym.canonical_slip(*self.sym.cartesian_to_slip(x))
         return out_a.reshape(shape), out_b.reshape(shape)
 

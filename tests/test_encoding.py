@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from vdwstack.encoding import SlipEncoding, TwistEncoding
+
+
+@pytest.mark.parametrize("material", ["ReS2", "MoS2"])
+def test_slip_encoding_is_invariant_and_continuous(material):
+    enc = SlipEncoding(material)
+    sym = enc.sym
+    rng = np.random.default_rng(0)
+    D = rng.uniform(-5, 5, (300, 2))
+    f = enc.encode(D[:, 0], D[:, 1])
+    # Same target for every equivalent slip: lattice translations, −D, the rotation group.
+    a_hat, b_hat = sym.material.unit_vectors
+    for shift in (sym.lattice[0], sym.lattice[1], -sym.lattice[0] + 2 * sym.lattice[1]):
+        da, db = sym.cartesian_to_slip(sym.slip_to_cartesian(D[:, 0], D[:, 1]) + shift)
+        np.testing.assert_allclose(enc.encode(da, db), f, atol=1e-5)
+    np.testing.assert_allclose(enc.encode(-D[:, 0], -D[:, 1]), f, atol=1e-5)
+    for R in sym.rotations:
+        da, db = sym.cartesian_to_slip(sym.slip_to_cartesian(D[:, 0], D[:, 1]) @ R.T)
+        np.testing.assert_allclose(enc.encode(da, db), f, atol=1e-5)
+    # No jump across the cell edge: a 0.01 Å step changes the target by a small amount.
+    a = sym.material.a_A
+    edge = enc.encode(np.array([a / 2 - 0.005, a / 2 + 0.005]), np.array([0.3, 0.3]))
+    assert np.abs(edge[0] - edge[1]).max() < 0.2
+
+
+@pytest.mark.parametrize("material", ["ReS2", "MoS2"])
+def test_slip_decoding_round_trips(material):
+    enc = SlipEncoding(material)
+    rng = np.random.default_rng(1)
+    D = rng.uniform(-5, 5, (400, 2))
+    da, db = enc.decode(enc.encode(D[:, 0], D[:, 1]))
+    err = enc.sym.slip_error_A(da, db, D[:, 0], D[:, 1])
+    # Exact up to the ill-conditioned neighbourhood of AA (where all slips nearly coincide).
+    far = np.linalg.norm(enc.sym.canonical_cartesian(D), axis=1) > 0.1
+    assert err[far].max() < 1e-3 and err.max() < 0.02
+    assert np.all(enc.sym.is_canonical(da, db, tol_A=1e-6))
+
+
+def test_twist_encoding_round_trips_and_folds():
+    enc = TwistEncoding("MoS2")
+    theta = np.linspace(-200, 400, 97)
+    np.testing.assert_allclose(enc.encode(theta), enc.encode(-theta), atol=1e-6)
+    np.testing.assert_allclose(enc.encode(theta), enc.encode(theta + 120), atol=1e-5)
+    assert np.abs(enc.decode(enc.encode(theta)) - enc.sym.fold_twist(theta)).max() < 0.01
+    # θ and 60° − θ are different structures: different targets.
+    assert np.abs(enc.encode(10.0) - enc.encode(50.0)).max() > 0.5
