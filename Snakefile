@@ -13,6 +13,7 @@ include: "workflow/rules/structures.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/pseudo_experimental.smk"
 include: "workflow/rules/drit.smk"
+include: "workflow/rules/regress.smk"
 
 
 rule all:

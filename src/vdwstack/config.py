@@ -49,6 +49,19 @@ def check_config(config: Mapping) -> None:
         crop = drit.get("crop_px", 96)
         if int(spec.get("image_size_px", 256)) < crop:
             raise ConfigError(f"drit.crop_px={crop} is larger than datasets.{drit['dataset']}.image_size_px")
+    reg = config.get("regress")
+    if reg is not None:
+        named = [("regress.slip.train_datasets", d) for d in reg["slip"]["train_datasets"]]
+        named += [("regress.slip.test_dataset", reg["slip"]["test_dataset"]),
+                  ("regress.twist.train_dataset", reg["twist"]["train_dataset"]),
+                  ("regress.twist.test_dataset", reg["twist"]["test_dataset"])]
+        for field, name in named:
+            if name not in datasets:
+                raise ConfigError(f"{field}: {name!r} is not one of the datasets ({', '.join(datasets)})")
+        crop = reg["settings"].get("crop_px", 128)
+        for field, name in named:
+            if int(datasets[name].get("image_size_px", 256)) < crop:
+                raise ConfigError(f"regress.settings.crop_px={crop} is larger than datasets.{name}.image_size_px")
 
 
 def multislice_settings(config: Mapping) -> MultisliceSettings:

@@ -24,6 +24,7 @@ style_references = read_sheet(
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
+    task="slip|twist",
 
 
 def dataset_spec(wildcards):
@@ -50,8 +51,31 @@ def drit_training_config(wildcards):
     }
 
 
+def slip_model_dirs(wildcards):
+    """Training-grid label -> model folder, one slip model per training dataset."""
+    return {
+        ds: f"results/models/slip/{ds}"
+        for ds in config["regress"]["slip"]["train_datasets"]
+    }
+
+
+def evaluate_inputs(wildcards):
+    reg = config["regress"]
+    return {
+        "slip_models": [
+            f"results/models/slip/{ds}/model.safetensors"
+            for ds in reg["slip"]["train_datasets"]
+        ],
+        "slip_test": f"results/synthetic/{reg['slip']['test_dataset']}.zarr",
+        "twist_model": f"results/models/twist/{reg['twist']['train_dataset']}/model.safetensors",
+        "twist_test": f"results/synthetic/{reg['twist']['test_dataset']}.zarr",
+    }
+
+
 def get_final_output():
     return [
         *expand("results/simulations/{dataset}.zarr", dataset=DATASETS),
         "results/drit/metrics.json",
+        "results/evaluation/slip.json",
+        "results/evaluation/twist.json",
     ]

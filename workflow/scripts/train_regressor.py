@@ -1,0 +1,17 @@
+"""Adapter: synthesized dataset -> slip or twist ResNet regressor (safetensors + card)."""
+
+from pathlib import Path
+
+import torch
+
+from vdwstack.logs import log_to_file
+from vdwstack.regress_pipeline import train_from_dataset
+
+log_to_file(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+train_from_dataset(
+    snakemake.input.train,
+    snakemake.params.settings,
+    snakemake.wildcards.task,
+    Path(snakemake.output.card).parent,
+)
