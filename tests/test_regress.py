@@ -1,0 +1,141 @@
+"""Regressors, synthesis and evaluation on tiny data."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import make_row
+from vdwstack.augment import Augmentation, augment
+from vdwstack.drit import Drit, DritArchitecture
+from vdwstack.drit_train import export_translator, load_weights_only
+from vdwstack.evaluate import constant_slip_baseline, evaluate_slip, evaluate_twist
+from vdwstack.io import open_image_dataset, write_image_dataset
+from vdwstack.regress import (Regressor, RegressorConfig, TargetCodec, TrainingData, build_resnet, export_regressor,
+                              lr_factor, train_regressor)
+from vdwstack.regress_pipeline import train_from_dataset
+from vdwstack.simulate import simulate_rows
+from vdwstack.stackings import enumerate_dataset
+from vdwstack.symmetry import symmetry_for
+from vdwstack.synthesize import synthesize_dataset
+
+TINY = {"architecture": "resnet18", "crop_px": 48, "batch_size": 4, "steps": 6, "lr": 1e-3, "warmup_steps": 2,
+        "checkpoint_every": 3, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def tiny_sets(tmp_path_factory):
+    """Small clean slip and twist datasets (64 px)."""
+    base = tmp_path_factory.mktemp("sets")
+    out = {}
+    for name, spec in {
+        "slip": {"material": "ReS2", "slip_step_A": 1.2, "pixel_size_A": 0.12, "image_size_px": 64},
+        "twist": {"material": "MoS2", "twist_deg": [1, 8, 20, 45], "pixel_size_A": 0.12, "image_size_px": 64},
+    }.items():
+        table = enumerate_dataset(name, spec, seed=1, realism={"random_rotation": True})
+        imgs = simulate_rows(table.to_dict("records"))
+        write_image_dataset(base / f"{name}.zarr", table, [(0, imgs)], {"dataset": name})
+        out[name] = base / f"{name}.zarr"
+    return out
+
+
+def test_codec_round_trip_and_trilayer():
+    codec = TargetCodec("slip", "ReS2", layers=3)
+    labels = {"Da_A": np.array([1.0, -2.0]), "Db_A": np.array([0.5, 0.3]), "Da2_A": np.array([0.2, 1.7]),
+              "Db2_A": np.array([-0.4, 2.0])}
+    f = codec.encode(labels)
+    assert f.shape == (2, codec.dim) and codec.dim == 2 * codec.slip.dim
+    back = codec.decode(f)
+    sym = symmetry_for("ReS2")
+    assert sym.slip_error_A(back["Da_A"], back["Db_A"], labels["Da_A"], labels["Db_A"]).max() < 1e-4
+    assert sym.slip_error_A(back["Da2_A"], back["Db2_A"], labels["Da2_A"], labels["Db2_A"]).max() < 1e-4
+
+
+def test_resnet_shapes_and_schedule():
+    for arch in ("resnet18", "resnet34"):
+        net = build_resnet(arch, 7)
+        assert net(torch.zeros(2, 1, 64, 64)).shape == (2, 7)
+    assert lr_factor(0, 10, 100) == pytest.approx(0.1)
+    assert lr_factor(10, 10, 100) == pytest.approx(1.0)
+    assert lr_factor(100, 10, 100) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="regress.architecture"):
+        RegressorConfig.from_mapping({"architecture": "vgg"})
+
+
+def test_augment_keeps_shape_and_range():
+    img = simulate_rows([make_row("ReS2", size=96)])[0]
+    rng = np.random.default_rng(0)
+    outs = [augment(img, 0.1, 48, Augmentation(), rng) for _ in range(5)]
+    assert all(o.shape == (48, 48) and o.dtype == np.float32 and o.min() >= -1 and o.max() <= 1 for o in outs)
+    assert np.std([o.mean() for o in outs]) > 0  # random
+
+
+def test_tiny_training_lowers_loss_and_resumes(tiny_sets, tmp_path):
+    root, labels = open_image_dataset(tiny_sets["slip"])
+    codec = TargetCodec("slip", "ReS2")
+    data = TrainingData(root["images"][:], {c: labels[c].to_numpy() for c in labels.columns if c != "sample_id"},
+                        codec, 0.12, 48, Augmentation.off(), raw_intensity=True)
+    cfg = RegressorConfig.from_mapping({**TINY, "steps": 40, "lr": 3e-3, "checkpoint_every": 20})
+    torch.manual_seed(0)
+    _, steps = train_regressor(data, cfg, tmp_path / "m", progress=False, stop_after=20)
+    assert steps == 20
+    _, steps = train_regressor(data, cfg, tmp_path / "m", progress=False)  # resumes at 20
+    assert steps == 40
+    loss = np.loadtxt(tmp_path / "m" / "losses.csv", delimiter=",", skiprows=1, usecols=2)
+    assert len(loss) == 40 and loss[-10:].mean() < loss[:5].mean()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(pickle.dumps({"x": Exception("boom")}))
+    with pytest.raises(ValueError, match="refused to load"):
+        load_weights_only(bad)
+
+
+def test_pipeline_export_predict_and_evaluate(tiny_sets, tmp_path):
+    card = train_from_dataset(tiny_sets["slip"], TINY, "slip", tmp_path / "slip", progress=False)
+    assert card["encoding"]["task"] == "slip" and card["input"]["pixel_size_A"] == pytest.approx(0.12)
+    reg = Regressor(tmp_path / "slip")
+    root, labels = open_image_dataset(tiny_sets["slip"])
+    imgs = root["images"][:]
+    pred = reg.predict(imgs, 0.12)
+    assert pred["Da_A"].shape == (len(imgs),)
+    assert symmetry_for("ReS2").is_canonical(pred["Da_A"], pred["Db_A"], tol_A=1e-6).all()
+    # Any pixel size: inputs are rescaled to the model's.
+    from scipy.ndimage import zoom
+
+    assert reg.predict(np.stack([zoom(i, 1.25) for i in imgs[:2]]), 0.12 / 1.25)["Da_A"].shape == (2,)
+    res = evaluate_slip({"grid": tmp_path / "slip"}, tiny_sets["slip"], tmp_path / "eval", noise_levels=(0, 0.3),
+                        contamination_blobs=(0, 2))
+    m = res["models"]["grid"]
+    assert {"mean", "median", "p95", "within_0.05_A", "robustness"} <= set(m)
+    assert len(m["robustness"]["noise"]) == 2 and "baseline_constant" in res
+    assert json.loads((tmp_path / "eval" / "slip.json").read_text())["n_test"] == len(imgs)
+    assert (tmp_path / "eval" / "slip_boxplot.png").exists()
+    train_from_dataset(tiny_sets["twist"], TINY, "twist", tmp_path / "twist", progress=False)
+    tw = evaluate_twist(tmp_path / "twist", tiny_sets["twist"], None, tmp_path / "eval")
+    assert {"model_mae_deg", "fft_mae_deg", "below_3deg", "per_theta"} <= set(tw)
+    assert (tmp_path / "eval" / "twist_mae.png").exists()
+
+
+def test_constant_baseline_is_the_best_constant():
+    sym = symmetry_for("ReS2")
+    da, db = sym.slip_grid(0.6)
+    base = constant_slip_baseline(sym, da, db).mean()
+    assert base <= sym.slip_error_A(0.0, 0.0, da, db).mean() + 1e-9
+    assert base > 0.5  # a constant cannot read slips
+
+
+def test_synthesize_copies_labels(tiny_sets, tmp_path):
+    arch = DritArchitecture(nf=4, nz=2, n_res=1, disc_scales=1, disc_layers=2)
+    export_translator(Drit(arch), tmp_path, {"input": {"pixel_size_A": 0.12, "train_crop_px": 32},
+                                             "training": {"fingerprint": "x"}})
+    out = tmp_path / "syn.zarr"
+    synthesize_dataset(tiny_sets["slip"], tmp_path, "unused.tsv", out, style_draws=2, style_source="prior",
+                       device="cpu", progress=False)
+    root, labels = open_image_dataset(out)
+    src_root, src = open_image_dataset(tiny_sets["slip"])
+    assert root["images"].shape[0] == 2 * src_root["images"].shape[0]
+    np.testing.assert_allclose(labels["Da_A"].to_numpy()[::2], src["Da_A"].to_numpy())
+    assert root.attrs["style_draws"] == 2 and "normalized" in root.attrs["intensity_unit"]
+    with pytest.raises(ValueError, match="style_draws"):
+        synthesize_dataset(tiny_sets["slip"], tmp_path, "unused.tsv", out, style_draws=0)
