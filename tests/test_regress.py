@@ -112,7 +112,7 @@ def test_pipeline_export_predict_and_evaluate(tiny_sets, tmp_path):
     assert json.loads((tmp_path / "eval" / "slip.json").read_text())["n_test"] == len(imgs)
     assert (tmp_path / "eval" / "slip_boxplot.png").exists()
     train_from_dataset(tiny_sets["twist"], TINY, "twist", tmp_path / "twist", progress=False)
-    tw = evaluate_twist(tmp_path / "twist", tiny_sets["twist"], None, tmp_path / "eval")
+    tw = evaluate_twist(tmp_path / "twist", tiny_sets["twist"], tmp_path / "eval")
     assert {"model_mae_deg", "fft_mae_deg", "below_3deg", "per_theta"} <= set(tw)
     assert (tmp_path / "eval" / "twist_mae.png").exists()
 

@@ -36,7 +36,8 @@ def test_dry_run_shows_the_dag(tmp_path):
     res = _snakemake(_workdir(tmp_path), "-n", "--cores", "1")
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
-    for rule in ("structures", "simulate", "pseudo_experimental", "drit_train", "all"):
+    for rule in ("structures", "simulate", "pseudo_experimental", "drit_train", "synthesize", "train_regressor",
+                 "evaluate", "all"):
         assert rule in out
     assert "simulate        2" in out or "simulate 2" in " ".join(out.split())
 
@@ -109,6 +110,10 @@ def test_tiny_workflow_runs_and_is_deterministic(tmp_path):
     metrics = json.loads((work / "results" / "drit" / "metrics.json").read_text())
     assert {"style_distance", "content_fidelity", "bragg_slip"} <= set(metrics)
     assert (work / "results" / "drit" / "samples" / "final.png").stat().st_size > 1000
+    slip = json.loads((work / "results" / "evaluation" / "slip.json").read_text())
+    assert {"mean", "median", "p95"} <= set(slip["models"]["ReS2_slip"])
+    twist = json.loads((work / "results" / "evaluation" / "twist.json").read_text())
+    assert "fft_mae_deg" in twist and (work / "results" / "models" / "twist" / "MoS2_twist" / "card.json").exists()
     # Nothing to do on a second run; a forced rerun gives bit-identical images.
     res = _snakemake(work, "-n", "--cores", "1")
     assert "Nothing to be done" in res.stdout + res.stderr

@@ -24,6 +24,13 @@ def _stats(err: np.ndarray) -> dict[str, float]:
             "max": float(np.max(err)), "n": int(len(err))}
 
 
+def _load_test_set(test_zarr: str | Path):
+    """(labels, material, symmetry, pixel size in Å, images) of a test dataset."""
+    root, labels = open_image_dataset(test_zarr)
+    material = root.attrs["material"][0]
+    return labels, material, symmetry_for(material), float(root.attrs["pixel_size_A"]), root["images"][:]
+
+
 def constant_slip_baseline(sym, da: np.ndarray, db: np.ndarray) -> np.ndarray:
     """ΔD of the best constant prediction (the 'predict the mean' baseline under the ΔD metric)."""
     cand_a, cand_b = sym.slip_grid(0.05)
@@ -41,11 +48,7 @@ def evaluate_slip(models: Mapping[str, str | Path], test_zarr: str | Path, out_d
     """ΔD statistics of each slip model on a held-out generated test set, box plot, robustness."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    root, labels = open_image_dataset(test_zarr)
-    material = root.attrs["material"][0]
-    sym = symmetry_for(material)
-    p = float(root.attrs["pixel_size_A"])
-    imgs = root["images"][:]
+    labels, material, sym, p, imgs = _load_test_set(test_zarr)
     da, db = labels["Da_A"].to_numpy(), labels["Db_A"].to_numpy()
     result = {"material": material, "test_set": str(test_zarr), "n_test": int(len(imgs)), "models": {}}
     result["baseline_constant"] = _stats(constant_slip_baseline(sym, da, db))
@@ -123,7 +126,7 @@ def _plot_slip(errors: Mapping[str, np.ndarray], result: Mapping, out: Path) -> 
     plt.close(fig)
 
 
-def evaluate_twist(model_dir: str | Path, test_zarr: str | Path, clean_zarr: str | Path | None, out_dir: str | Path) -> dict:
+def evaluate_twist(model_dir: str | Path, test_zarr: str | Path, out_dir: str | Path) -> dict:
     """Twist MAE vs θ of the model and of the classical FFT baseline on the same images.
 
     The FFT baseline only sees [0°, 30°] (θ and 60° − θ look alike); its error is reported both
@@ -131,11 +134,7 @@ def evaluate_twist(model_dir: str | Path, test_zarr: str | Path, clean_zarr: str
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    root, labels = open_image_dataset(test_zarr)
-    material = root.attrs["material"][0]
-    sym = symmetry_for(material)
-    p = float(root.attrs["pixel_size_A"])
-    imgs = root["images"][:]
+    labels, material, sym, p, imgs = _load_test_set(test_zarr)
     theta = sym.fold_twist(labels["theta_deg"].to_numpy())
     reg = Regressor(model_dir)
     pred = reg.predict(imgs, p)["theta_deg"]

@@ -11,4 +11,4 @@ log_to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 out = Path(snakemake.output.slip).parent
 evaluate_slip(snakemake.params.slip_models, snakemake.input.slip_test, out)
-evaluate_twist(Path(snakemake.input.twist_model).parent, snakemake.input.twist_test, None, out)
+evaluate_twist(Path(snakemake.input.twist_model).parent, snakemake.input.twist_test, out)
