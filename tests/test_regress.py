@@ -13,7 +13,7 @@ from vdwstack.drit import Drit, DritArchitecture
 from vdwstack.drit_train import export_translator, load_weights_only
 from vdwstack.evaluate import constant_slip_baseline, evaluate_slip, evaluate_twist
 from vdwstack.io import open_image_dataset, write_image_dataset
-from vdwstack.regress import (Regressor, RegressorConfig, TargetCodec, TrainingData, build_resnet, export_regressor,
+from vdwstack.regress import (Regressor, RegressorConfig, TargetCodec, TrainingData, build_resnet,
                               lr_factor, train_regressor)
 from vdwstack.regress_pipeline import train_from_dataset
 from vdwstack.simulate import simulate_rows

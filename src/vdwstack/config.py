@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from vdwstack.multislice import MultisliceSettings, check_sampling
+from vdwstack.multislice import check_sampling
 from vdwstack.optics import Optics
 from vdwstack.stackings import MICROSCOPE_DEFAULTS, ConfigError, enumerate_dataset
 from vdwstack.simulate import SimulationSettings
@@ -63,6 +63,3 @@ def check_config(config: Mapping) -> None:
             if int(datasets[name].get("image_size_px", 256)) < crop:
                 raise ConfigError(f"regress.settings.crop_px={crop} is larger than datasets.{name}.image_size_px")
 
-
-def multislice_settings(config: Mapping) -> MultisliceSettings:
-    return SimulationSettings.from_mapping(config.get("simulation")).multislice

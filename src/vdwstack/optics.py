@@ -11,7 +11,7 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft
 
-from abtem.core.energy import energy2sigma, energy2wavelength  # noqa: F401  (sigma kept for users)
+from abtem.core.energy import energy2wavelength
 
 # Electron rest energy (eV), for the relativistic mass factor of the scattering amplitude.
 _MC2_EV = 510998.95

@@ -134,12 +134,10 @@ def build_stack(
         cells = np.column_stack([m.ravel(), n.ravel()]) @ lat  # (C, 2) lattice frame
         xy = (cells[:, None, :] + basis_xy[None]).reshape(-1, 2) @ M.T + offset
         inside = (xy[:, 0] >= x0) & (xy[:, 0] < x1) & (xy[:, 1] >= y0) & (xy[:, 1] < y1)
-        nb = len(basis_xy)
         zz = np.tile(basis_z, len(cells)) + z
         pos_all.append(np.column_stack([xy, zz])[inside])
         sym_all.append(np.tile(symbols, len(cells))[inside])
         tag_all.append(np.full(int(inside.sum()), k))
-        del nb
 
     positions = np.vstack(pos_all)
     symbols_out = np.concatenate(sym_all)
