@@ -139,3 +139,15 @@ def test_synthesize_copies_labels(tiny_sets, tmp_path):
     assert root.attrs["style_draws"] == 2 and "normalized" in root.attrs["intensity_unit"]
     with pytest.raises(ValueError, match="style_draws"):
         synthesize_dataset(tiny_sets["slip"], tmp_path, "unused.tsv", out, style_draws=0)
+
+
+def test_changed_settings_do_not_resume_old_checkpoints(tiny_sets, tmp_path):
+    train_from_dataset(tiny_sets["slip"], TINY, "slip", tmp_path / "m", progress=False)
+    n1 = len((tmp_path / "m" / "losses.csv").read_text().splitlines())
+    # More steps, same settings: continues (6 → 8 steps, 2 more rows).
+    train_from_dataset(tiny_sets["slip"], {**TINY, "steps": 8}, "slip", tmp_path / "m", progress=False)
+    assert len((tmp_path / "m" / "losses.csv").read_text().splitlines()) == n1 + 2
+    # Another learning rate: starts afresh.
+    card = train_from_dataset(tiny_sets["slip"], {**TINY, "lr": 5e-4}, "slip", tmp_path / "m", progress=False)
+    assert card["training"]["steps"] == 6
+    assert len((tmp_path / "m" / "losses.csv").read_text().splitlines()) == 7

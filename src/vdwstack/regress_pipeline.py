@@ -30,6 +30,7 @@ def train_from_dataset(train_zarr: str | Path, settings: Mapping, task: str, out
     codec = TargetCodec(task, material, layers)
     aug = Augmentation() if cfg.augment else Augmentation.off()
     imgs = root["images"][:]
+    _guard_checkpoints(Path(out_dir), root, cfg)
     data = TrainingData(imgs, {c: labels[c].to_numpy() for c in labels.columns if c != "sample_id"},
                         codec, p, cfg.crop_px, aug, raw_intensity=raw)
     t0 = time.perf_counter()
@@ -51,6 +52,28 @@ def train_from_dataset(train_zarr: str | Path, settings: Mapping, task: str, out
     }
     export_regressor(model, out_dir, card)
     return card
+
+
+def _guard_checkpoints(out: Path, root, cfg: RegressorConfig) -> None:
+    """Resume only a run on the same data and settings (more steps may continue it)."""
+    import hashlib
+    import json
+
+    settings = asdict(cfg)
+    for k in ("steps", "checkpoint_every"):
+        settings.pop(k)
+    ident = json.dumps({"data": [root.attrs.get("config_hash"), root.attrs.get("drit_fingerprint"),
+                                 list(root["images"].shape)], "settings": settings}, sort_keys=True, default=str)
+    fp = hashlib.sha256(ident.encode()).hexdigest()[:16]
+    ckpt_dir = out / "checkpoints"
+    stamp = ckpt_dir / "fingerprint.txt"
+    if ckpt_dir.exists() and (not stamp.exists() or stamp.read_text().strip() != fp):
+        log.warning("checkpoints in %s belong to other data or settings: starting afresh", ckpt_dir)
+        for f in ckpt_dir.glob("*"):
+            f.unlink()
+        (out / "losses.csv").unlink(missing_ok=True)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fp)
 
 
 def _grid_step(labels) -> float | None:
