@@ -16,7 +16,7 @@ from vdwstack.drit_data import DomainSampler, load_style_references, random_crop
 from vdwstack.drit_metrics import bragg_slip_A, column_displacement_A, style_distance
 from vdwstack.drit_train import DritConfig, export_translator, save_sample_grid, train
 from vdwstack.images import normalize_unit
-from vdwstack.io import open_image_dataset
+from vdwstack.io import keep_checkpoints_only_for, open_image_dataset
 from vdwstack.simulate import simulate_row
 from vdwstack.symmetry import symmetry_for
 
@@ -54,15 +54,7 @@ def train_drit(sim_zarr: str | Path, style_sheet: str | Path, drit_config: Mappi
     sampler = DomainSampler(sims, refs, cfg.crop_px, augment_refs=cfg.few_image_augmentation)
 
     fp = _fingerprint(Path(sim_zarr), root, rows, cfg)
-    ckpt_dir = out / "checkpoints"
-    stamp = ckpt_dir / "fingerprint.txt"
-    if ckpt_dir.exists() and (not stamp.exists() or stamp.read_text().strip() != fp):
-        log.warning("checkpoints in %s belong to other data or settings: starting afresh", ckpt_dir)
-        for f in ckpt_dir.glob("*"):
-            f.unlink()
-        (out / "losses.csv").unlink(missing_ok=True)
-    ckpt_dir.mkdir(exist_ok=True)
-    stamp.write_text(fp)
+    keep_checkpoints_only_for(out, fp)
 
     trainer = train(sampler, cfg, out, p, progress=progress)
     save_sample_grid(trainer.model, sampler, out / "samples" / "final.png", cfg.seed)

@@ -102,6 +102,24 @@ def open_image_dataset(path: str | os.PathLike):
     return root, labels
 
 
+def keep_checkpoints_only_for(out_dir: str | os.PathLike, fingerprint: str) -> None:
+    """Clear ``out_dir/checkpoints`` and ``losses.csv`` unless they were made for `fingerprint`
+    (the same data and settings), so a restarted job never resumes someone else's run."""
+    import logging
+
+    out = Path(out_dir)
+    ckpt_dir = out / "checkpoints"
+    stamp = ckpt_dir / "fingerprint.txt"
+    if ckpt_dir.exists() and (not stamp.exists() or stamp.read_text().strip() != fingerprint):
+        logging.getLogger(__name__).warning(
+            "checkpoints in %s belong to other data or settings: starting afresh", ckpt_dir)
+        for f in ckpt_dir.glob("*"):
+            f.unlink()
+        (out / "losses.csv").unlink(missing_ok=True)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint)
+
+
 def write_tiff(path: str | os.PathLike, image: np.ndarray, pixel_size_A: float, metadata: Mapping | None = None) -> None:
     """Float32 TIFF with the pixel size in its resolution tags (pixels per cm) and a JSON description."""
     import tifffile

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from vdwstack.augment import Augmentation
-from vdwstack.io import open_image_dataset
+from vdwstack.io import keep_checkpoints_only_for, open_image_dataset
 from vdwstack.regress import RegressorConfig, TargetCodec, TrainingData, export_regressor, train_regressor
 
 log = logging.getLogger(__name__)
@@ -64,16 +64,7 @@ def _guard_checkpoints(out: Path, root, cfg: RegressorConfig) -> None:
         settings.pop(k)
     ident = json.dumps({"data": [root.attrs.get("config_hash"), root.attrs.get("drit_fingerprint"),
                                  list(root["images"].shape)], "settings": settings}, sort_keys=True, default=str)
-    fp = hashlib.sha256(ident.encode()).hexdigest()[:16]
-    ckpt_dir = out / "checkpoints"
-    stamp = ckpt_dir / "fingerprint.txt"
-    if ckpt_dir.exists() and (not stamp.exists() or stamp.read_text().strip() != fp):
-        log.warning("checkpoints in %s belong to other data or settings: starting afresh", ckpt_dir)
-        for f in ckpt_dir.glob("*"):
-            f.unlink()
-        (out / "losses.csv").unlink(missing_ok=True)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(fp)
+    keep_checkpoints_only_for(out, hashlib.sha256(ident.encode()).hexdigest()[:16])
 
 
 def _grid_step(labels) -> float | None:
