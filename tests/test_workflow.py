@@ -36,8 +36,8 @@ def test_dry_run_shows_the_dag(tmp_path):
     res = _snakemake(_workdir(tmp_path), "-n", "--cores", "1")
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
-    for rule in ("structures", "simulate", "pseudo_experimental", "drit_train", "synthesize", "train_regressor",
-                 "evaluate", "all"):
+    for rule in ("structures", "simulate", "pseudo_experimental", "drit_train", "synthesize", "train_slip",
+                 "train_twist", "evaluate_slip", "evaluate_twist", "all"):
         assert rule in out
     assert "simulate        2" in out or "simulate 2" in " ".join(out.split())
 
@@ -68,6 +68,9 @@ def test_snakefmt_is_clean():
         (("datasets", "ReS2_slip", "material"), "MoTe3", "material"),
         (("simulation", "method"), "raytrace", "method"),
         (("datasets", "ReS2_slip", "pixel_size_A"), "big", "pixel_size_A"),
+        (("regress", "slip", "ReS2", "test_dataset"), "nope", "regress.slip.ReS2.test_dataset"),
+        (("regress", "slip", "ReS2", "test_dataset"), "MoS2_twist", "mix materials"),
+        (("regress", "twist", "settings"), {"crop_px": 4096}, "crop_px=4096"),
     ],
 )
 def test_invalid_config_names_the_field(tmp_path, path, value, expected):
@@ -110,7 +113,7 @@ def test_tiny_workflow_runs_and_is_deterministic(tmp_path):
     metrics = json.loads((work / "results" / "drit" / "metrics.json").read_text())
     assert {"style_distance", "content_fidelity", "bragg_slip"} <= set(metrics)
     assert (work / "results" / "drit" / "samples" / "final.png").stat().st_size > 1000
-    slip = json.loads((work / "results" / "evaluation" / "slip.json").read_text())
+    slip = json.loads((work / "results" / "evaluation" / "slip_ReS2.json").read_text())
     assert {"mean", "median", "p95"} <= set(slip["models"]["ReS2_slip"])
     twist = json.loads((work / "results" / "evaluation" / "twist.json").read_text())
     assert "fft_mae_deg" in twist and (work / "results" / "models" / "twist" / "MoS2_twist" / "card.json").exists()

@@ -51,15 +51,48 @@ def check_config(config: Mapping) -> None:
             raise ConfigError(f"drit.crop_px={crop} is larger than datasets.{drit['dataset']}.image_size_px")
     reg = config.get("regress")
     if reg is not None:
-        named = [("regress.slip.train_datasets", d) for d in reg["slip"]["train_datasets"]]
-        named += [("regress.slip.test_dataset", reg["slip"]["test_dataset"]),
-                  ("regress.twist.train_dataset", reg["twist"]["train_dataset"]),
-                  ("regress.twist.test_dataset", reg["twist"]["test_dataset"])]
-        for field, name in named:
-            if name not in datasets:
-                raise ConfigError(f"{field}: {name!r} is not one of the datasets ({', '.join(datasets)})")
-        crop = reg["settings"].get("crop_px", 128)
-        for field, name in named:
-            if int(datasets[name].get("image_size_px", 256)) < crop:
-                raise ConfigError(f"regress.settings.crop_px={crop} is larger than datasets.{name}.image_size_px")
+        _check_regress(reg, datasets)
 
+
+def _check_regress(reg: Mapping, datasets: Mapping) -> None:
+    named = []
+    owner: dict[str, str] = {}
+    for study, spec in reg["slip"].items():
+        for d in spec["train_datasets"]:
+            if d in owner:
+                raise ConfigError(f"regress.slip.{study}.train_datasets: {d!r} is already trained in study {owner[d]!r}")
+            owner[d] = study
+            named.append((f"regress.slip.{study}.train_datasets", d, regressor_settings(reg, "slip", d)))
+        named.append((f"regress.slip.{study}.test_dataset", spec["test_dataset"], regressor_settings(reg, "slip", spec["train_datasets"][0])))
+    tw = regressor_settings(reg, "twist", reg["twist"]["train_dataset"])
+    named += [("regress.twist.train_dataset", reg["twist"]["train_dataset"], tw),
+              ("regress.twist.test_dataset", reg["twist"]["test_dataset"], tw)]
+    for field, name, _ in named:
+        if name not in datasets:
+            raise ConfigError(f"{field}: {name!r} is not one of the datasets ({', '.join(datasets)})")
+    for field, name, settings in named:
+        crop = settings.get("crop_px", 128)
+        if int(datasets[name].get("image_size_px", 256)) < crop:
+            raise ConfigError(f"regress: crop_px={crop} is larger than datasets.{name}.image_size_px ({field})")
+    for study, spec in reg["slip"].items():
+        materials = {datasets[d]["material"] for d in [*spec["train_datasets"], spec["test_dataset"]]}
+        if len(materials) > 1:
+            raise ConfigError(f"regress.slip.{study}: its datasets mix materials ({', '.join(sorted(materials))})")
+
+
+def slip_studies(reg: Mapping) -> dict[str, dict]:
+    """Study name -> {train_datasets, test_dataset} of the slip regressors."""
+    return {name: dict(spec) for name, spec in reg["slip"].items()}
+
+
+def regressor_settings(reg: Mapping, task: str, dataset: str) -> dict:
+    """Training settings of the `task` model trained on `dataset`: regress.settings overridden by
+    the settings of the slip study that trains on it (or of the twist block)."""
+    settings = dict(reg.get("settings") or {})
+    if task == "twist":
+        settings.update(reg["twist"].get("settings") or {})
+        return settings
+    for spec in reg["slip"].values():
+        if dataset in spec["train_datasets"]:
+            settings.update(spec.get("settings") or {})
+    return settings

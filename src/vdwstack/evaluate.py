@@ -44,8 +44,12 @@ def constant_slip_baseline(sym, da: np.ndarray, db: np.ndarray) -> np.ndarray:
 
 def evaluate_slip(models: Mapping[str, str | Path], test_zarr: str | Path, out_dir: str | Path,
                   noise_levels: Sequence[float] = (0.0, 0.1, 0.3, 0.6),
-                  contamination_blobs: Sequence[float] = (0, 1, 3, 6), seed: int = 0) -> dict:
-    """ΔD statistics of each slip model on a held-out generated test set, box plot, robustness."""
+                  contamination_blobs: Sequence[float] = (0, 1, 3, 6), seed: int = 0,
+                  name: str = "slip") -> dict:
+    """ΔD statistics of each slip model on a held-out generated test set, box plot, robustness.
+
+    Writes `<name>.json`, `<name>_boxplot.png` and `<name>_robustness.png` into `out_dir`.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     labels, material, sym, p, imgs = _load_test_set(test_zarr)
@@ -54,11 +58,11 @@ def evaluate_slip(models: Mapping[str, str | Path], test_zarr: str | Path, out_d
     result["baseline_constant"] = _stats(constant_slip_baseline(sym, da, db))
     errors = {}
     rng = np.random.default_rng(seed)
-    for name, model_dir in models.items():
+    for label, model_dir in models.items():
         reg = Regressor(model_dir)
         pred = reg.predict(imgs, p)
         err = sym.slip_error_A(pred["Da_A"], pred["Db_A"], da, db)
-        errors[name] = err
+        errors[label] = err
         entry = {"train_step_A": reg.card.get("training", {}).get("slip_step_A"), **_stats(err),
                  "within_0.05_A": float(np.mean(err <= 0.05))}
         # Robustness: added noise (SNR) and contamination on the test images; vacancy bins.
@@ -84,22 +88,27 @@ def evaluate_slip(models: Mapping[str, str | Path], test_zarr: str | Path, out_d
                     rob["vacancy"].append({"vacancy_fraction": [float(lo), float(hi)], "mean_dD_A": float(err[m].mean()),
                                            "n": int(m.sum())})
         entry["robustness"] = rob
-        result["models"][name] = entry
-    (out / "slip.json").write_text(json.dumps(result, indent=2))
-    _plot_slip(errors, result, out)
+        result["models"][label] = entry
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2))
+    _plot_slip(errors, result, out, name)
     return result
 
 
-def _plot_slip(errors: Mapping[str, np.ndarray], result: Mapping, out: Path) -> None:
+def _grid_label(entry: Mapping) -> str:
+    step = entry.get("train_step_A")
+    return "?" if step is None else f"{step:.2g} Å"
+
+
+def _plot_slip(errors: Mapping[str, np.ndarray], result: Mapping, out: Path, name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(4 + len(errors), 4))
-    names = list(errors)
-    ax.boxplot([errors[n] for n in names], showfliers=True)
-    ax.set_xticks(range(1, len(names) + 1), [f"{result['models'][n]['train_step_A']} Å" for n in names])
+    labels = list(errors)
+    ax.boxplot([errors[n] for n in labels], showfliers=True)
+    ax.set_xticks(range(1, len(labels) + 1), [_grid_label(result['models'][n]) for n in labels])
     ax.axhline(result["baseline_constant"]["mean"], color="gray", ls="--", label="constant prediction (mean ΔD)")
     ax.axhline(0.05, color="C3", ls=":", label="0.05 Å")
     ax.set_xlabel("training grid step")
@@ -108,13 +117,14 @@ def _plot_slip(errors: Mapping[str, np.ndarray], result: Mapping, out: Path) -> 
     ax.set_title(f"{result['material']} slip, {result['n_test']} held-out images")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "slip_boxplot.png", dpi=150)
+    fig.savefig(out / f"{name}_boxplot.png", dpi=150)
     plt.close(fig)
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
-    for name, entry in result["models"].items():
+    for label, entry in result["models"].items():
         rob = entry["robustness"]
-        axes[0].plot([r["noise_fraction_of_std"] for r in rob["noise"]], [r["mean_dD_A"] for r in rob["noise"]], "o-", label=name)
+        axes[0].plot([r["noise_fraction_of_std"] for r in rob["noise"]], [r["mean_dD_A"] for r in rob["noise"]], "o-",
+                     label=f"{label} ({_grid_label(entry)} grid)")
         axes[1].plot([r["blobs_per_image"] for r in rob["contamination"]], [r["mean_dD_A"] for r in rob["contamination"]], "o-")
         axes[2].plot([np.mean(r["vacancy_fraction"]) for r in rob["vacancy"]], [r["mean_dD_A"] for r in rob["vacancy"]], "o-")
     for ax, xl in zip(axes, ("added noise (fraction of image std)", "contamination blobs per image", "vacancy fraction")):
@@ -122,7 +132,7 @@ def _plot_slip(errors: Mapping[str, np.ndarray], result: Mapping, out: Path) -> 
         ax.set_ylabel("mean ΔD (Å)")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "slip_robustness.png", dpi=150)
+    fig.savefig(out / f"{name}_robustness.png", dpi=150)
     plt.close(fig)
 
 

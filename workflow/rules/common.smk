@@ -1,12 +1,13 @@
 import pandas as pd
 from snakemake.utils import validate
 
-from vdwstack.config import check_config
+from vdwstack.config import check_config, regressor_settings, slip_studies
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_config(config)
 
 DATASETS = sorted(config["datasets"])
+SLIP_STUDIES = slip_studies(config["regress"])
 
 
 def read_sheet(path, schema):
@@ -24,7 +25,7 @@ style_references = read_sheet(
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
-    task="slip|twist",
+    study="|".join(SLIP_STUDIES),
 
 
 def dataset_spec(wildcards):
@@ -52,30 +53,35 @@ def drit_training_config(wildcards):
 
 
 def slip_model_dirs(wildcards):
-    """Training-grid label -> model folder, one slip model per training dataset."""
+    """Training-grid dataset -> model folder, one slip model per training grid of the study."""
     return {
         ds: f"results/models/slip/{ds}"
-        for ds in config["regress"]["slip"]["train_datasets"]
+        for ds in SLIP_STUDIES[wildcards.study]["train_datasets"]
     }
 
 
-def evaluate_inputs(wildcards):
-    reg = config["regress"]
+def evaluate_slip_inputs(wildcards):
+    study = SLIP_STUDIES[wildcards.study]
     return {
-        "slip_models": [
+        "models": [
             f"results/models/slip/{ds}/model.safetensors"
-            for ds in reg["slip"]["train_datasets"]
+            for ds in study["train_datasets"]
         ],
-        "slip_test": f"results/synthetic/{reg['slip']['test_dataset']}.zarr",
-        "twist_model": f"results/models/twist/{reg['twist']['train_dataset']}/model.safetensors",
-        "twist_test": f"results/synthetic/{reg['twist']['test_dataset']}.zarr",
+        "test": f"results/synthetic/{study['test_dataset']}.zarr",
     }
+
+
+def train_settings(task):
+    """Params function: the settings of the `task` model trained on {dataset}."""
+    return lambda wildcards: regressor_settings(
+        config["regress"], task, wildcards.dataset
+    )
 
 
 def get_final_output():
     return [
         *expand("results/simulations/{dataset}.zarr", dataset=DATASETS),
         "results/drit/metrics.json",
-        "results/evaluation/slip.json",
+        *expand("results/evaluation/slip_{study}.json", study=SLIP_STUDIES),
         "results/evaluation/twist.json",
     ]

@@ -24,17 +24,17 @@ rule synthesize:
         "../scripts/synthesize.py"
 
 
-rule train_regressor:
+rule train_slip:
     input:
         train="results/synthetic/{dataset}.zarr",
     output:
-        model="results/models/{task}/{dataset}/model.safetensors",
-        card="results/models/{task}/{dataset}/card.json",
-        losses="results/models/{task}/{dataset}/losses.csv",
+        model="results/models/slip/{dataset}/model.safetensors",
+        card="results/models/slip/{dataset}/card.json",
+        losses="results/models/slip/{dataset}/losses.csv",
     log:
-        "results/logs/train_{task}/{dataset}.log",
+        "results/logs/train_slip/{dataset}.log",
     benchmark:
-        "results/benchmarks/train_{task}/{dataset}.tsv"
+        "results/benchmarks/train_slip/{dataset}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 2
@@ -43,24 +43,48 @@ rule train_regressor:
         mem_mb=8000,
         runtime=240,
     params:
-        settings=config["regress"]["settings"],
+        task="slip",
+        settings=train_settings("slip"),
     script:
         "../scripts/train_regressor.py"
 
 
-rule evaluate:
+rule train_twist:
     input:
-        unpack(evaluate_inputs),
+        train="results/synthetic/{dataset}.zarr",
     output:
-        slip="results/evaluation/slip.json",
-        slip_boxplot="results/evaluation/slip_boxplot.png",
-        slip_robustness="results/evaluation/slip_robustness.png",
-        twist="results/evaluation/twist.json",
-        twist_mae="results/evaluation/twist_mae.png",
+        model="results/models/twist/{dataset}/model.safetensors",
+        card="results/models/twist/{dataset}/card.json",
+        losses="results/models/twist/{dataset}/losses.csv",
     log:
-        "results/logs/evaluate.log",
+        "results/logs/train_twist/{dataset}.log",
     benchmark:
-        "results/benchmarks/evaluate.tsv"
+        "results/benchmarks/train_twist/{dataset}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1 if config["regress"]["settings"].get("device", "auto") != "cpu" else 0,
+        mem_mb=8000,
+        runtime=240,
+    params:
+        task="twist",
+        settings=train_settings("twist"),
+    script:
+        "../scripts/train_regressor.py"
+
+
+rule evaluate_slip:
+    input:
+        unpack(evaluate_slip_inputs),
+    output:
+        json="results/evaluation/slip_{study}.json",
+        boxplot="results/evaluation/slip_{study}_boxplot.png",
+        robustness="results/evaluation/slip_{study}_robustness.png",
+    log:
+        "results/logs/evaluate_slip/{study}.log",
+    benchmark:
+        "results/benchmarks/evaluate_slip/{study}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 2
@@ -68,6 +92,27 @@ rule evaluate:
         mem_mb=4000,
         runtime=60,
     params:
-        slip_models=slip_model_dirs,
+        models=slip_model_dirs,
     script:
-        "../scripts/evaluate.py"
+        "../scripts/evaluate_slip.py"
+
+
+rule evaluate_twist:
+    input:
+        model=f"results/models/twist/{config['regress']['twist']['train_dataset']}/model.safetensors",
+        test=f"results/synthetic/{config['regress']['twist']['test_dataset']}.zarr",
+    output:
+        json="results/evaluation/twist.json",
+        mae="results/evaluation/twist_mae.png",
+    log:
+        "results/logs/evaluate_twist.log",
+    benchmark:
+        "results/benchmarks/evaluate_twist.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/evaluate_twist.py"

@@ -12,6 +12,6 @@ torch.set_num_threads(snakemake.threads)
 train_from_dataset(
     snakemake.input.train,
     snakemake.params.settings,
-    snakemake.wildcards.task,
+    snakemake.params.task,
     Path(snakemake.output.card).parent,
 )
