@@ -12,7 +12,7 @@ import numpy as np
 from scipy.ndimage import map_coordinates, zoom
 
 from vdwstack.images import normalize_unit, read_image
-from vdwstack.lattice_fft import estimate_pixel_size_A
+from vdwstack.pixel_size import estimate_pixel_size
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def load_style_references(rows: Sequence[dict], material_fallback: str, working_
         elif file_p:
             p, source = file_p, "file"
         else:
-            p, source = estimate_pixel_size_A(img, row.get("material") or material_fallback), "estimated"
+            p, source = estimate_pixel_size(img, row.get("material") or material_fallback).pixel_size_A, "estimated"
             log.warning("%s: no pixel size given; estimated %.4f Å/px from its Bragg spots", path, p)
         if not p > 0:
             raise ValueError(f"{path}: pixel size must be > 0 Å, got {p}")
