@@ -8,12 +8,17 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/structures.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/pseudo_experimental.smk"
 include: "workflow/rules/drit.smk"
 include: "workflow/rules/regress.smk"
+include: "workflow/rules/infer.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

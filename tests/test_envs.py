@@ -9,7 +9,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 # Import name → conda package name, where they differ.
-CONDA_NAME = {"yaml": "pyyaml", "PIL": "pillow", "skimage": "scikit-image"}
+CONDA_NAME = {"yaml": "pyyaml", "PIL": "pillow", "skimage": "scikit-image", "rsciio": "rosettasciio"}
 # Imported only when a GPU is asked for (abTEM on CUDA); not part of the CPU envs.
 OPTIONAL = {"cupy"}
 

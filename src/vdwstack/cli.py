@@ -102,6 +102,61 @@ def cmd_structures(args) -> None:
     print(f"wrote {args.out} ({len(table)} samples)")
 
 
+def _find_model(models: Path, task: str, material: str, layers: int) -> Path:
+    """The model folder under `models` (results/models or one model folder) for task + material.
+
+    Among several slip models of the material, the one trained on the finest grid wins.
+    """
+    import json
+
+    if (models / "card.json").exists():
+        return models
+    cands = []
+    for card_path in sorted((models / task).glob("*/card.json")) + sorted(models.glob("*/card.json")):
+        card = json.loads(card_path.read_text())
+        enc = card.get("encoding", {})
+        if enc.get("task") == task and enc.get("material") == material and (task == "twist" or enc.get("layers") == layers):
+            step = (card.get("training") or {}).get("slip_step_A") or 0.0
+            cands.append((step, str(card_path.parent)))
+    if not cands:
+        raise ValueError(f"no trained {task} model for {layers}-layer {material} under {models}")
+    return Path(min(cands)[1])
+
+
+def cmd_infer(args) -> None:
+    import json
+
+    import torch
+
+    from vdwstack.infer_pipeline import infer_to_files, tasks_of
+
+    torch.set_num_threads(args.threads)
+    models = {t: _find_model(args.models, t, args.material, args.layers) for t in tasks_of(args.task)}
+    out = args.out or Path(args.image).with_suffix("").with_name(Path(args.image).stem + "_vdwstack")
+    settings = {"window_A": args.window, "stride_A": args.stride} if args.window else ({"stride_A": args.stride} if args.stride else {})
+    record = infer_to_files(args.image, Path(args.image).stem, args.material, args.layers, args.task, args.pixel_size,
+                            models, settings, out, on_error="raise")
+    if args.json:
+        brief = {"image": str(args.image), "pixel_size_A": record["pixel_size_A"],
+                 "pixel_size_source": record["pixel_size_source"], "output": str(out)}
+        for t, r in record["results"].items():
+            brief.update({k: v for k, v in r.items() if k.endswith(("_A", "_deg")) and not k.startswith(("window", "stride"))
+                          and k not in ("pixel_size_A",)})
+            brief[f"{t}_n_domains"] = r["n_domains"]
+            if "stacking" in r:
+                brief["stacking"] = r["stacking"]
+        print(json.dumps(brief, indent=1))
+    else:
+        for t, r in record["results"].items():
+            if t == "slip":
+                print(f"{args.image}: Da = {r['Da_A']:.3f} Å, Db = {r['Db_A']:.3f} Å "
+                      f"(± {r['uncertainty_A']:.3f} Å, spread {r['spread_A']:.3f} Å), {r['stacking']}, "
+                      f"{r['n_domains']} domain(s)")
+            else:
+                print(f"{args.image}: θ = {r['theta_deg']:.2f}° (± {r['uncertainty_deg']:.2f}°, spread {r['spread_deg']:.2f}°)")
+        print(f"pixel size {record['pixel_size_A']:.4f} Å/px ({record['pixel_size_source']}); results in {out}/")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vdwstack", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -127,6 +182,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", required=True)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_structures)
+
+    p = sub.add_parser("infer", help="slip / twist of one experimental image with trained models")
+    p.add_argument("image", type=Path, help="TIFF, PNG/JPEG, DM3/DM4, EMD, SER or MRC")
+    p.add_argument("--material", required=True)
+    p.add_argument("--task", choices=("slip", "twist", "both"), required=True)
+    p.add_argument("--layers", type=int, default=2, choices=(2, 3))
+    p.add_argument("--pixel-size", type=float, default=None, metavar="A",
+                   help="Å/px when the file does not record it (else estimated from the Bragg spots)")
+    p.add_argument("--models", type=Path, default=Path("results/models"),
+                   help="results/models of a workflow run, or one model folder")
+    p.add_argument("--window", type=float, default=None, metavar="A", help="map window in Å")
+    p.add_argument("--stride", type=float, default=None, metavar="A", help="map stride in Å")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: next to the image)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_infer)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")

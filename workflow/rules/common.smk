@@ -23,8 +23,16 @@ style_references = read_sheet(
 )
 
 
+IMAGES = images.set_index("image_id", drop=False)
+if IMAGES.index.duplicated().any():
+    raise ValueError(
+        f"{config['images']}: duplicate image_id {sorted(set(IMAGES.index[IMAGES.index.duplicated()]))}"
+    )
+
+
 wildcard_constraints:
     dataset="|".join(DATASETS),
+    image="|".join(IMAGES.index) or "NO_IMAGES",
     study="|".join(SLIP_STUDIES),
 
 
@@ -78,10 +86,60 @@ def train_settings(task):
     )
 
 
+def _dataset_finest_first(names):
+    return sorted(names, key=lambda d: config["datasets"][d].get("slip_step_A", 0.0))
+
+
+def model_for(task, material, layers):
+    """Model folder of the task for this material (finest slip grid), or None when none is trained."""
+    reg, ds = config["regress"], config["datasets"]
+    if task == "twist":
+        d = reg["twist"]["train_dataset"]
+        return f"results/models/twist/{d}" if ds[d]["material"] == material else None
+    for study in SLIP_STUDIES.values():
+        for d in _dataset_finest_first(study["train_datasets"]):
+            if ds[d]["material"] == material and int(ds[d].get("layers", 2)) == layers:
+                return f"results/models/slip/{d}"
+    return None
+
+
+def image_models(wildcards):
+    """Task -> model folder for one image of the sheet (None: no model for its material)."""
+    row = IMAGES.loc[wildcards.image]
+    tasks = ["slip", "twist"] if row["task"] == "both" else [row["task"]]
+    return {t: model_for(t, row["material"], int(row["layers"])) for t in tasks}
+
+
+def infer_inputs(wildcards):
+    row = IMAGES.loc[wildcards.image]
+    models = [f"{m}/model.safetensors" for m in image_models(wildcards).values() if m]
+    return {"image": row["path"], "models": models}
+
+
+def report_inputs(wildcards):
+    return {
+        "results": expand("results/infer/{image}/result.json", image=IMAGES.index),
+        "maps": expand("results/infer/{image}/maps.npz", image=IMAGES.index),
+        "evaluation": [
+            *expand("results/evaluation/slip_{study}.json", study=SLIP_STUDIES),
+            "results/evaluation/twist.json",
+        ],
+        "figures": [
+            *expand("results/evaluation/slip_{study}_boxplot.png", study=SLIP_STUDIES),
+            *expand(
+                "results/evaluation/slip_{study}_robustness.png", study=SLIP_STUDIES
+            ),
+            "results/evaluation/twist_mae.png",
+            "results/drit/samples/final.png",
+        ],
+    }
+
+
 def get_final_output():
     return [
         *expand("results/simulations/{dataset}.zarr", dataset=DATASETS),
         "results/drit/metrics.json",
         *expand("results/evaluation/slip_{study}.json", study=SLIP_STUDIES),
         "results/evaluation/twist.json",
+        "results/report/index.html",
     ]
