@@ -61,9 +61,24 @@ def _spectrum(image: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(rel, 0, None), np.clip(np.exp(ps) - np.exp(gaussian_filter(ps, n / 24)), 0, None)
 
 
+def _strongest_peaks(rel: np.ndarray, k: int = 12) -> np.ndarray:
+    """Mask (dilated by one pixel) of the k strongest local maxima of the spectrum, DC excluded."""
+    n = rel.shape[0]
+    c = n // 2
+    yy, xx = np.mgrid[0:n, 0:n]
+    peaks = (rel == maximum_filter(rel, size=5)) & (np.hypot(yy - c, xx - c) > 2.5)
+    rows, cols = np.nonzero(peaks)
+    top = np.argsort(-rel[rows, cols])[:k]
+    mask = np.zeros(rel.shape, bool)
+    mask[rows[top], cols[top]] = True
+    return maximum_filter(mask, size=3)
+
+
 def _score(rel_max: np.ndarray, g: np.ndarray, e: np.ndarray, p: np.ndarray, phi: np.ndarray,
-           min_spots: int = 6) -> np.ndarray:
-    """NCC score of each (p, φ) hypothesis (flattened arrays of equal length)."""
+           strong: np.ndarray | None = None, min_spots: int = 6) -> np.ndarray:
+    """Score of each (p, φ) hypothesis (flattened arrays of equal length): NCC of observed and
+    expected spot strengths, times a factor for how many of the strongest observed peaks the
+    hypothesis explains (so a pattern fitted to noise cannot beat the dominant lattice)."""
     n = rel_max.shape[0]
     c = n // 2
     cos, sin = np.cos(phi)[:, None], np.sin(phi)[:, None]
@@ -84,6 +99,9 @@ def _score(rel_max: np.ndarray, g: np.ndarray, e: np.ndarray, p: np.ndarray, phi
     do = np.where(ok, o - mo[:, None], 0)
     de = np.where(ok, ee - me[:, None], 0)
     ncc = (do * de).sum(1) / np.sqrt((do ** 2).sum(1) * (de ** 2).sum(1) + 1e-12)
+    if strong is not None:
+        hits = np.where(ok, strong[row, col], False).sum(1)
+        ncc = ncc * (0.5 + 0.5 * np.minimum(hits, 6) / 6)
     return np.where((cnt >= min_spots) & valid, ncc, -1.0)
 
 
@@ -105,13 +123,14 @@ def estimate_pixel_size(image: np.ndarray, material: str, search_A: tuple[float,
     nc = min(small.shape) - min(small.shape) % 2
     rel, _ = _spectrum(small, nc)
     rel_max = maximum_filter(rel, size=3)
+    strong = _strongest_peaks(rel)
     lo = max(search_A[0] * b, 2.5 / (nc * np.linalg.norm(g, axis=1).max()))
     ps_grid = np.exp(np.arange(np.log(lo), np.log(search_A[1] * b), 0.003))
     phis = np.arange(0, rot_period, np.deg2rad(0.5))
     best = (-np.inf, None, None)
     for chunk in np.array_split(ps_grid, max(1, len(ps_grid) // 40)):
         P, PH = np.meshgrid(chunk, phis, indexing="ij")
-        s = _score(rel_max, g, e, P.ravel(), PH.ravel())
+        s = _score(rel_max, g, e, P.ravel(), PH.ravel(), strong)
         i = int(np.argmax(s))
         if s[i] > best[0]:
             best = (float(s[i]), float(P.ravel()[i]), float(PH.ravel()[i]))
