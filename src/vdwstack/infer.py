@@ -239,8 +239,11 @@ def infer_image(image: np.ndarray, pixel_size_A: float, reg: Regressor,
 
     # Whole image: crops on an even grid spanning the image.
     n_side = int(np.ceil(np.sqrt(settings.whole_image_crops)))
-    rs = np.linspace(c // 2, img.shape[0] - c + c // 2, n_side).astype(int)
-    cs = np.linspace(c // 2, img.shape[1] - c + c // 2, n_side).astype(int)
+    if n_side == 1:
+        rs, cs = np.array([img.shape[0] // 2]), np.array([img.shape[1] // 2])
+    else:
+        rs = np.linspace(c // 2, img.shape[0] - c + c // 2, n_side).astype(int)
+        cs = np.linspace(c // 2, img.shape[1] - c + c // 2, n_side).astype(int)
     centres = np.array([(r, q) for r in rs for q in cs])[: max(settings.whole_image_crops, 1)]
     centres = np.unique(centres, axis=0)
     est, spread = robust_aggregate(reg, sym, pred.features(centres))

@@ -1,0 +1,283 @@
+"""Inference on experimental-like images: readers, pixel size, maps, domains, JSON, atomic models,
+report and the `vdwstack infer` command."""
+
+import json
+import shutil
+import struct
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import make_row
+from vdwstack.cli import main as cli_main
+from vdwstack.images import read_image
+from vdwstack.infer import (InferenceSettings, atomic_model, domain_boundaries, infer_image, name_stacking,
+                            segment_domains, stacking_names)
+from vdwstack.infer_pipeline import infer_to_files
+from vdwstack.io import write_tiff
+from vdwstack.pixel_size import estimate_pixel_size
+from vdwstack.regress import Regressor, TargetCodec, build_resnet, export_regressor
+from vdwstack.report import write_report
+from vdwstack.simulate import simulate_row
+from vdwstack.symmetry import symmetry_for
+from vdwstack.degrade import Degradation, degrade
+
+
+# --- readers -------------------------------------------------------------------------------------
+def _mrc(path, data, pixel_A):
+    """A minimal MRC2014 file (mode 2, float32) with the pixel size in the cell dimensions."""
+    ny, nx = data.shape
+    h = bytearray(1024)
+    struct.pack_into("<3i", h, 0, nx, ny, 1)
+    struct.pack_into("<i", h, 12, 2)
+    struct.pack_into("<3i", h, 28, nx, ny, 1)
+    struct.pack_into("<3f", h, 40, nx * pixel_A, ny * pixel_A, pixel_A)
+    struct.pack_into("<3f", h, 52, 90, 90, 90)
+    struct.pack_into("<3i", h, 64, 1, 2, 3)
+    h[208:212] = b"MAP "
+    h[212:216] = bytes([0x44, 0x44, 0, 0])
+    path.write_bytes(bytes(h) + data.astype("<f4").tobytes())
+
+
+def test_reads_microscope_formats_with_pixel_size(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.random((48, 64)).astype(np.float32)
+    _mrc(tmp_path / "a.mrc", data, 0.7)
+    img, p = read_image(tmp_path / "a.mrc")
+    assert img.shape == (48, 64) and np.allclose(img, data) and p == pytest.approx(0.7, rel=1e-5)
+    pytest.importorskip("h5py")
+    from rsciio.emd import file_writer
+
+    axes = [{"size": 48, "scale": 0.005, "offset": 0, "units": "nm", "name": "y", "navigate": False},
+            {"size": 64, "scale": 0.005, "offset": 0, "units": "nm", "name": "x", "navigate": False}]
+    file_writer(str(tmp_path / "a.emd"), {"data": data, "axes": axes, "metadata": {"General": {"title": "t"},
+                                                                                    "Signal": {"signal_type": ""}},
+                                          "original_metadata": {}})
+    img, p = read_image(tmp_path / "a.emd")
+    assert np.allclose(img, data) and p == pytest.approx(0.05)
+
+
+def test_reads_jpeg_and_png_without_pixel_size(tmp_path):
+    from PIL import Image
+
+    grey = (np.random.default_rng(1).random((40, 50)) * 255).astype(np.uint8)
+    Image.fromarray(grey).save(tmp_path / "g.jpg", quality=95)
+    img, p = read_image(tmp_path / "g.jpg")
+    assert img.shape == (40, 50) and p is None and abs(img.mean() - grey.mean()) < 3
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("broken.dm3", b"not a dm3 file at all" * 10, "cannot read microscope file"),
+    ("broken.ser", b"\x00" * 64, "cannot read microscope file"),
+    ("image.xyz", b"3\n\n", "unsupported image format"),
+])
+def test_damaged_microscope_files_name_the_file(tmp_path, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ValueError, match=message) as e:
+        read_image(tmp_path / name)
+    assert name in str(e.value)
+
+
+def test_truncated_png_names_the_file(tmp_path):
+    from PIL import Image
+
+    Image.fromarray((np.random.default_rng(2).random((128, 128)) * 255).astype(np.uint8)).save(tmp_path / "t.png")
+    raw = (tmp_path / "t.png").read_bytes()
+    (tmp_path / "t.png").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="t.png"):
+        read_image(tmp_path / "t.png")
+
+
+# --- pixel size ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("material,p,rot", [("MoS2", 0.07, 17.0), ("ReS2", 0.1, 41.0), ("WS2", 0.15, 0.0)])
+def test_pixel_size_from_bragg_spots_within_2_percent(material, p, rot):
+    size = int(max(256, 2 * round(15 / p)))
+    img = simulate_row(make_row(material, size=size, pixel_size_A=p, rotation_deg=rot, Da_A=0.7, Db_A=0.3))
+    img = degrade(img - img.min() + 1e-3, p, Degradation(dose_e_per_A2=2e5, gaussian_noise=0.1),
+                  np.random.default_rng(3))
+    est = estimate_pixel_size(img, material)
+    assert est.pixel_size_A == pytest.approx(p, rel=0.02)
+
+
+def test_pixel_size_refuses_an_image_without_lattice():
+    noise = np.random.default_rng(4).random((256, 256))
+    with pytest.raises(ValueError, match="no MoS2 lattice"):
+        estimate_pixel_size(noise, "MoS2")
+
+
+# --- inference -----------------------------------------------------------------------------------
+def _model(tmp_path, task, material, crop=48, p=0.12):
+    """An untrained but complete model folder (inference plumbing does not need a good model)."""
+    torch.manual_seed(0)
+    codec = TargetCodec(task, material, 2)
+    net = build_resnet("resnet18", codec.dim)
+    out = tmp_path / f"{task}_{material}"
+    out.mkdir()
+    card = {"architecture": "resnet18", "task": task, "encoding": codec.to_dict(),
+            "input": {"channels": 1, "crop_px": crop, "pixel_size_A": p},
+            "training": {"dataset": "none", "slip_step_A": 0.5 if task == "slip" else None}}
+    export_regressor(net.eval(), out, card)
+    return out
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    base = tmp_path_factory.mktemp("models")
+    return {"slip": _model(base, "slip", "ReS2"), "twist": _model(base, "twist", "MoS2")}
+
+
+@pytest.fixture(scope="module")
+def res2_tif(tmp_path_factory):
+    """A ReS2 image at 0.1 Å/px (the models are at 0.12) with its truth in the TIFF."""
+    path = tmp_path_factory.mktemp("img") / "res2.tif"
+    img = simulate_row(make_row("ReS2", size=160, pixel_size_A=0.1, Da_A=1.0, Db_A=0.4, rotation_deg=30))
+    write_tiff(path, img, 0.1, {"truth": {"material": "ReS2", "Da_A": 1.0, "Db_A": 0.4}})
+    return path
+
+
+def test_map_shapes_and_whole_image_estimate(models, res2_tif):
+    img, p = read_image(res2_tif)
+    reg = Regressor(models["slip"])
+    s = InferenceSettings(window_A=6.0, stride_A=2.0, whole_image_crops=4, tta_rotations=2)
+    res = infer_image(img, p, reg, s, "res2")
+    # Window = the model's field (48 px × 0.12 Å = 5.76 Å → 6 Å); image 16 Å; stride 2.04 Å (17 px).
+    n = len(range(25, 133 - 50 + 25 + 1, 17))
+    assert res.maps["Da_A"].shape == res.maps["Db_A"].shape == (n, n)
+    assert res.domain_labels.shape == (n, n) and res.boundaries.dtype == bool
+    r = res.record
+    assert r["pixel_size_A"] == 0.1 and r["task"] == "slip" and r["n_crops"] == 4
+    assert {"Da_A", "Db_A", "spread_A", "uncertainty_A", "domains", "stacking", "map"} <= set(r)
+    assert symmetry_for("ReS2").is_canonical(r["Da_A"], r["Db_A"], tol_A=1e-6)
+    assert r["uncertainty_A"] <= r["spread_A"] + 1e-12
+
+
+def test_image_smaller_than_a_window_is_refused(models):
+    reg = Regressor(models["slip"])
+    with pytest.raises(ValueError, match="smaller than one window"):
+        infer_image(np.random.default_rng(0).random((40, 40)), 0.1, reg, image_id="tiny.png")
+
+
+def test_tta_averages_rotated_copies(models, res2_tif):
+    """With all four quarter turns the estimate of an image equals that of its rotated copy."""
+    img, _ = read_image(res2_tif)
+    img = img[:144, :144]
+    reg = Regressor(models["slip"])
+    s = InferenceSettings(whole_image_crops=1, tta_rotations=4)
+    a = infer_image(img, reg.pixel_size_A, reg, s).record  # no resampling: exact quarter turns
+    b = infer_image(np.rot90(img).copy(), reg.pixel_size_A, reg, s).record
+    assert symmetry_for("ReS2").slip_error_A(a["Da_A"], a["Db_A"], b["Da_A"], b["Db_A"]) < 1e-3
+
+
+def test_two_domains_and_their_boundary():
+    sym = symmetry_for("MoS2")
+    da = np.zeros((6, 8))
+    db = np.zeros((6, 8))
+    ab = stacking_names("MoS2")["AB/BA"]
+    da[:, 4:], db[:, 4:] = ab
+    da += np.random.default_rng(0).normal(0, 0.02, da.shape)
+    labels, masks = segment_domains({"Da_A": da, "Db_A": db},
+                                    lambda a, b: sym.slip_error_A(a["Da_A"], a["Db_A"], b["Da_A"], b["Db_A"]), 0.3, 2)
+    assert len(masks) == 2 and len(np.unique(labels[:, :4])) == 1 and labels[0, 0] != labels[0, 7]
+    b = domain_boundaries(labels)
+    assert b[:, 3].all() and not b[:, :3].any()
+
+
+def test_stacking_names():
+    a = 3.16
+    sym = symmetry_for("MoS2")
+    da, db = sym.cartesian_to_slip(np.array([0.0, -a / np.sqrt(3)]))  # BA ≡ AB under D ≡ −D
+    assert name_stacking("MoS2", float(da), float(db)) == "AB/BA"
+    assert name_stacking("MoS2", 0.02, -0.03) == "AA"
+    assert name_stacking("ReS2", 0.0, 0.05) == "AA"
+    assert name_stacking("ReS2", 1.5, 1.0) == "other"
+
+
+def test_atomic_model_holds_the_inferred_slip():
+    atoms = atomic_model("MoS2", 2, {"Da_A": 1.0, "Db_A": 0.0}, size_A=20.0)
+    tags = atoms.get_tags()
+    assert set(tags) == {1, 2} and set(atoms.get_chemical_symbols()) == {"Mo", "S"}
+    mo1 = atoms.positions[(tags == 1) & (atoms.numbers == 42), :2]
+    mo2 = atoms.positions[(tags == 2) & (atoms.numbers == 42), :2]
+    # Every top-layer Mo sits 1.0 Å along a from some bottom-layer Mo (modulo the lattice).
+    d = mo2[:, None] - mo1[None]
+    assert np.min(np.linalg.norm(d - np.array([1.0, 0.0]), axis=-1), axis=1).max() < 1e-6 or \
+        np.min(np.linalg.norm(d + np.array([1.0, 0.0]), axis=-1), axis=1).max() < 1e-6
+
+
+def test_infer_to_files_json_models_and_truth(models, res2_tif, tmp_path):
+    rec = infer_to_files(res2_tif, "res2", "ReS2", 2, "slip", None, {"slip": models["slip"]},
+                         {"window_A": 6.0, "stride_A": 3.0, "whole_image_crops": 4}, tmp_path / "out", on_error="raise")
+    out = tmp_path / "out"
+    on_disk = json.loads((out / "result.json").read_text())
+    assert on_disk["status"] == "ok" and on_disk["pixel_size_source"] == "metadata"
+    slip = on_disk["results"]["slip"]
+    assert np.array(slip["maps"]["Da_A"]).shape == (slip["map"]["rows"], slip["map"]["cols"])
+    assert "dD_A" in on_disk["errors_vs_truth"] and on_disk["truth"]["Da_A"] == 1.0
+    from ase.io import read
+
+    atoms = read(out / "model.xyz")
+    assert set(atoms.get_tags()) == {1, 2} and "Re" in atoms.get_chemical_symbols()
+    assert read(out / "model.cif").get_chemical_formula() == atoms.get_chemical_formula()
+    assert set(np.load(out / "maps.npz").files) >= {"image", "slip_Da_A", "slip_Db_A", "slip_domains"}
+    assert rec["results"]["slip"]["n_domains"] >= 1
+
+
+@pytest.mark.parametrize("content,material,message", [
+    (b"\x89PNG\r\n\x1a\n broken", "ReS2", "cannot read image"),
+    (None, "ReS2", "constant"),
+    (b"", "MoTe3", "MoTe3"),
+])
+def test_bad_image_becomes_an_error_record(models, tmp_path, content, material, message):
+    path = tmp_path / "bad.png"
+    if content is None:
+        from PIL import Image
+
+        Image.fromarray(np.full((64, 64), 7, np.uint8)).save(path)
+    else:
+        path.write_bytes(content)
+    (tmp_path / "other").mkdir()
+    keep = tmp_path / "other" / "result.json"
+    keep.write_text('{"untouched": true}')
+    rec = infer_to_files(path, "bad", material, 2, "slip", 0.1, {"slip": models["slip"]}, None, tmp_path / "bad")
+    assert rec["status"] == "error" and message in rec["error"]
+    assert json.loads((tmp_path / "bad" / "result.json").read_text())["status"] == "error"
+    assert keep.read_text() == '{"untouched": true}'
+    with pytest.raises(ValueError, match=message):
+        infer_to_files(path, "bad", material, 2, "slip", 0.1, {"slip": models["slip"]}, None, tmp_path / "b2",
+                       on_error="raise")
+
+
+def test_missing_model_for_material_is_named(tmp_path, res2_tif):
+    rec = infer_to_files(res2_tif, "x", "ReSe2", 2, "slip", None, {"slip": None}, None, tmp_path / "x")
+    assert rec["status"] == "error" and "no trained slip model for ReSe2" in rec["error"]
+
+
+def test_cli_infer_json(models, res2_tif, tmp_path, capsys):
+    rc = cli_main(["infer", str(res2_tif), "--material", "ReS2", "--task", "slip", "--models", str(models["slip"]),
+                   "--window", "6", "--stride", "3", "--out", str(tmp_path / "cli"), "--threads", "1", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"Da_A", "Db_A", "uncertainty_A", "pixel_size_A", "pixel_size_source"} <= set(out)
+    assert out["pixel_size_source"] == "metadata" and out["pixel_size_A"] == pytest.approx(0.1)
+    rc = cli_main(["infer", str(res2_tif), "--material", "MoS2", "--task", "twist", "--models", str(tmp_path)])
+    assert rc == 2
+    assert "no trained twist model" in capsys.readouterr().err
+
+
+def test_report_html_lists_every_image_and_opens_in_a_browser(models, res2_tif, tmp_path):
+    rec = infer_to_files(res2_tif, "res2", "ReS2", 2, "slip", None, {"slip": models["slip"]},
+                         {"window_A": 6.0, "stride_A": 3.0, "whole_image_crops": 4}, tmp_path / "res2")
+    bad = {"image_id": "broken", "material": "ReS2", "task": "slip", "status": "error", "error": "ValueError: x"}
+    html = write_report([rec, bad], {"res2": tmp_path / "res2" / "maps.npz"}, tmp_path / "report")
+    text = html.read_text()
+    assert "res2" in text and "broken" in text and "ValueError: x" in text and "data:image/png;base64" in text
+    assert (tmp_path / "report" / "summary.tsv").read_text().count("\n") == 3
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no chromium for the screenshot")
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,1600",
+                    f"--screenshot={shot}", html.as_uri()], capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 10_000
