@@ -1,6 +1,7 @@
 """The Snakemake workflow: dry run, lint, format, schema errors, a tiny real run."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -117,9 +118,26 @@ def test_tiny_workflow_runs_and_is_deterministic(tmp_path):
     assert {"mean", "median", "p95"} <= set(slip["models"]["ReS2_slip"])
     twist = json.loads((work / "results" / "evaluation" / "twist.json").read_text())
     assert "fft_mae_deg" in twist and (work / "results" / "models" / "twist" / "MoS2_twist" / "card.json").exists()
-    # Nothing to do on a second run; a forced rerun gives bit-identical images.
+    # Inference and report: one record per sheet row; a row without a model is an error record.
+    ok = json.loads((work / "results" / "infer" / "test_style" / "result.json").read_text())
+    assert ok["status"] == "ok" and "dD_A" in ok["errors_vs_truth"] and ok["pixel_size_source"] == "metadata"
+    assert (work / "results" / "infer" / "test_style" / "model.cif").exists()
+    tw = json.loads((work / "results" / "infer" / "test_twist" / "result.json").read_text())
+    assert tw["status"] == "ok" and "theta_deg" in tw["results"]["twist"]
+    bad = json.loads((work / "results" / "infer" / "test_unknown_model" / "result.json").read_text())
+    assert bad["status"] == "error" and "no trained slip model for WS2" in bad["error"]
+    html = (work / "results" / "report" / "index.html").read_text()
+    assert all(i in html for i in ("test_style", "test_twist", "test_unknown_model"))
+    # Nothing to do on a second run; a new sheet row adds only its own infer job and the report.
     res = _snakemake(work, "-n", "--cores", "1")
     assert "Nothing to be done" in res.stdout + res.stderr
+    sheet = work / "config" / "images.tsv"
+    sheet.write_text(sheet.read_text() + "test_new\tresults/pseudo_experimental/test_twist.tif\tMoS2\t2\ttwist\t0.12\t\n")
+    res = _snakemake(work, "-n", "--cores", "1", "--quiet", "rules")
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", res.stdout, re.M))
+    assert jobs == {"infer": "1", "report": "1", "all": "1", "total": "3"}, res.stdout
+    res = _snakemake(work, "--report", str(work / "report.html"))
+    assert res.returncode == 0 and (work / "report.html").stat().st_size > 10_000, res.stderr[-2000:]
     res = _snakemake(work, "--cores", "2", "--forcerun", "simulate")
     assert res.returncode == 0
     root2, _ = open_image_dataset(work / "results" / "simulations" / "ReS2_slip.zarr")

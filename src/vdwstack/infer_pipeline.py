@@ -38,10 +38,12 @@ def infer_to_files(image_path: str | Path, image_id: str, material: str, layers:
     except Exception as e:
         if on_error != "record":
             raise
-        log.error("%s: %s", image_path, e)
+        msg = str(e) if str(image_path) in str(e) else f"{image_path}: {e}"
+        log.error("%s", msg)
         log.debug(traceback.format_exc())
         record = {"image_id": image_id, "path": str(image_path), "material": material, "task": task,
-                  "status": "error", "error": f"{type(e).__name__}: {e}"}
+                  "status": "error", "error": f"{type(e).__name__}: {msg}"}
+        np.savez_compressed(out / "maps.npz")  # the declared output exists; it holds no maps
     _write_json(out / "result.json", record)
     return record
 
