@@ -281,3 +281,18 @@ def test_report_html_lists_every_image_and_opens_in_a_browser(models, res2_tif, 
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,1600",
                     f"--screenshot={shot}", html.as_uri()], capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+def test_shared_experimental_images_load_and_mos2_scale_is_found(root):
+    folder = root.parent / "shared" / "data" / "experimental"
+    if not folder.is_dir():
+        pytest.skip("../shared/data/experimental not present")
+    files = sorted(folder.glob("*.png"))
+    assert len(files) == 9
+    for f in files:
+        img, p = read_image(f)
+        assert img.ndim == 2 and min(img.shape) >= 256 and p is None
+    img, _ = read_image(folder / "MoS2_twisted_bilayer.png")
+    est = estimate_pixel_size(img, "MoS2")
+    # 12 first-order spots ~10 px from the centre of the 1024² spectrum: d(100) = 2.74 Å ≈ 100 px.
+    assert 0.02 < est.pixel_size_A < 0.035 and est.spot_contrast > 2
