@@ -13,14 +13,14 @@ import torch
 from helpers import make_row
 from vdwstack.cli import main as cli_main
 from vdwstack.images import read_image
-from vdwstack.infer import (InferenceSettings, atomic_model, domain_boundaries, infer_image, name_stacking,
-                            segment_domains, stacking_names)
+from vdwstack.infer import InferenceSettings, atomic_model, domain_boundaries, infer_image, segment_domains
 from vdwstack.infer_pipeline import infer_to_files
 from vdwstack.io import write_tiff
 from vdwstack.pixel_size import estimate_pixel_size
 from vdwstack.regress import Regressor, TargetCodec, build_resnet, export_regressor
 from vdwstack.report import write_report
 from vdwstack.simulate import simulate_row
+from vdwstack.stacking_names import name_stacking, stacking_names
 from vdwstack.symmetry import symmetry_for
 from vdwstack.degrade import Degradation, degrade
 

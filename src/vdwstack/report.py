@@ -82,7 +82,7 @@ def image_figure(record: Mapping, maps_npz: str | Path, out_png: str | Path) -> 
 
 def slip_cell_histogram(records: Sequence[Mapping], maps: Mapping[str, str | Path], out_png: str | Path) -> None:
     """2-D histogram of all map slips (Cartesian, canonical) per material, high-symmetry stackings marked."""
-    from vdwstack.infer import stacking_names
+    from vdwstack.stacking_names import stacking_names
     from vdwstack.symmetry import symmetry_for
 
     plt = _plt()

@@ -25,7 +25,7 @@ rule report:
     log:
         "results/logs/report.log",
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/report.yaml"
     resources:
         mem_mb=4000,
         runtime=30,
