@@ -81,10 +81,13 @@ def test_tiny_training_lowers_loss_and_resumes(tiny_sets, tmp_path):
     torch.manual_seed(0)
     _, steps = train_regressor(data, cfg, tmp_path / "m", progress=False, stop_after=20)
     assert steps == 20
+    (tmp_path / "m" / "losses.csv").unlink()  # Snakemake removes a job's outputs before a rerun
     _, steps = train_regressor(data, cfg, tmp_path / "m", progress=False)  # resumes at 20
     assert steps == 40
     loss = np.loadtxt(tmp_path / "m" / "losses.csv", delimiter=",", skiprows=1, usecols=2)
     assert len(loss) == 40 and loss[-10:].mean() < loss[:5].mean()
+    steps_logged = np.loadtxt(tmp_path / "m" / "losses.csv", delimiter=",", skiprows=1, usecols=0)
+    assert (steps_logged == np.arange(1, 41)).all()
     bad = tmp_path / "bad.pt"
     bad.write_bytes(pickle.dumps({"x": Exception("boom")}))
     with pytest.raises(ValueError, match="refused to load"):

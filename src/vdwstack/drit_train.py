@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from vdwstack.drit import Drit, DritArchitecture, Translator
 from vdwstack.drit_data import DomainSampler
 from vdwstack.drit_losses import content_preservation, kl_gaussian, lattice_consistency, lsgan, mode_seeking
+from vdwstack.io import open_loss_log, publish_loss_log
 
 log = logging.getLogger(__name__)
 
@@ -246,9 +247,8 @@ def train(sampler: DomainSampler, cfg: DritConfig, out_dir: str | Path, pixel_si
     if ckpt.exists():
         trainer.load_checkpoint(ckpt)
         log.info("resumed from %s at iteration %d", ckpt, trainer.iteration)
-    log_path = out / "losses.csv"
     writer = None
-    fh = open(log_path, "a", newline="")  # noqa: SIM115
+    fh = open_loss_log(out, trainer.iteration)
     t_start, done_here = time.perf_counter(), 0
     try:
         with tqdm(total=cfg.iterations, initial=trainer.iteration, desc="drit", unit="it", disable=not progress) as bar:
@@ -275,6 +275,7 @@ def train(sampler: DomainSampler, cfg: DritConfig, out_dir: str | Path, pixel_si
                     trainer.save_checkpoint(ckpt)
     finally:
         fh.close()
+    publish_loss_log(out)
     return trainer
 
 

@@ -150,3 +150,29 @@ def read_tiff_pixel_size_A(path: str | os.PathLike) -> float | None:
         if cm_per_unit is None:
             return None
         return cm_per_unit * 1e8 / per_unit
+
+
+def open_loss_log(out_dir: str | os.PathLike, resume_at: int):
+    """Append-mode CSV of a training run, kept in ``checkpoints/`` so that it survives Snakemake
+    removing the job's outputs before a restart; rows after the resumed step are dropped.
+
+    Returns the open file (positioned at its end; empty when a new header is needed).
+    `publish_loss_log` copies it to ``losses.csv`` at the end.
+    """
+    path = Path(out_dir) / "checkpoints" / "losses.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keep = []
+    if path.exists() and resume_at > 0:
+        lines = path.read_text().splitlines(keepends=True)
+        keep = lines[:1] + [ln for ln in lines[1:] if ln.strip() and float(ln.split(",", 1)[0]) <= resume_at]
+    fh = open(path, "w", newline="")  # noqa: SIM115 - the caller closes it
+    fh.writelines(keep)
+    return fh
+
+
+def publish_loss_log(out_dir: str | os.PathLike) -> None:
+    """Copy the run's loss log from ``checkpoints/`` to ``losses.csv`` (the declared output)."""
+    out = Path(out_dir)
+    tmp = out / "losses.csv.partial"
+    shutil.copyfile(out / "checkpoints" / "losses.csv", tmp)
+    os.replace(tmp, out / "losses.csv")

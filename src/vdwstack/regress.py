@@ -26,6 +26,7 @@ from vdwstack.augment import Augmentation, augment
 from vdwstack.drit_train import load_weights_only, resolve_device
 from vdwstack.encoding import SlipEncoding, TwistEncoding
 from vdwstack.images import normalize_unit
+from vdwstack.io import open_loss_log, publish_loss_log
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ def train_regressor(data: TrainingData, cfg: RegressorConfig, out_dir: str | Pat
         torch.set_rng_state(state["torch_rng"])
         step = int(state["step"])
         log.info("resumed from %s at step %d", ckpt, step)
-    fh = open(out / "losses.csv", "a", newline="")  # noqa: SIM115
+    fh = open_loss_log(out, step)
     writer = csv.writer(fh)
     if fh.tell() == 0:
         writer.writerow(["step", "seconds", "loss", "lr"])
@@ -190,6 +191,7 @@ def train_regressor(data: TrainingData, cfg: RegressorConfig, out_dir: str | Pat
                     os.replace(tmp, ckpt)
     finally:
         fh.close()
+    publish_loss_log(out)
     return model, step
 
 

@@ -136,6 +136,30 @@ def twist_histogram(records: Sequence[Mapping], maps: Mapping[str, str | Path], 
     plt.close(fig)
 
 
+def training_curves(loss_csvs: Sequence[str | Path], out_png: str | Path) -> None:
+    """Loss curves of DRIT (total and discriminator) and of every regressor (running mean of 25)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for path in loss_csvs:
+        t = pd.read_csv(path)
+        path = Path(path)
+        if "iteration" in t:  # DRIT
+            for col in ("total", "discriminator"):
+                if col in t:
+                    axes[0].plot(t["iteration"], t[col].rolling(25, min_periods=1).mean(), label=col)
+        elif "step" in t:
+            axes[1].plot(t["step"], t["loss"].rolling(25, min_periods=1).mean(),
+                         label=f"{path.parent.parent.name} {path.parent.name}")
+    axes[0].set(xlabel="iteration", ylabel="loss", title="DRIT")
+    axes[1].set(xlabel="step", ylabel="loss (running mean)", title="regressors", yscale="log")
+    for ax in axes:
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+
+
 def summary_table(records: Sequence[Mapping]) -> pd.DataFrame:
     rows = []
     for r in records:
@@ -191,7 +215,7 @@ def _img_tag(path: str | Path, caption: str) -> str:
 
 def write_report(records: Sequence[Mapping], maps: Mapping[str, str | Path], out_dir: str | Path,
                  extra_figures: Sequence[tuple[str | Path, str]] = (), bench_root: str | Path | None = None,
-                 evaluation: Mapping[str, Mapping] | None = None) -> Path:
+                 evaluation: Mapping[str, Mapping] | None = None, loss_csvs: Sequence[str | Path] = ()) -> Path:
     """Write figures and `index.html` into out_dir; returns the HTML path."""
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -235,8 +259,12 @@ def write_report(records: Sequence[Mapping], maps: Mapping[str, str | Path], out
                 parts += [f"<h3>{html.escape(name)}</h3><p>twist MAE {ev['model_mae_deg']:.2f}° "
                           f"(FFT baseline {ev['fft_mae_deg']:.2f}°; below 3°: model "
                           f"{ev['below_3deg']['model_mae_deg']}, FFT {ev['below_3deg']['fft_mae_deg']})</p>"]
-    if extra_figures:
+    if extra_figures or loss_csvs:
         parts.append("<h2>Training and evaluation figures</h2>")
+    if loss_csvs:
+        training_curves(loss_csvs, out / "training_curves.png")
+        parts.append(_img_tag(out / "training_curves.png", "Training losses of DRIT and of the slip and twist regressors."))
+    if extra_figures:
         parts += [_img_tag(p, c) for p, c in extra_figures if Path(p).exists()]
     if bench_root and Path(bench_root).exists():
         parts += ["<h2>Run time per job</h2>", benchmark_table(bench_root).to_html(index=False, classes="tbl")]

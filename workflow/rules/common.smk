@@ -132,6 +132,14 @@ def report_inputs(wildcards):
             "results/evaluation/twist_mae.png",
             "results/drit/samples/final.png",
         ],
+        "losses": [
+            "results/drit/losses.csv",
+            *expand(
+                "results/models/slip/{dataset}/losses.csv",
+                dataset=[d for s in SLIP_STUDIES.values() for d in s["train_datasets"]],
+            ),
+            f"results/models/twist/{config['regress']['twist']['train_dataset']}/losses.csv",
+        ],
     }
 
 

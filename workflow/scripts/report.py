@@ -27,4 +27,5 @@ write_report(
     figures,
     "results/benchmarks",
     evaluation,
+    snakemake.input.losses,
 )
