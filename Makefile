@@ -4,7 +4,7 @@ PYTHON ?= python3
 CORES ?= 2
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench clean-results
+.PHONY: run test test-slurm lint bench clean-results
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ run: $(VENV)/.installed
 ## test: create the venv, install, and run the test suite (pytest exit 5 = no tests = failure)
 test: $(VENV)/.installed
 	$(PY) -m pytest -ra
+
+## test-slurm: profiles/slurm on a throwaway single-node SLURM cluster (root + apt-get; ~8 min;
+## also part of `make test`, skipped there with VDWSTACK_SKIP_SLURM=1)
+test-slurm: $(VENV)/.installed
+	$(PY) -m pytest -ra tests/test_slurm.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/snakemake --lint
