@@ -256,9 +256,12 @@ def write_report(records: Sequence[Mapping], maps: Mapping[str, str | Path], out
                 parts += [f"<h3>{html.escape(name)} ({ev['material']}, {ev['n_test']} images)</h3>",
                           pd.DataFrame(rows).to_html(index=False, float_format="%.3f", classes="tbl")]
             elif "model_mae_deg" in ev:
-                parts += [f"<h3>{html.escape(name)}</h3><p>twist MAE {ev['model_mae_deg']:.2f}° "
-                          f"(FFT baseline {ev['fft_mae_deg']:.2f}°; below 3°: model "
-                          f"{ev['below_3deg']['model_mae_deg']}, FFT {ev['below_3deg']['fft_mae_deg']})</p>"]
+                b3 = ev["below_3deg"]
+                small = (f"below 3°: model {b3['model_mae_deg']:.2f}°, FFT {b3['fft_mae_deg']:.2f}°"
+                         if b3.get("model_mae_deg") is not None else "no test images below 3°")
+                parts += [f"<h3>{html.escape(name)} ({ev['material']}, {ev['n_test']} images)</h3>"
+                          f"<p>twist MAE {ev['model_mae_deg']:.2f}° (FFT baseline {ev['fft_mae_deg']:.2f}°, "
+                          f"{ev['fft_mae_mod_ambiguity_deg']:.2f}° modulo θ↔60°−θ; {small})</p>"]
     if extra_figures or loss_csvs:
         parts.append("<h2>Training and evaluation figures</h2>")
     if loss_csvs:
