@@ -29,8 +29,10 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/snakemake --lint
 	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
 
+## bench: every benchmark (simulation, DRIT, regressors, end-to-end demo + one-new-image rerun),
+## JSON in benchmarks/results/ (~25 min on 2 cores; BENCH_ARGS=--quick for a 3-min version)
 bench: $(VENV)/.installed
-	$(PY) benchmarks/simulation.py --out benchmarks/simulation.json
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean-results:
 	rm -rf results .snakemake

@@ -4,7 +4,7 @@
 #   ci/slurm_local.sh up      install (apt, only if missing) slurmctld slurmd slurm-client munge,
 #                             write a minimal slurm.conf, start munged/slurmctld/slurmd, wait for "idle"
 #   ci/slurm_local.sh status  exit 0 when the node answers and is usable (idle/mixed/allocated)
-#   ci/slurm_local.sh down    stop exactly the daemons that `up` started (by recorded pid)
+#   ci/slurm_local.sh down    stop exactly the daemons that `up` started (by recorded pid), remove its slurm.conf
 #
 # Debian 12 (Slurm 22.05), root, no systemd, no cgroups. Recipe A of the team's notes
 # (shared/notes/slurm-local.md): no accounting database, so `sacct` fails and job status must be
@@ -198,6 +198,10 @@ cmd_down() {
         done
     done
     rm -f "$PIDS"
+    # Leave no slurm.conf behind: with one present, every SLURM client (and so every later
+    # `snakemake` start, whose slurm plugin runs `scontrol show config` on import) waits ~10 s
+    # for a controller that is gone.
+    if [ -e "$CONF" ] && grep -qF "$MARK" "$CONF"; then rm -f "$CONF"; log "removed $CONF"; fi
 }
 
 case "${1:-}" in

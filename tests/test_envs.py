@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from vdwstack.provenance import module_closure
+
 ROOT = Path(__file__).resolve().parents[1]
 # Import name → conda package name, where they differ.
 CONDA_NAME = {"yaml": "pyyaml", "PIL": "pillow", "skimage": "scikit-image", "rsciio": "rosettasciio"}
@@ -67,28 +69,6 @@ def _rule_envs() -> dict[str, str]:
     return out
 
 
-def _package_closure(script: Path) -> list[Path]:
-    """The script plus every vdwstack module it imports, transitively."""
-    pkg = ROOT / "src" / "vdwstack"
-    seen, todo = set(), [script]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vdwstack"):
-                names = [node.module]
-            elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names if a.name.startswith("vdwstack")]
-            for n in names:
-                mod = pkg / (n.split(".", 1)[1].replace(".", "/") + ".py") if "." in n else pkg / "__init__.py"
-                if mod.is_file():
-                    todo.append(mod)
-    return sorted(seen)
-
-
 def test_envs_cover_the_imports_of_the_code_they_run():
     envs = _rule_envs()
     assert envs, "no rule with a script and a conda env found"
@@ -96,7 +76,7 @@ def test_envs_cover_the_imports_of_the_code_they_run():
         env = _env(ROOT / "envs" / env_file)
         pkgs = _conda_packages(env)
         assert "python" in pkgs
-        code = _package_closure(ROOT / "workflow" / "scripts" / script)
+        code = module_closure(ROOT / "workflow" / "scripts" / script)
         missing = {CONDA_NAME.get(m, m).lower() for m in _third_party_imports(code) - OPTIONAL} - pkgs
         assert not missing, f"envs/{env_file} lacks {sorted(missing)} needed by {script}"
         post = ROOT / "envs" / (env_file.removesuffix(".yaml") + ".post-deploy.sh")

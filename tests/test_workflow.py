@@ -1,6 +1,7 @@
 """The Snakemake workflow: dry run, lint, format, schema errors, a tiny real run."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -128,17 +129,76 @@ def test_tiny_workflow_runs_and_is_deterministic(tmp_path):
     assert bad["status"] == "error" and "no trained slip model for WS2" in bad["error"]
     html = (work / "results" / "report" / "index.html").read_text()
     assert all(i in html for i in ("test_style", "test_twist", "test_unknown_model"))
-    # Nothing to do on a second run; a new sheet row adds only its own infer job and the report.
-    res = _snakemake(work, "-n", "--cores", "1")
-    assert "Nothing to be done" in res.stdout + res.stderr
+    _assert_incremental_job_lists(work)
+    # A new sheet row, for real: only its infer job and the report run.
     sheet = work / "config" / "images.tsv"
     sheet.write_text(sheet.read_text() + "test_new\tresults/pseudo_experimental/test_twist.tif\tMoS2\t2\ttwist\t0.12\t\n")
-    res = _snakemake(work, "-n", "--cores", "1", "--quiet", "rules")
-    jobs = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", res.stdout, re.M))
-    assert jobs == {"infer": "1", "report": "1", "all": "1", "total": "3"}, res.stdout
+    before = {p: p.stat().st_mtime_ns for p in (work / "results").rglob("*") if p.is_file()}
+    res = _snakemake(work, "--cores", "2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((work / "results" / "infer" / "test_new" / "result.json").read_text())["status"] == "ok"
+    rewritten = {p.relative_to(work / "results").parts[0] for p, t in before.items() if p.stat().st_mtime_ns != t}
+    assert rewritten <= {"report", "logs"}, rewritten
     res = _snakemake(work, "--report", str(work / "report.html"))
     assert res.returncode == 0 and (work / "report.html").stat().st_size > 10_000, res.stderr[-2000:]
     res = _snakemake(work, "--cores", "2", "--forcerun", "simulate")
     assert res.returncode == 0
     root2, _ = open_image_dataset(work / "results" / "simulations" / "ReS2_slip.zarr")
     assert (root2["images"][:] == imgs).all()
+
+
+def _jobs(work: Path) -> dict[str, str]:
+    """Job name -> count of a dry run ({} when nothing is to be done)."""
+    res = _snakemake(work, "-n", "--cores", "1", "--quiet", "rules")
+    assert res.returncode == 0, res.stderr[-3000:]
+    return dict(re.findall(r"^(\w+)\s+(\d+)\s*$", res.stdout, re.M))
+
+
+def _assert_incremental_job_lists(work: Path) -> None:
+    """What a dry run schedules after each kind of change to a finished run (changes are undone)."""
+    assert _jobs(work) == {}
+    downstream_of_drit = {"drit_train": "1", "synthesize": "2", "train_slip": "1", "train_twist": "1",
+                          "evaluate_slip": "1", "evaluate_twist": "1", "infer": "2", "report": "1", "all": "1"}
+    # Touched files with unchanged content (inputs, sheets, scripts, package code): nothing.
+    for path in [*(work / "config").iterdir(), *(work / "results" / "pseudo_experimental").iterdir(),
+                 *(ROOT / "workflow" / "scripts").iterdir(), *(ROOT / "src" / "vdwstack").glob("*.py")]:
+        os.utime(path)
+    assert _jobs(work) == {}
+    # A new image sheet row: its infer job and the report.
+    sheet = work / "config" / "images.tsv"
+    original = sheet.read_text()
+    sheet.write_text(original + "test_new\tresults/pseudo_experimental/test_twist.tif\tMoS2\t2\ttwist\t0.12\t\n")
+    assert _jobs(work) == {"infer": "1", "report": "1", "all": "1", "total": "3"}
+    sheet.write_text(original)
+    # A new style reference: DRIT and everything downstream of it, no simulation.
+    refs = work / "config" / "style_references.tsv"
+    original = refs.read_text()
+    shutil.copy(work / "results" / "pseudo_experimental" / "test_style.tif", work / "second_reference.tif")
+    refs.write_text(original + "second\tsecond_reference.tif\tReS2\t0.08\ta second reference\n")
+    jobs = _jobs(work)
+    assert jobs.pop("total") == str(sum(map(int, downstream_of_drit.values())))
+    assert jobs == downstream_of_drit
+    refs.write_text(original)
+    # A simulation parameter: simulation onwards, not structure enumeration.
+    config_file = work / "config" / "config.yaml"
+    original = config_file.read_text()
+    config = yaml.safe_load(original)
+    config_file.write_text(yaml.safe_dump(config, sort_keys=True))  # same content, keys reordered
+    assert _jobs(work) == {}
+    config["simulation"]["per_layer_defocus"] = not config["simulation"].get("per_layer_defocus", True)
+    config_file.write_text(yaml.safe_dump(config))
+    jobs = _jobs(work)
+    jobs.pop("total")
+    assert jobs == {"simulate": "2", **downstream_of_drit}
+    config_file.write_text(original)
+    # Report code: a comment changes nothing; a code change reruns only the report.
+    report_py = ROOT / "src" / "vdwstack" / "report.py"
+    source = report_py.read_text()
+    try:
+        report_py.write_text(source + "\n# a comment\n")
+        assert _jobs(work) == {}
+        report_py.write_text(source + "\n_EDITED = True\n")
+        assert _jobs(work) == {"report": "1", "all": "1", "total": "2"}
+    finally:
+        report_py.write_text(source)
+    assert _jobs(work) == {}

@@ -1,10 +1,17 @@
+from pathlib import Path
+
 import pandas as pd
 from snakemake.utils import validate
 
 from vdwstack.config import check_config, regressor_settings, slip_studies
+from vdwstack.provenance import canonical_order, code_digest
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_config(config)
+# Key order is not content: params recorded from a reordered config.yaml stay the same.
+_canonical = canonical_order(config)
+config.clear()
+config.update(_canonical)
 
 DATASETS = sorted(config["datasets"])
 SLIP_STUDIES = slip_studies(config["regress"])
@@ -34,6 +41,12 @@ wildcard_constraints:
     dataset="|".join(DATASETS),
     image="|".join(IMAGES.index) or "NO_IMAGES",
     study="|".join(SLIP_STUDIES),
+
+
+def code_version(script):
+    """Digest of a rule's script and the vdwstack modules it imports (a `code` param): the rule
+    reruns when that code changes meaning, not when a file is merely touched."""
+    return code_digest(Path(workflow.basedir) / "workflow" / "scripts" / script)
 
 
 def dataset_spec(wildcards):

@@ -19,6 +19,7 @@ rule drit_train:
         mem_mb=8000,
         runtime=240,
     params:
+        code=code_version("drit_train.py"),
         drit=drit_training_config,
         eval_images=config["drit"].get("eval_images", 12),
     script:

@@ -15,6 +15,7 @@ rule infer:
         mem_mb=8000,
         runtime=60,
     params:
+        code=code_version("infer.py"),
         row=lambda wildcards: IMAGES.loc[wildcards.image].to_dict(),
         models=image_models,
         settings={k: v for k, v in config.get("infer", {}).items() if k != "on_error"},

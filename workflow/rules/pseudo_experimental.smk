@@ -6,6 +6,7 @@ rule pseudo_experimental:
     conda:
         "../../envs/simulation.yaml"
     params:
+        code=code_version("pseudo_experimental.py"),
         spec=pseudo_spec,
         seed=config["seed"],
     script:

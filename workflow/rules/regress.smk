@@ -18,6 +18,7 @@ rule synthesize:
         mem_mb=4000,
         runtime=60,
     params:
+        code=code_version("synthesize.py"),
         settings=config["synthesize"],
         seed=config["seed"],
     script:
@@ -43,6 +44,7 @@ rule train_slip:
         mem_mb=8000,
         runtime=240,
     params:
+        code=code_version("train_regressor.py"),
         task="slip",
         settings=train_settings("slip"),
     script:
@@ -68,6 +70,7 @@ rule train_twist:
         mem_mb=8000,
         runtime=240,
     params:
+        code=code_version("train_regressor.py"),
         task="twist",
         settings=train_settings("twist"),
     script:
@@ -92,6 +95,7 @@ rule evaluate_slip:
         mem_mb=4000,
         runtime=60,
     params:
+        code=code_version("evaluate_slip.py"),
         models=slip_model_dirs,
     script:
         "../scripts/evaluate_slip.py"
@@ -114,5 +118,7 @@ rule evaluate_twist:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        code=code_version("evaluate_twist.py"),
     script:
         "../scripts/evaluate_twist.py"

@@ -29,5 +29,7 @@ rule report:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        code=code_version("report.py"),
     script:
         "../scripts/report.py"

@@ -14,6 +14,7 @@ rule simulate:
         mem_mb=4000,
         runtime=120,
     params:
+        code=code_version("simulate.py"),
         simulation=config["simulation"],
     script:
         "../scripts/simulate.py"

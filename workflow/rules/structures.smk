@@ -8,6 +8,7 @@ rule structures:
     conda:
         "../../envs/simulation.yaml"
     params:
+        code=code_version("structures.py"),
         spec=dataset_spec,
         seed=config["seed"],
         microscope=config.get("microscope", {}),

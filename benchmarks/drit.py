@@ -1,0 +1,84 @@
+"""DRIT throughput: training iterations/s (all three enhancements on) and translation images/s.
+
+Run:  .venv/bin/python benchmarks/drit.py [--config config/config.yaml] [--out benchmarks/drit.json]
+The architecture, batch and crop come from the config's `drit` block (and `synthesize.batch_size`
+for translation at the dataset's image size); inputs are random, throughput does not depend on
+content. CPU, and the GPU too when one is visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from vdwstack.drit_train import DritConfig, DritTrainer
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench(cfg: DritConfig, pixel_size_A: float, image_px: int, translate_batch: int, device: torch.device,
+          iterations: int, repeats: int) -> dict:
+    trainer = DritTrainer(cfg, pixel_size_A, device)
+    crop = cfg.crop_px
+    a = torch.rand(cfg.batch_size, 1, crop, crop, device=device)
+    b = torch.rand(cfg.batch_size, 1, crop, crop, device=device)
+    trainer.step(a, b)  # warm-up (allocations, cuDNN autotune)
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(iterations):
+        trainer.step(a, b)
+    _sync(device)
+    it_per_s = iterations / (time.perf_counter() - t0)
+
+    model = trainer.model.eval()
+    sims = torch.rand(translate_batch, 1, image_px, image_px, device=device)
+    style = torch.rand(2, 1, crop, crop, device=device)
+    model.translate(sims, style=style)
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        model.translate(sims, style=style)
+    _sync(device)
+    img_per_s = repeats * translate_batch / (time.perf_counter() - t0)
+    return {"device": device.type, "batch_size": cfg.batch_size, "crop_px": crop,
+            "training_iterations_per_s": it_per_s, "translate_image_px": image_px,
+            "translate_batch": translate_batch, "translation_images_per_s": img_per_s}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--config", default="config/config.yaml")
+    ap.add_argument("--iterations", type=int, default=10, help="timed training iterations")
+    ap.add_argument("--repeats", type=int, default=3, help="timed translation batches")
+    ap.add_argument("--out", default="benchmarks/drit.json")
+    args = ap.parse_args()
+
+    config = yaml.safe_load(Path(args.config).read_text())
+    block = {k: v for k, v in config["drit"].items() if k not in ("dataset", "eval_images")}
+    cfg = DritConfig.from_mapping(block)
+    dataset = config["datasets"][config["drit"]["dataset"]]
+    batch = int(config.get("synthesize", {}).get("batch_size", 16))
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    results = []
+    for device in devices:
+        r = bench(cfg, float(dataset["pixel_size_A"]), int(dataset["image_size_px"]), batch, device,
+                  args.iterations, args.repeats)
+        results.append(r)
+        print(json.dumps(r))
+    out = {"config": args.config, "architecture": cfg.architecture.to_dict(), "cpu_count": os.cpu_count(),
+           "torch_threads": torch.get_num_threads(),
+           "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "results": results}
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
