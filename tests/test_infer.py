@@ -296,3 +296,36 @@ def test_shared_experimental_images_load_and_mos2_scale_is_found(root):
     est = estimate_pixel_size(img, "MoS2")
     # 12 first-order spots ~10 px from the centre of the 1024² spectrum: d(100) = 2.74 Å ≈ 100 px.
     assert 0.02 < est.pixel_size_A < 0.035 and est.spot_contrast > 2
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_decompression_bomb_is_refused_before_decoding(tmp_path, suffix):
+    path = tmp_path / f"bomb{suffix}"
+    big = np.zeros((3000, 3000), np.uint8)  # compresses to a few kB
+    big[::7, ::5] = 1
+    if suffix == ".png":
+        from PIL import Image
+
+        Image.fromarray(big).save(path, optimize=True)
+    else:
+        import tifffile
+
+        tifffile.imwrite(path, big, compression="zlib")
+    assert path.stat().st_size < 1_000_000
+    with pytest.raises(ValueError, match=r"bomb\.(png|tif).*over the limit.*decompression bomb"):
+        read_image(path, max_pixels=1_000_000)
+    arr, _ = read_image(path)  # within the default limit it reads
+    assert arr.shape == (3000, 3000)
+
+
+@pytest.mark.parametrize("bad,match", [(np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"), (None, "constant")])
+def test_nonfinite_and_constant_images_name_the_file(tmp_path, bad, match):
+    import tifffile
+
+    img = np.ones((64, 64), np.float32)
+    if bad is not None:
+        img[3, 4] = bad
+    path = tmp_path / "frame_07.tif"
+    tifffile.imwrite(path, img)
+    with pytest.raises(ValueError, match=f"frame_07.tif.*{match}"):
+        read_image(path)

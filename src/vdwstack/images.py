@@ -11,6 +11,17 @@ MICROSCOPE_FORMATS = {".dm3": "digitalmicrograph", ".dm4": "digitalmicrograph", 
                       ".ser": "tia", ".mrc": "mrc"}
 UNIT_TO_A = {"Å": 1.0, "A": 1.0, "angstrom": 1.0, "nm": 10.0, "pm": 0.01, "µm": 1e4, "um": 1e4, "m": 1e10}
 FORMATS = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", *MICROSCOPE_FORMATS)
+# Checked from the file header before any pixel is decoded: a small compressed file that claims a
+# huge image (a decompression bomb) is refused instead of filling memory. 2**28 px = 16384², 1 GiB
+# as float32, above any STEM frame.
+MAX_IMAGE_PIXELS = 2**28
+
+
+def _check_pixels(path: Path, shape, max_pixels: int) -> None:
+    n = int(np.prod([int(s) for s in shape], dtype=np.float64))
+    if n > max_pixels:
+        raise ValueError(f"{path}: header declares {' x '.join(map(str, shape))} = {n:,} values, over the "
+                         f"limit of {max_pixels:,}; refusing to decode (possible decompression bomb)")
 
 
 def _read_microscope_file(path: Path) -> tuple[np.ndarray, float | None]:
@@ -39,12 +50,13 @@ def _read_microscope_file(path: Path) -> tuple[np.ndarray, float | None]:
     raise ValueError(f"{path}: no 2-D image in the file")
 
 
-def read_image(path: str | Path) -> tuple[np.ndarray, float | None]:
+def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[np.ndarray, float | None]:
     """Read an image as grey float32 [H, W] and its pixel size in Å (None when not recorded).
 
     TIFF (pixel size from its resolution tags), PNG/JPEG/BMP (Pillow), and DM3/DM4, EMD, SER, MRC
     (rosettasciio, pixel size from the calibrated axes). RGB(A) is converted to grey (luminance).
-    Raises ValueError naming the file for unreadable, truncated, non-finite, constant or tiny images.
+    Raises ValueError naming the file for unreadable, truncated, non-finite, constant or tiny images,
+    and, before decoding, for TIFF/PNG/JPEG/BMP headers declaring more than `max_pixels` values.
     """
     path = Path(path)
     if not path.is_file():
@@ -57,12 +69,17 @@ def read_image(path: str | Path) -> tuple[np.ndarray, float | None]:
 
             from vdwstack.io import read_tiff_pixel_size_A
 
-            arr = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tif:
+                if not tif.series:
+                    raise ValueError(f"{path}: TIFF holds no image")
+                _check_pixels(path, tif.series[0].shape, max_pixels)
+                arr = tif.series[0].asarray()
             pixel_size_A = read_tiff_pixel_size_A(path)
         elif suffix in (".png", ".jpg", ".jpeg", ".bmp"):
             from PIL import Image
 
             with Image.open(path) as im:
+                _check_pixels(path, (im.size[1], im.size[0], len(im.getbands())), max_pixels)
                 im.load()
                 arr = np.asarray(im.convert("RGB") if im.mode not in ("L", "I", "I;16", "F") else im)
         elif suffix in MICROSCOPE_FORMATS:
@@ -71,6 +88,10 @@ def read_image(path: str | Path) -> tuple[np.ndarray, float | None]:
             raise ValueError(f"{path}: unsupported image format {suffix!r} (use one of {', '.join(FORMATS)})")
     except (OSError, SyntaxError, EOFError) as e:
         raise ValueError(f"{path}: cannot read image ({e})") from None
+    except Exception as e:  # Pillow's own DecompressionBombError, tifffile's TiffFileError, ...
+        if isinstance(e, ValueError) and str(e).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
     if np.iscomplexobj(arr):
         raise ValueError(f"{path}: complex-valued data is not an image")
     arr = np.asarray(arr, dtype=np.float64)
