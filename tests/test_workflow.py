@@ -202,3 +202,35 @@ def _assert_incremental_job_lists(work: Path) -> None:
     finally:
         report_py.write_text(source)
     assert _jobs(work) == {}
+
+
+def _open_objects(node, path="config"):
+    """Schema objects that would accept keys nobody declared."""
+    if not isinstance(node, dict):
+        return []
+    found = []
+    if (node.get("type") == "object" or "properties" in node) and node.get("additionalProperties", True) is True:
+        found.append(path)
+    for key, sub in node.get("properties", {}).items():
+        found += _open_objects(sub, f"{path}.{key}")
+    for key in ("items", "additionalProperties"):
+        found += _open_objects(node.get(key), f"{path}.{key}")
+    for key in ("oneOf", "anyOf", "allOf"):
+        for i, sub in enumerate(node.get(key, [])):
+            found += _open_objects(sub, f"{path}.{key}[{i}]")
+    for key, sub in node.get("definitions", {}).items():
+        found += _open_objects(sub, f"definitions.{key}")
+    return found
+
+
+def test_every_config_object_in_the_schema_is_closed():
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert schema.get("additionalProperties") is False
+    assert _open_objects(schema) == []
+
+
+def test_unknown_pseudo_experimental_key_is_named(tmp_path):
+    config = _tiny_config()
+    config["pseudo_experimental"]["test_style"]["microscope"] = {"defocus_A": 20, "defocous_A": 30}
+    res = _snakemake(_workdir(tmp_path, config), "-n", "--cores", "1")
+    assert res.returncode != 0 and "defocous_A" in res.stdout + res.stderr
