@@ -4,6 +4,7 @@ import pandas as pd
 from snakemake.utils import validate
 
 from vdwstack.config import check_config, regressor_settings, slip_studies
+from vdwstack.sheets import check_sheet
 from vdwstack.provenance import canonical_order, code_digest
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -30,11 +31,9 @@ style_references = read_sheet(
 )
 
 
+check_sheet(images, config["images"], "image_id")
+check_sheet(style_references, config["style_references"], "reference_id")
 IMAGES = images.set_index("image_id", drop=False)
-if IMAGES.index.duplicated().any():
-    raise ValueError(
-        f"{config['images']}: duplicate image_id {sorted(set(IMAGES.index[IMAGES.index.duplicated()]))}"
-    )
 
 
 wildcard_constraints:
