@@ -154,3 +154,17 @@ def test_changed_settings_do_not_resume_old_checkpoints(tiny_sets, tmp_path):
     card = train_from_dataset(tiny_sets["slip"], {**TINY, "lr": 5e-4}, "slip", tmp_path / "m", progress=False)
     assert card["training"]["steps"] == 6
     assert len((tmp_path / "m" / "losses.csv").read_text().splitlines()) == 7
+
+
+def test_deterministic_training_gives_identical_weights(tiny_sets, tmp_path, request):
+    root, labels = open_image_dataset(tiny_sets["slip"])
+    data = TrainingData(root["images"][:], {c: labels[c].to_numpy() for c in labels.columns if c != "sample_id"},
+                        TargetCodec("slip", "ReS2"), 0.12, 48, Augmentation(), raw_intensity=True)
+    cfg = RegressorConfig.from_mapping({**TINY, "steps": 6, "deterministic": True, "seed": 3})
+    request.addfinalizer(lambda: torch.use_deterministic_algorithms(False))  # process-wide switch
+    runs = [train_regressor(data, cfg, tmp_path / f"run{i}", progress=False)[0].state_dict() for i in range(2)]
+    assert runs[0].keys() == runs[1].keys()
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    other = train_regressor(data, RegressorConfig.from_mapping({**TINY, "steps": 6, "deterministic": True, "seed": 4}),
+                            tmp_path / "seed4", progress=False)[0].state_dict()
+    assert not all(torch.equal(runs[0][k], other[k]) for k in runs[0])

@@ -50,6 +50,9 @@ class RegressorConfig:
     device: str = "auto"
     mixed_precision: bool = True  # on CUDA only
     augment: bool = True
+    # Bit-identical weights for the same seed and device: deterministic kernels only, no mixed
+    # precision (slower on GPU; on the CPU training is reproducible either way, this makes it certain).
+    deterministic: bool = False
 
     @classmethod
     def from_mapping(cls, m: Mapping | None) -> RegressorConfig:
@@ -144,10 +147,14 @@ def train_regressor(data: TrainingData, cfg: RegressorConfig, out_dir: str | Pat
     out = Path(out_dir)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device if cfg.device != "cuda" else "cuda")
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by cuBLAS for determinism
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
     torch.manual_seed(cfg.seed)
     model = build_resnet(cfg.architecture, data.codec.dim).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    amp = cfg.mixed_precision and device.type == "cuda"
+    amp = cfg.mixed_precision and device.type == "cuda" and not cfg.deterministic
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     step = 0
     ckpt = out / "checkpoints" / "last.pt"
