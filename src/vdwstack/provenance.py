@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -54,7 +55,7 @@ def module_closure(script: str | Path, package_dir: Path = PACKAGE_DIR) -> list[
         if path in seen:
             continue
         seen.add(path)
-        for name in _vdwstack_imports(ast.parse(path.read_text(), filename=str(path))):
+        for name in _analyse(path.read_text(), str(path))[0]:
             mod = _module_path(name, package_dir)
             if mod is not None:
                 todo.append(mod.resolve())
@@ -71,6 +72,16 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+@lru_cache(maxsize=None)
+def _analyse(source: str, filename: str) -> tuple[frozenset[str], str]:
+    """vdwstack imports and docstring-free syntax-tree dump of one source text, parsed once: every
+    rule's digest walks the same shared modules at each Snakemake start. Keyed by the text itself,
+    so an edited file is parsed again."""
+    tree = ast.parse(source, filename=filename)
+    imports = frozenset(_vdwstack_imports(tree))
+    return imports, ast.dump(_strip_docstrings(tree), include_attributes=False)
+
+
 def code_digest(script: str | Path, package_dir: Path = PACKAGE_DIR) -> str:
     """SHA-256 (16 hex digits) of the syntax trees of a script and the vdwstack modules it uses.
 
@@ -80,8 +91,7 @@ def code_digest(script: str | Path, package_dir: Path = PACKAGE_DIR) -> str:
     h = hashlib.sha256()
     for path in module_closure(script, package_dir):
         rel = path.relative_to(package_dir) if path.is_relative_to(package_dir) else Path(path.name)
-        tree = _strip_docstrings(ast.parse(path.read_text(), filename=str(path)))
-        h.update(str(rel).encode() + b"\0" + ast.dump(tree, include_attributes=False).encode() + b"\0")
+        h.update(str(rel).encode() + b"\0" + _analyse(path.read_text(), str(path))[1].encode() + b"\0")
     return h.hexdigest()[:16]
 
 
