@@ -29,10 +29,6 @@ def _run(script: str, out: Path, *args: str) -> dict:
     return json.loads(out.read_text())
 
 
-def _rows(result: dict, device: str) -> list[dict]:
-    return [r for r in result["results"] if r.get("device", "cpu") == device]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")

@@ -13,6 +13,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+# An image row added to the tiny run's sheet (reuses an image the run already made).
+NEW_IMAGE_ROW = "test_new\tresults/pseudo_experimental/test_twist.tif\tMoS2\t2\ttwist\t0.12\t\n"
 
 
 def _workdir(tmp_path: Path, config: dict | None = None) -> Path:
@@ -132,7 +134,7 @@ def test_tiny_workflow_runs_and_is_deterministic(tmp_path):
     _assert_incremental_job_lists(work)
     # A new sheet row, for real: only its infer job and the report run.
     sheet = work / "config" / "images.tsv"
-    sheet.write_text(sheet.read_text() + "test_new\tresults/pseudo_experimental/test_twist.tif\tMoS2\t2\ttwist\t0.12\t\n")
+    sheet.write_text(sheet.read_text() + NEW_IMAGE_ROW)
     before = {p: p.stat().st_mtime_ns for p in (work / "results").rglob("*") if p.is_file()}
     res = _snakemake(work, "--cores", "2")
     assert res.returncode == 0, res.stderr[-3000:]
@@ -167,7 +169,7 @@ def _assert_incremental_job_lists(work: Path) -> None:
     # A new image sheet row: its infer job and the report.
     sheet = work / "config" / "images.tsv"
     original = sheet.read_text()
-    sheet.write_text(original + "test_new\tresults/pseudo_experimental/test_twist.tif\tMoS2\t2\ttwist\t0.12\t\n")
+    sheet.write_text(original + NEW_IMAGE_ROW)
     assert _jobs(work) == {"infer": "1", "report": "1", "all": "1", "total": "3"}
     sheet.write_text(original)
     # A new style reference: DRIT and everything downstream of it, no simulation.

@@ -1,14 +1,27 @@
 from pathlib import Path
 
-import pandas as pd
+import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from vdwstack.config import check_config, regressor_settings, slip_studies
-from vdwstack.sheets import check_sheet
+from vdwstack.config import (
+    check_config,
+    regressor_settings,
+    slip_studies,
+    validate_config,
+)
+from vdwstack.stackings import ConfigError
+from vdwstack.sheets import read_sheet
 from vdwstack.provenance import canonical_order, code_digest
 
-validate(config, schema="../schemas/config.schema.yaml")
-check_config(config)
+try:
+    # Every violation at once, each naming its key and what is allowed; then Snakemake's own
+    # validation, which also fills in the schema's defaults.
+    validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+    validate(config, schema="../schemas/config.schema.yaml")
+    check_config(config)
+except ConfigError as e:
+    raise WorkflowError(str(e)) from None
 # Key order is not content: params recorded from a reordered config.yaml stay the same.
 _canonical = canonical_order(config)
 config.clear()
@@ -18,21 +31,20 @@ DATASETS = sorted(config["datasets"])
 SLIP_STUDIES = slip_studies(config["regress"])
 
 
-def read_sheet(path, schema):
-    """A sample sheet (TSV, one row per image), validated; empty when the file has no rows."""
-    sheet = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
-    validate(sheet, schema=schema)
-    return sheet
+def load_sheet(key, schema, id_column):
+    """The sample sheet named by config[key], every row checked (vdwstack.sheets.read_sheet);
+    a bad sheet stops the workflow before any job runs, naming the file, row and column."""
+    schema = yaml.safe_load((Path(workflow.basedir) / "workflow" / "schemas" / schema).read_text())
+    try:
+        return read_sheet(config[key], schema, id_column)
+    except (OSError, ValueError) as e:
+        raise WorkflowError(f"config {key}: {e}") from None
 
 
-images = read_sheet(config["images"], "../schemas/images.schema.yaml")
-style_references = read_sheet(
-    config["style_references"], "../schemas/style_references.schema.yaml"
+images = load_sheet("images", "images.schema.yaml", "image_id")
+style_references = load_sheet(
+    "style_references", "style_references.schema.yaml", "reference_id"
 )
-
-
-check_sheet(images, config["images"], "image_id")
-check_sheet(style_references, config["style_references"], "reference_id")
 IMAGES = images.set_index("image_id", drop=False)
 
 

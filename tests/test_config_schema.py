@@ -1,0 +1,86 @@
+"""Config validation: every violation is reported at once, naming the key and what is allowed."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vdwstack.config import validate_config
+from vdwstack.stackings import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@pytest.fixture()
+def config():
+    return yaml.safe_load((ROOT / ".test" / "config" / "config.yaml").read_text())
+
+
+def _merged(base: dict, overlay: dict) -> dict:
+    """What `--configfile config/config.yaml OVERLAY` gives (Snakemake merges nested mappings)."""
+    out = copy.deepcopy(base)
+    for k, v in overlay.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@pytest.mark.parametrize("name", [".test/config/config.yaml", "config/config.yaml", "config/cpu_hour.yaml",
+                                  "config/paper.yaml", "config/mos2_slip.yaml"])
+def test_shipped_configs_are_valid(name):
+    config = yaml.safe_load((ROOT / name).read_text())
+    if name.startswith("config/") and name != "config/config.yaml":
+        config = _merged(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()), config)
+    validate_config(config, SCHEMA)
+
+
+@pytest.mark.parametrize("path,value,expected", [
+    (("datasets", "ReS2_slip", "slip_step_A"), -1, "datasets.ReS2_slip.slip_step_A: -1 is not allowed (allowed: number > 0)"),
+    (("datasets", "ReS2_slip", "pixel_size_A"), 0.5, "datasets.ReS2_slip.pixel_size_A: 0.5 is not allowed (allowed: number > 0, ≤ 0.4)"),
+    (("datasets", "ReS2_slip", "pixel_size_A"), "big", "pixel_size_A: 'big' is not allowed (allowed: number"),
+    (("simulation", "method"), "raytrace", "simulation.method: 'raytrace' is not allowed (allowed: one of incoherent, multislice, prism)"),
+    (("drit", "crop_px"), 30, "drit.crop_px: 30 is not allowed (allowed: integer ≥ 32, multiple of 4)"),
+    (("microscope", "defocus_A"), [1, 2, 3], "microscope.defocus_A: [1, 2, 3] is not allowed (allowed: a fixed value or a uniform range [min, max])"),
+    (("datasets", "MoS2_twist", "twist_deg"), {"start": 0, "stop": 3, "step": 0}, "datasets.MoS2_twist.twist_deg.step: 0 is not allowed (allowed: number > 0)"),
+    (("regress", "settings", "architecture"), "vgg16", "regress.settings.architecture: 'vgg16' is not allowed (allowed: one of resnet18, resnet34, resnet50)"),
+    (("infer", "tta_rotations"), 3, "infer.tta_rotations: 3"),
+    (("drit", "weights", "self_recon"), -1, "drit.weights.self_recon: -1 is not allowed (allowed: number ≥ 0)"),
+])
+def test_bad_value_names_key_and_allowed_range(config, path, value, expected):
+    node = config
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+    with pytest.raises(ConfigError) as e:
+        validate_config(config, SCHEMA)
+    assert expected in str(e.value)
+
+
+@pytest.mark.parametrize("where", [(), ("drit",), ("drit", "weights"), ("regress", "settings"), ("microscope",),
+                                   ("datasets", "ReS2_slip"), ("infer",), ("simulation",)])
+def test_unknown_keys_are_reported_with_the_allowed_ones(config, where):
+    node = config
+    for key in where:
+        node = node.setdefault(key, {})
+    node["defocous_A"] = 30
+    with pytest.raises(ConfigError) as e:
+        validate_config(config, SCHEMA)
+    line = next(ln.strip() for ln in str(e.value).splitlines() if "defocous_A" in ln)
+    assert line.startswith(f"{'.'.join(where) or 'config'}: unknown key(s) 'defocous_A' (allowed: ")
+
+
+def test_every_violation_is_listed_once(config):
+    bad = copy.deepcopy(config)
+    bad["seed"] = -3
+    bad["datasets"]["extra"] = {"material": "MoTe3", "pixel_size_A": 0.1, "image_size_px": 8}
+    del bad["regress"]["twist"]["test_dataset"]
+    with pytest.raises(ConfigError) as e:
+        validate_config(bad, SCHEMA)
+    lines = str(e.value).splitlines()[1:]
+    assert len(lines) == len(set(lines)) == 5, lines
+    text = str(e.value)
+    assert "seed: -3 is not allowed (allowed: integer ≥ 0)" in text
+    assert "datasets.extra.material: 'MoTe3'" in text and "datasets.extra.image_size_px: 8" in text
+    assert "datasets.extra: needs 'slip_step_A' or 'twist_deg'" in text
+    assert "regress.twist: missing required key(s) 'test_dataset'" in text
