@@ -103,9 +103,13 @@ def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[np
         raise ValueError(f"{path}: image too small ({arr.shape[0]}x{arr.shape[1]} px, need ≥ 32)")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{path}: image contains NaN or infinite values")
-    if arr.std() == 0:
-        raise ValueError(f"{path}: image is constant")
-    return arr.astype(np.float32), pixel_size_A
+    out = arr.astype(np.float32)
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"{path}: image values exceed the float32 range (|value| > {np.finfo(np.float32).max:.3g})")
+    # Denormal-only contrast would vanish in the float32 arithmetic downstream: as good as constant.
+    if out.std() == 0 or np.ptp(out) < np.finfo(np.float32).tiny:
+        raise ValueError(f"{path}: image is constant (no contrast above float32 precision)")
+    return out, pixel_size_A
 
 
 def normalize_unit(image: np.ndarray, lo_pct: float = 0.5, hi_pct: float = 99.5) -> np.ndarray:

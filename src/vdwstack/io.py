@@ -163,11 +163,32 @@ def open_loss_log(out_dir: str | os.PathLike, resume_at: int):
     path.parent.mkdir(parents=True, exist_ok=True)
     keep = []
     if path.exists() and resume_at > 0:
-        lines = path.read_text().splitlines(keepends=True)
-        keep = lines[:1] + [ln for ln in lines[1:] if ln.strip() and float(ln.split(",", 1)[0]) <= resume_at]
+        keep = _complete_rows(path.read_text(errors="replace").splitlines(keepends=True), resume_at)
     fh = open(path, "w", newline="")  # noqa: SIM115 - the caller closes it
     fh.writelines(keep)
     return fh
+
+
+def _complete_rows(lines: list[str], resume_at: int) -> list[str]:
+    """Header + the rows of steps 1..resume_at, in order. A process killed mid-write can leave a
+    torn last line ("1" of "15,0.3,..."): only whole rows that continue the sequence are kept."""
+    if not lines:
+        return []
+    header, keep, expected = lines[0], [lines[0]], 1
+    n_fields = header.count(",") + 1
+    for ln in lines[1:]:
+        fields = ln.rstrip("\r\n").split(",")
+        if not ln.endswith("\n") or len(fields) != n_fields:
+            break
+        try:
+            step = float(fields[0])
+        except ValueError:
+            break
+        if step != expected or step > resume_at:
+            break
+        keep.append(ln)
+        expected += 1
+    return keep
 
 
 def publish_loss_log(out_dir: str | os.PathLike) -> None:
