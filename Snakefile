@@ -1,5 +1,5 @@
 # vdwstack: interlayer slip and twist of van der Waals stacks from ADF-STEM images.
-# The chain (DESIGN.md): structures -> simulate -> drit_train -> synthesize -> regress -> infer -> report.
+# The chain (DESIGN.md): structures -> simulate -> drit_train -> synthesize -> regress -> infer -> closed_loop -> report.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -18,6 +18,7 @@ include: "workflow/rules/pseudo_experimental.smk"
 include: "workflow/rules/drit.smk"
 include: "workflow/rules/regress.smk"
 include: "workflow/rules/infer.smk"
+include: "workflow/rules/closed_loop.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -131,6 +131,13 @@ def test_tiny_workflow_runs_and_is_deterministic(tmp_path):
     assert bad["status"] == "error" and "no trained slip model for WS2" in bad["error"]
     html = (work / "results" / "report" / "index.html").read_text()
     assert all(i in html for i in ("test_style", "test_twist", "test_unknown_model"))
+    # Closed-loop check: every image gets a record; a failed inference is skipped, naming the image.
+    cl = json.loads((work / "results" / "closed_loop" / "test_style" / "check.json").read_text())
+    assert cl["status"] == "ok" and -1 <= cl["agreement"] <= 1 and "refined_Da_A" in cl
+    assert (work / "results" / "closed_loop" / "test_style" / "comparison.png").stat().st_size > 1000
+    skipped = json.loads((work / "results" / "closed_loop" / "test_unknown_model" / "check.json").read_text())
+    assert skipped["status"] == "skipped" and "test_style.tif" in skipped["message"]
+    assert "Closed-loop check" in html
     _assert_incremental_job_lists(work)
     # A new sheet row, for real: only its infer job and the report run.
     sheet = work / "config" / "images.tsv"
@@ -160,7 +167,8 @@ def _assert_incremental_job_lists(work: Path) -> None:
     """What a dry run schedules after each kind of change to a finished run (changes are undone)."""
     assert _jobs(work) == {}
     downstream_of_drit = {"drit_train": "1", "synthesize": "2", "train_slip": "1", "train_twist": "1",
-                          "evaluate_slip": "1", "evaluate_twist": "1", "infer": "2", "report": "1", "all": "1"}
+                          "evaluate_slip": "1", "evaluate_twist": "1", "infer": "2", "closed_loop": "2", "report": "1",
+                          "all": "1"}
     # Touched files with unchanged content (inputs, sheets, scripts, package code): nothing.
     for path in [*(work / "config").iterdir(), *(work / "results" / "pseudo_experimental").iterdir(),
                  *(ROOT / "workflow" / "scripts").iterdir(), *(ROOT / "src" / "vdwstack").glob("*.py")]:
@@ -170,7 +178,7 @@ def _assert_incremental_job_lists(work: Path) -> None:
     sheet = work / "config" / "images.tsv"
     original = sheet.read_text()
     sheet.write_text(original + NEW_IMAGE_ROW)
-    assert _jobs(work) == {"infer": "1", "report": "1", "all": "1", "total": "3"}
+    assert _jobs(work) == {"infer": "1", "closed_loop": "1", "report": "1", "all": "1", "total": "4"}
     sheet.write_text(original)
     # A new style reference: DRIT and everything downstream of it, no simulation.
     refs = work / "config" / "style_references.tsv"

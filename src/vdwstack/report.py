@@ -181,6 +181,41 @@ def summary_table(records: Sequence[Mapping]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def closed_loop_table(checks: Sequence[Mapping]) -> pd.DataFrame:
+    """One row per closed-loop check (whole image and domains): reading, agreement, refined reading,
+    change and warnings."""
+    rows = []
+    for c in checks:
+        if c.get("status") != "ok":
+            rows.append({"image": c.get("image_id"), "status": c.get("status"),
+                         "warnings": c.get("message") or c.get("error")})
+            continue
+        for ch in c["checks"]:
+            unit = "deg" if ch["task"] == "twist" else "A"
+            row = {"image": c["image_id"], "status": "ok", "task": ch["task"], "region": ch["region"],
+                   **{f"reading_{k}": v for k, v in ch["reading"].items()}, "agreement": ch["agreement"]}
+            if "refined" in ch:
+                row.update({f"refined_{k}": v for k, v in ch["refined"].items()})
+                row.update(refined_agreement=ch["refined_agreement"], **{f"change_{unit}": ch[f"change_{unit}"]})
+            row.update(pixel_size_fit_A=ch["fit"]["pixel_size_A"], defocus_A=ch["fit"]["defocus_A"],
+                       source_fwhm_A=ch["fit"]["source_fwhm_A"], warnings="; ".join(ch["warnings"]))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _closed_loop_summary(check: Mapping) -> dict:
+    """The closed-loop columns of the summary table for one image."""
+    if check.get("status") != "ok":
+        return {"closed_loop": check.get("status")}
+    out = {"closed_loop": "ok", "agreement": check.get("agreement")}
+    for k in ("refined_Da_A", "refined_Db_A", "refined_Da2_A", "refined_Db2_A", "refined_theta_deg",
+              "change_A", "change_deg"):
+        if k in check:
+            out[k] = check[k]
+    out["warnings"] = len(check.get("warnings", []))
+    return out
+
+
 def stacking_counts(records: Sequence[Mapping]) -> dict[str, int]:
     """How many slip domains of each named stacking, and how many images hold ≥ 2 stackings."""
     c: Counter = Counter()
@@ -215,12 +250,21 @@ def _img_tag(path: str | Path, caption: str) -> str:
 
 def write_report(records: Sequence[Mapping], maps: Mapping[str, str | Path], out_dir: str | Path,
                  extra_figures: Sequence[tuple[str | Path, str]] = (), bench_root: str | Path | None = None,
-                 evaluation: Mapping[str, Mapping] | None = None, loss_csvs: Sequence[str | Path] = ()) -> Path:
-    """Write figures and `index.html` into out_dir; returns the HTML path."""
+                 evaluation: Mapping[str, Mapping] | None = None, loss_csvs: Sequence[str | Path] = (),
+                 closed_loop: Mapping[str, tuple[Mapping, str | Path]] | None = None) -> Path:
+    """Write figures and `index.html` into out_dir; returns the HTML path.
+
+    closed_loop: image_id → (check.json record, comparison.png) of the closed-loop check, if run.
+    """
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
+    closed_loop = dict(closed_loop or {})
     parts = ["<h1>vdwstack report</h1>"]
     table = summary_table(records)
+    if closed_loop and len(table):
+        extra = pd.DataFrame([_closed_loop_summary(closed_loop[i][0]) if i in closed_loop else {}
+                              for i in table["image"]])
+        table = pd.concat([table, extra], axis=1)
     table.to_csv(out / "summary.tsv", sep="\t", index=False)
     parts += ["<h2>All images</h2>", table.to_html(index=False, na_rep="", classes="tbl", escape=True)]
     slip_png, twist_png = out / "slip_cell_histogram.png", out / "twist_histogram.png"
@@ -245,6 +289,21 @@ def write_report(records: Sequence[Mapping], maps: Mapping[str, str | Path], out
         if truth:
             cap += " Error against the known truth: " + ", ".join(f"{k} = {v:.3f}" for k, v in truth.items())
         parts += [f"<h3>{html.escape(r['image_id'])}</h3>", _img_tag(png, cap)]
+        if r["image_id"] in closed_loop:
+            check, cl_png = closed_loop[r["image_id"]]
+            if check.get("status") == "ok":
+                parts.append(_img_tag(cl_png, f"{r['image_id']}: closed-loop check — experimental crop, the "
+                                              "re-simulated (refined) reading, difference; r = agreement."))
+            for w in check.get("warnings", []) or [check.get("message") or check.get("error")]:
+                if w:
+                    parts.append(f'<p class="err">closed loop: {html.escape(str(w))}</p>')
+    if closed_loop:
+        parts += ["<h2>Closed-loop check</h2>",
+                  "<p>Every reading re-simulated and fitted to its image (rotation, scale, translation, "
+                  "defocus, source size); agreement = Pearson r of the band-passed crop and simulation; "
+                  "refined = the reading that maximises it.</p>",
+                  closed_loop_table([c for c, _ in closed_loop.values()]).to_html(
+                      index=False, na_rep="", classes="tbl", float_format="%.3f", escape=True)]
     if evaluation:
         parts.append("<h2>Evaluation on held-out generated images</h2>")
         for name, ev in evaluation.items():

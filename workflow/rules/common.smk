@@ -17,7 +17,9 @@ from vdwstack.provenance import canonical_order, code_digest
 try:
     # Every violation at once, each naming its key and what is allowed; then Snakemake's own
     # validation, which also fills in the schema's defaults.
-    validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+    validate_config(
+        config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+    )
     validate(config, schema="../schemas/config.schema.yaml")
     check_config(config)
 except ConfigError as e:
@@ -33,8 +35,11 @@ SLIP_STUDIES = slip_studies(config["regress"])
 
 def load_sheet(key, schema, id_column):
     """The sample sheet named by config[key], every row checked (vdwstack.sheets.read_sheet);
-    a bad sheet stops the workflow before any job runs, naming the file, row and column."""
-    schema = yaml.safe_load((Path(workflow.basedir) / "workflow" / "schemas" / schema).read_text())
+    a bad sheet stops the workflow before any job runs, naming the file, row and column.
+    """
+    schema = yaml.safe_load(
+        (Path(workflow.basedir) / "workflow" / "schemas" / schema).read_text()
+    )
     try:
         return read_sheet(config[key], schema, id_column)
     except (OSError, ValueError) as e:
@@ -144,6 +149,8 @@ def report_inputs(wildcards):
     return {
         "results": expand("results/infer/{image}/result.json", image=IMAGES.index),
         "maps": expand("results/infer/{image}/maps.npz", image=IMAGES.index),
+        "closed_loop": closed_loop_outputs("check.json"),
+        "closed_loop_figures": closed_loop_outputs("comparison.png"),
         "evaluation": [
             *expand("results/evaluation/slip_{study}.json", study=SLIP_STUDIES),
             "results/evaluation/twist.json",
@@ -175,3 +182,27 @@ def get_final_output():
         "results/evaluation/twist.json",
         "results/report/index.html",
     ]
+
+
+def closed_loop_enabled():
+    return bool(config.get("closed_loop", {}).get("enabled", False))
+
+
+def closed_loop_settings(wildcards):
+    """The closed_loop block without the workflow switch (a params function)."""
+    return {k: v for k, v in config.get("closed_loop", {}).items() if k != "enabled"}
+
+
+def closed_loop_inputs(wildcards):
+    return {
+        "image": IMAGES.loc[wildcards.image, "path"],
+        "result": f"results/infer/{wildcards.image}/result.json",
+        "maps": f"results/infer/{wildcards.image}/maps.npz",
+    }
+
+
+def closed_loop_outputs(name):
+    """Per-image closed-loop outputs for the report ([] when the check is switched off)."""
+    if not closed_loop_enabled():
+        return []
+    return expand(f"results/closed_loop/{{image}}/{name}", image=IMAGES.index)

@@ -1,0 +1,147 @@
+"""Closed-loop check: re-simulating a reading reproduces the image only when the reading is right."""
+
+import json
+
+import numpy as np
+import pytest
+
+from helpers import make_row
+from vdwstack.closed_loop import (ClosedLoopSettings, check_reading, rotation_candidates_deg,
+                                  stacking_change, Stacking)
+from vdwstack.closed_loop_pipeline import closed_loop_to_files, domain_centres_A
+from vdwstack.degrade import Degradation, degrade
+from vdwstack.io import write_tiff
+from vdwstack.materials import get_material
+from vdwstack.simulate import simulate_row
+from vdwstack.symmetry import symmetry_for
+
+# Small crops and budgets: each check is a few seconds on 2 cores.
+FAST = ClosedLoopSettings(crop_A=13.0, work_pixel_size_A=0.1, max_evaluations=30, defocus_A=(25.0, 45.0))
+RES2_TRUTH = {"Da_A": 1.3, "Db_A": -0.7}
+RES2_ROT_DEG = 71.3
+
+
+def _image(row, seed, dose=2e5):
+    clean = simulate_row(row)
+    deg = Degradation(dose_e_per_A2=dose, gaussian_noise=0.1, scanline_jitter_px=0.3)
+    return degrade(clean, row["pixel_size_A"], deg, np.random.default_rng(seed))
+
+
+@pytest.fixture(scope="module")
+def res2_image():
+    """ReS2 bilayer, arbitrary rotation and translation, 0.06 Å/px, noisy; truth known."""
+    row = make_row("ReS2", size=260, pixel_size_A=0.06, rotation_deg=RES2_ROT_DEG, defocus_A=40.0,
+                   source_fwhm_A=0.8, origin_x_A=3.7, origin_y_A=12.1, **RES2_TRUTH)
+    return _image(row, 11), 0.06
+
+
+@pytest.fixture(scope="module")
+def res2_right(res2_image, tmp_path_factory):
+    """The pipeline on a pseudo-experimental TIFF whose reading is the truth."""
+    img, p = res2_image
+    d = tmp_path_factory.mktemp("cl")
+    write_tiff(d / "res2.tif", img, p, {"truth": {"material": "ReS2", **RES2_TRUTH}})
+    record = {"image_id": "res2", "path": str(d / "res2.tif"), "material": "ReS2", "layers": 2, "task": "slip",
+              "status": "ok", "pixel_size_A": p, "pixel_size_source": "metadata",
+              "results": {"slip": {**RES2_TRUTH, "uncertainty_A": 0.02, "spread_A": 0.08, "domains": []}},
+              "truth": RES2_TRUTH}
+    (d / "result.json").write_text(json.dumps(record))
+    np.savez_compressed(d / "maps.npz", slip_domains=np.zeros((3, 3), int))
+    check = closed_loop_to_files(d / "res2.tif", d / "result.json", d / "maps.npz",
+                                 {**vars(FAST), "enabled": True, "refine": False}, d / "out")
+    return check, d / "out"
+
+
+def test_right_reading_fits_pose_and_agrees(res2_right):
+    check, out = res2_right
+    assert check["status"] == "ok", check
+    assert json.loads((out / "check.json").read_text()) == json.loads(json.dumps(check))
+    assert (out / "comparison.png").stat().st_size > 10_000
+    c = check["checks"][0]
+    # Rotation recovered modulo the monolayer's 2-fold symmetry, pixel size within 1 %.
+    drot = (c["fit"]["rotation_deg"] - RES2_ROT_DEG + 90.0) % 180.0 - 90.0
+    assert abs(drot) < 1.0, c["fit"]
+    assert abs(c["fit"]["pixel_size_A"] / 0.06 - 1) < 0.01
+    assert c["agreement"] > 0.9 and check["agreement"] == c["agreement"]
+    assert check["warnings"] == []
+    assert check["errors_vs_truth"]["reading_dD_A"] < 1e-6
+
+
+def test_half_cell_wrong_reading_agrees_clearly_worse(res2_image, res2_right):
+    img, p = res2_image
+    right = res2_right[0]["agreement"]
+    a = get_material("ReS2").a_A
+    # The flag threshold sits just below the right reading's agreement.
+    settings = ClosedLoopSettings(**{**vars(FAST), "refine": False, "min_agreement": right - 0.025})
+    wrong = check_reading(img, p, "ReS2", 2, {"Da_A": RES2_TRUTH["Da_A"] + a / 2, "Db_A": RES2_TRUTH["Db_A"]},
+                          "slip", settings)
+    assert wrong.reading.agreement < right - 0.05, (wrong.reading.agreement, right)
+    assert any("poor agreement" in w for w in wrong.warnings)
+
+
+def test_refinement_moves_a_perturbed_reading_towards_the_truth(res2_image):
+    img, p = res2_image
+    sym = symmetry_for("ReS2")
+    reading = {"Da_A": RES2_TRUTH["Da_A"] + 0.24, "Db_A": RES2_TRUTH["Db_A"] - 0.18}
+    before = float(sym.slip_error_A(reading["Da_A"], reading["Db_A"], RES2_TRUTH["Da_A"], RES2_TRUTH["Db_A"]))
+    res = check_reading(img, p, "ReS2", 2, reading, "slip", FAST, uncertainty=0.05)
+    rec = res.to_record()
+    after = float(sym.slip_error_A(rec["refined"]["Da_A"], rec["refined"]["Db_A"], RES2_TRUTH["Da_A"], RES2_TRUTH["Db_A"]))
+    assert after < before / 2 and after < 0.1, (before, after)
+    assert rec["refined_agreement"] >= rec["agreement"]
+    assert rec["change_A"] == pytest.approx(stacking_change("ReS2", res.reading.stacking, res.refined.stacking, False),
+                                            abs=1e-3)
+    # It moved more than the reading's stated uncertainty: flagged.
+    assert any("refinement moved the slip" in w for w in rec["warnings"])
+
+
+def test_wrong_twist_scores_lower_than_the_right_one():
+    row = make_row("MoS2", size=150, pixel_size_A=0.1, rotation_deg=-23.0, theta_deg=13.0, Da_A=0.7, Db_A=1.1,
+                   defocus_A=30.0, source_fwhm_A=0.7, origin_x_A=5.3, origin_y_A=9.9)
+    img = _image(row, 5)
+    s = ClosedLoopSettings(**{**vars(FAST), "refine": False})
+    right = check_reading(img, 0.1, "MoS2", 2, {"theta_deg": 13.0}, "twist", s)
+    wrong = check_reading(img, 0.1, "MoS2", 2, {"theta_deg": 19.0}, "twist", s)
+    assert right.reading.agreement > 0.85
+    assert wrong.reading.agreement < right.reading.agreement - 0.05, (wrong.reading.agreement, right.reading.agreement)
+
+
+def test_rotation_candidates_follow_the_lattice():
+    assert rotation_candidates_deg("MoS2", 10.0) == [10.0, 70.0]  # 6-fold spots, 3-fold structure
+    assert rotation_candidates_deg("ReS2", 10.0) == [10.0, 70.0, 130.0]  # nearly hexagonal, 2-fold
+    assert stacking_change("MoS2", Stacking(theta_deg=2.0), Stacking(theta_deg=58.0), True) == pytest.approx(56.0)
+
+
+def test_domain_centres_are_inside_their_domain():
+    labels = np.full((4, 6), -1)
+    labels[:, :2] = 0
+    labels[1:, 3:] = 1
+    rec = {"map_extent_A": [1.0, 13.0, 9.0, 1.0], "map": {"stride_A": 2.0}}
+    c = domain_centres_A(rec, labels)
+    for d, (x, y) in c.items():
+        assert labels[int((y - 1.0) // 2), int((x - 1.0) // 2)] == d
+
+
+def test_failed_inference_and_bad_inputs_give_records_naming_the_file(tmp_path):
+    img = tmp_path / "img.png"
+    result = tmp_path / "result.json"
+    result.write_text(json.dumps({"image_id": "x", "path": str(img), "material": "WS2", "task": "slip",
+                                  "status": "error", "error": "ValueError: no trained slip model for WS2"}))
+    out = tmp_path / "out"
+    check = closed_loop_to_files(img, result, None, {}, out)
+    assert check["status"] == "skipped" and str(img) in check["message"] and "no trained slip model" in check["message"]
+    assert sorted(p.name for p in out.iterdir()) == ["check.json", "comparison.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "result.json"]  # nothing else touched
+    # An ok record whose image file is missing: an error record naming the image.
+    result.write_text(json.dumps({"image_id": "x", "material": "ReS2", "layers": 2, "status": "ok",
+                                  "pixel_size_A": 0.05, "results": {"slip": {"Da_A": 0.0, "Db_A": 0.0}}}))
+    check = closed_loop_to_files(img, result, None, {}, out)
+    assert check["status"] == "error" and str(img) in check["error"]
+    assert json.loads((out / "check.json").read_text())["status"] == "error"
+    # A damaged record and an unknown setting: errors naming the record / the setting.
+    result.write_text("{not json")
+    check = closed_loop_to_files(img, result, None, {}, out)
+    assert check["status"] == "error" and str(result) in check["error"]
+    check = closed_loop_to_files(img, result, None, {"crop_size": 3}, out)
+    assert check["status"] == "error" and "crop_size" in check["error"]
+    assert sorted(p.name for p in out.iterdir()) == ["check.json", "comparison.png"]  # no partial files left

@@ -1,0 +1,15 @@
+"""Adapter: image + results/infer/<image>/ -> results/closed_loop/<image>/ (check.json, comparison.png)."""
+
+from pathlib import Path
+
+from vdwstack.closed_loop_pipeline import closed_loop_to_files
+from vdwstack.logs import log_to_file
+
+log_to_file(snakemake.log[0])
+closed_loop_to_files(
+    snakemake.input.image,
+    snakemake.input.result,
+    snakemake.input.maps,
+    snakemake.params.settings,
+    Path(snakemake.output.check).parent,
+)
