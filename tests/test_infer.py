@@ -329,3 +329,24 @@ def test_nonfinite_and_constant_images_name_the_file(tmp_path, bad, match):
     tifffile.imwrite(path, img)
     with pytest.raises(ValueError, match=f"frame_07.tif.*{match}"):
         read_image(path)
+
+
+@pytest.mark.parametrize("suffix", [".emd", ".mrc"])
+def test_microscope_file_declaring_a_huge_array_is_refused_before_reading(tmp_path, suffix):
+    path = tmp_path / f"bomb{suffix}"
+    if suffix == ".emd":
+        import h5py
+
+        # A compressed HDF5 dataset of 40000² values that were never written: a file of a few kB.
+        with h5py.File(path, "w") as f:
+            f.attrs["version_major"], f.attrs["version_minor"] = 0, 2
+            g = f.create_group("data/bomb")
+            g.attrs["emd_group_type"] = 1
+            g.create_dataset("data", shape=(40000, 40000), dtype="f4", chunks=(1000, 1000), compression="gzip")
+    else:
+        header = np.zeros(256, np.int32)
+        header[:4] = (40000, 40000, 1, 2)
+        path.write_bytes(header.tobytes() + np.zeros(64, np.float32).tobytes())
+    assert path.stat().st_size < 100_000
+    with pytest.raises(ValueError, match=rf"bomb\{suffix}: header declares .*over the limit"):
+        read_image(path, max_pixels=10**8)

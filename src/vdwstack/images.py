@@ -24,6 +24,36 @@ def _check_pixels(path: Path, shape, max_pixels: int) -> None:
                          f"limit of {max_pixels:,}; refusing to decode (possible decompression bomb)")
 
 
+def _check_microscope_header(path: Path, max_pixels: int) -> None:
+    """Sizes declared by MRC headers and EMD (HDF5) datasets, checked before any data is read.
+
+    EMD datasets may be compressed, so a small file can declare a huge array (a decompression
+    bomb); MRC declares nx, ny, nz in its first 12 bytes. DM3/DM4 and SER are uncompressed: their
+    readers cannot produce more data than the file holds.
+    """
+    suffix = path.suffix.lower()
+    if suffix == ".mrc":
+        head = path.read_bytes()[:12] if path.stat().st_size >= 12 else b""
+        if len(head) == 12:
+            dims = np.frombuffer(head, "<i4")
+            if (dims < 0).any():
+                dims = np.frombuffer(head, ">i4")
+            if (dims > 0).all():
+                _check_pixels(path, tuple(int(d) for d in dims), max_pixels)
+    elif suffix == ".emd":
+        import h5py
+
+        try:
+            f = h5py.File(path, "r")
+        except OSError:
+            return  # not HDF5: rosettasciio reports it
+        with f:
+            shapes = []
+            f.visititems(lambda _, obj: shapes.append(obj.shape) if isinstance(obj, h5py.Dataset) else None)
+        for shape in shapes:
+            _check_pixels(path, shape, max_pixels)
+
+
 def _read_microscope_file(path: Path) -> tuple[np.ndarray, float | None]:
     """DM3/DM4, EMD, SER and MRC through rosettasciio: the first 2-D signal and its x-axis scale."""
     import importlib
@@ -56,7 +86,8 @@ def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[np
     TIFF (pixel size from its resolution tags), PNG/JPEG/BMP (Pillow), and DM3/DM4, EMD, SER, MRC
     (rosettasciio, pixel size from the calibrated axes). RGB(A) is converted to grey (luminance).
     Raises ValueError naming the file for unreadable, truncated, non-finite, constant or tiny images,
-    and, before decoding, for TIFF/PNG/JPEG/BMP headers declaring more than `max_pixels` values.
+    and, before decoding, for TIFF/PNG/JPEG/BMP/MRC headers or EMD datasets declaring more than
+    `max_pixels` values.
     """
     path = Path(path)
     if not path.is_file():
@@ -83,6 +114,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[np
                 im.load()
                 arr = np.asarray(im.convert("RGB") if im.mode not in ("L", "I", "I;16", "F") else im)
         elif suffix in MICROSCOPE_FORMATS:
+            _check_microscope_header(path, max_pixels)
             arr, pixel_size_A = _read_microscope_file(path)
         else:
             raise ValueError(f"{path}: unsupported image format {suffix!r} (use one of {', '.join(FORMATS)})")
