@@ -7,7 +7,7 @@ import pytest
 
 from helpers import make_row
 from vdwstack.closed_loop import (ClosedLoopSettings, check_reading, rotation_candidates_deg,
-                                  stacking_change, Stacking)
+                                  spectral_orientation, stacking_change, Stacking)
 from vdwstack.closed_loop_pipeline import closed_loop_to_files, domain_centres_A
 from vdwstack.degrade import Degradation, degrade
 from vdwstack.io import write_tiff
@@ -107,7 +107,10 @@ def test_wrong_twist_scores_lower_than_the_right_one():
 
 
 def test_rotation_candidates_follow_the_lattice():
-    assert rotation_candidates_deg("MoS2", 10.0) == [10.0, 70.0]  # 6-fold spots, 3-fold structure
+    # 6-fold spots, 3-fold monolayer: with a fixed slip D a 120° turn gives the model of R·D, a
+    # different member of D's class, so all six orientations are tried; twists need only 120°.
+    assert rotation_candidates_deg("MoS2", 10.0) == [10.0, 70.0, 130.0, 190.0, 250.0, 310.0]
+    assert rotation_candidates_deg("MoS2", 10.0, twist=True) == [10.0, 70.0]
     assert rotation_candidates_deg("ReS2", 10.0) == [10.0, 70.0, 130.0]  # nearly hexagonal, 2-fold
     assert stacking_change("MoS2", Stacking(theta_deg=2.0), Stacking(theta_deg=58.0), True) == pytest.approx(56.0)
 
@@ -145,3 +148,28 @@ def test_failed_inference_and_bad_inputs_give_records_naming_the_file(tmp_path):
     check = closed_loop_to_files(img, result, None, {"crop_size": 3}, out)
     assert check["status"] == "error" and "crop_size" in check["error"]
     assert sorted(p.name for p in out.iterdir()) == ["check.json", "comparison.png"]  # no partial files left
+
+
+def test_spectral_orientation_finds_the_lattice(res2_image):
+    img, p = res2_image
+    rot, scale, contrast = spectral_orientation(img, p, "ReS2")
+    # Modulo 60°: the nearly hexagonal spots; the pose fit tries every 60° turn.
+    assert abs((rot - RES2_ROT_DEG + 30.0) % 60.0 - 30.0) < 0.6 and abs(scale - 1) < 0.015, (rot, scale)
+    assert spectral_orientation(np.random.default_rng(0).normal(size=(256, 256)), p, "ReS2") is None
+
+
+def test_equivalent_hexagonal_readings_all_agree():
+    """Regression: MoS2 readings are canonical representatives of a C6 class; an equivalent R·D
+    of the true slip must reproduce the image (once only 120° of orientations were tried, so a
+    2H MoS2 image scored 0.76 for its right reading and lost to a half-cell-wrong one)."""
+    truth = (1.04, 0.40)
+    row = make_row("MoS2", size=150, pixel_size_A=0.1, rotation_deg=45.8, defocus_A=35.0, source_fwhm_A=0.7,
+                   origin_x_A=2.1, origin_y_A=4.4, Da_A=truth[0], Db_A=truth[1])
+    img = _image(row, 3)
+    sym = symmetry_for("MoS2")
+    s = ClosedLoopSettings(**{**vars(FAST), "refine": False})
+    t = np.deg2rad(120.0)  # with the old 120° search this reading scored 0.88 (the truth 0.99)
+    R = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    da, db = sym.cartesian_to_slip(R @ sym.slip_to_cartesian(*truth))
+    res = check_reading(img, 0.1, "MoS2", 2, {"Da_A": float(da), "Db_A": float(db)}, "slip", s)
+    assert res.reading.agreement > 0.95, res.reading.agreement

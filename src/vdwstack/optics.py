@@ -178,7 +178,10 @@ def _probe_intensity_cached(optics: Optics, pixel_size_A: float, n_px: int) -> n
         device="cpu",
         **aberrations,
     )
-    wave = probe.build(scan=(0.0, 0.0), lazy=False).array
+    # abTEM's default FFT is FFTW with FFTW_MEASURE plans, chosen by timing: the bits of the
+    # result then change from process to process. NumPy's FFT keeps simulations bit-identical.
+    with abtem.config.set({"fft": "numpy"}):
+        wave = probe.build(scan=(0.0, 0.0), lazy=False).array
     intensity = np.abs(np.asarray(wave)) ** 2
     intensity /= intensity.sum() * pixel_size_A**2  # ∫ I d²r = 1  →  1/Å²
     # abTEM arrays are indexed [x, y]; ours are [row=y, col=x].
