@@ -5,7 +5,8 @@ Run:  .venv/bin/python benchmarks/workflow.py [--cores 2] [--config-dir config] 
 Copies the config folder into a fresh working directory, runs `snakemake --cores N` there (wall
 time; peak memory as the largest sum of resident memory over Snakemake and all its job processes,
 sampled every 0.2 s), then appends one row to the image sheet (a copy of the first image under a
-new id) and times the rerun, which must run only that image's `infer` job and the report.
+new id) and times the rerun, which must run only that image's `infer` and `closed_loop` jobs and
+the report.
 Targets on 2 CPU cores: demo ≤ 15 min, one-new-image rerun ≤ 60 s.
 """
 
