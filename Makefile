@@ -29,8 +29,8 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/snakemake --lint
 	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
 
-## bench: every benchmark (simulation, DRIT, regressors, end-to-end demo + one-new-image rerun),
-## JSON in benchmarks/results/ (~25 min on 2 cores; BENCH_ARGS=--quick for a 3-min version)
+## bench: every benchmark (simulation, DRIT, regressors, closed loop, end-to-end demo + one-new-image rerun),
+## JSON in benchmarks/results/ (~35 min on 2 cores; BENCH_ARGS=--quick for a 5-min version)
 bench: $(VENV)/.installed
 	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 

@@ -3,7 +3,8 @@
 Run:  .venv/bin/python benchmarks/run_all.py [--quick] [--skip-workflow] [--out-dir benchmarks/results]
 (`make bench`). On a GPU machine the throughput benchmarks add a CUDA row next to the CPU one.
 --quick: smaller sizes, no ResNet-50, and the end-to-end timing on the tiny test config (.test/).
-The full run takes about 25 min on 2 CPU cores, most of it the end-to-end demo.
+The full run takes about 35 min on 2 CPU cores, most of it the end-to-end demo and the closed-loop
+study (20 simulated images, the nine shared experimental ones when present).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def main() -> None:
             "train_images_per_s": round(r["train_images_per_s"], 2),
             "inference_tiles_per_s": round(r["inference_tiles_per_s"], 2)} for r in reg["results"]},
     }
+    cl = _run("closed_loop.py", out / "closed_loop.json", *(["--quick"] if args.quick else []))
+    summary["closed_loop"] = {k: v for k, v in cl["simulated"].items() if k != "images"}
     if not args.skip_workflow:
         config_dir = ROOT / ".test" / "config" if args.quick else ROOT / "config"
         wf = _run("workflow.py", out / "workflow.json", "--cores", str(args.cores), "--config-dir", str(config_dir))
