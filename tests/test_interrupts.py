@@ -88,7 +88,7 @@ def test_killed_drit_training_resumes_from_its_checkpoint(tmp_path, caplog):
     from vdwstack.drit_train import DritConfig, train
 
     out = tmp_path / "drit"
-    cfg = dict(iterations=40, crop_px=32, batch_size=1, checkpoint_every=4, sample_every=1000)
+    cfg = dict(iterations=16, crop_px=32, batch_size=1, checkpoint_every=4, sample_every=1000)
     child = _start(f"""
         from test_drit import ARCH, _sampler
         from vdwstack.drit_train import DritConfig, train
