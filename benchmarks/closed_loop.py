@@ -4,12 +4,14 @@
    scan jitter, drift, contamination; vacancies; random rotation, translation, pixel size): mean ΔD
    before and after refining readings perturbed by 0.1–0.5 Å; agreement of the right reading vs one
    shifted by half a cell (a/2; another half-cell shift where D + a/2 is within 0.5 Å of an
-   equivalent of D, as it can be for hexagonal MX2).
+   equivalent of D, as it can be for hexagonal MX2), and whether the global search (slip grid, then
+   local fit) run on the wrong reading finds the truth (its ΔD to the truth).
 2. The real images of ../shared/data/experimental (when present), pixel size from their Bragg spots:
    no trained model is needed — the reading is the best point of a coarse grid over the slip cell
    scored by the agreement itself (two slips for the trilayer), then refined; the worst grid point
    shows the contrast. The twisted MoS2 reading is the classical FFT twist, θ and 60° − θ both
-   checked (Fourier methods cannot tell them apart; a real-space model can).
+   checked (Fourier methods cannot tell them apart; a real-space model can), each with the global
+   twist scan's best alternative (vdwstack.closed_loop.search_alternative).
 
     .venv/bin/python benchmarks/closed_loop.py [--n 20] [--quick] [--skip-experimental]
 
@@ -85,30 +87,43 @@ def simulated_study(n: int, settings: ClosedLoopSettings, seed: int = 0) -> dict
                           contamination_blobs=1.0, contamination_radius_A=3.0, contamination_strength=0.3)
         img = degrade(simulate_row(row), p, deg, rng)
         truth = {"Da_A": row["Da_A"], "Db_A": row["Db_A"]}
-        no_refine = replace(settings, refine=False)
+        no_refine = replace(settings, refine=False, search_alternatives="never")
         t0 = time.perf_counter()
         right = check_reading(img, p, material, 2, truth, "slip", no_refine).reading.agreement
         wrong_reading = half_cell_wrong(material, truth)
         wrong_dD = float(sym.slip_error_A(wrong_reading["Da_A"], wrong_reading["Db_A"], truth["Da_A"], truth["Db_A"]))
-        wrong = check_reading(img, p, material, 2, wrong_reading, "slip", no_refine).reading.agreement
+        t_alt = time.perf_counter()
+        wrong_res = check_reading(img, p, material, 2, wrong_reading, "slip",
+                                  replace(no_refine, search_alternatives="always"))
+        t_alt = time.perf_counter() - t_alt
+        wrong = wrong_res.reading.agreement
+        alt = wrong_res.alternative.stacking
+        alt_dD = float(sym.slip_error_A(alt.Da_A, alt.Db_A, truth["Da_A"], truth["Db_A"]))
         # A reading 0.1–0.5 Å off in a random direction, then refined.
         err_A = float(rng.uniform(0.1, 0.5))
         ang = rng.uniform(0, 2 * np.pi)
         pda, pdb = sym.cartesian_to_slip(sym.slip_to_cartesian(truth["Da_A"], truth["Db_A"])
                                          + err_A * np.array([np.cos(ang), np.sin(ang)]))
-        res = check_reading(img, p, material, 2, {"Da_A": float(pda), "Db_A": float(pdb)}, "slip", settings)
+        res = check_reading(img, p, material, 2, {"Da_A": float(pda), "Db_A": float(pdb)}, "slip",
+                            replace(settings, search_alternatives="never"))
         before = float(sym.slip_error_A(pda, pdb, truth["Da_A"], truth["Db_A"]))
         after = float(sym.slip_error_A(res.refined.stacking.Da_A, res.refined.stacking.Db_A, truth["Da_A"],
                                        truth["Db_A"]))
         rows.append({"material": material, "pixel_size_A": p, "truth": truth, "agreement_right": right,
                      "half_cell_wrong_reading": wrong_reading, "half_cell_wrong_dD_A": wrong_dD,
-                     "agreement_half_cell_wrong": wrong, "perturbed_agreement": res.reading.agreement,
+                     "agreement_half_cell_wrong": wrong, "alternative_dD_A": alt_dD,
+                     "alternative_agreement": wrong_res.alternative.agreement,
+                     "alternative_fits_better": wrong_res.fits_better,
+                     "seconds_check_with_search": t_alt, "perturbed_agreement": res.reading.agreement,
                      "refined_agreement": res.refined.agreement, "dD_before_A": before, "dD_after_A": after,
                      "seconds": time.perf_counter() - t0})
         print(f"[{i + 1}/{n}] {material} p={p:.3f}: r right {right:.3f} wrong {wrong:.3f}; "
-              f"ΔD {before:.3f} → {after:.3f} Å ({rows[-1]['seconds']:.0f} s)", flush=True)
+              f"ΔD {before:.3f} → {after:.3f} Å; search from the wrong reading: ΔD {alt_dD:.3f} Å "
+              f"({rows[-1]['seconds']:.0f} s)", flush=True)
     arr = {k: np.array([r[k] for r in rows]) for k in ("agreement_right", "agreement_half_cell_wrong",
-                                                        "dD_before_A", "dD_after_A", "seconds")}
+                                                        "dD_before_A", "dD_after_A", "seconds",
+                                                        "alternative_dD_A", "alternative_fits_better",
+                                                        "seconds_check_with_search")}
     return {
         "n_images": n,
         "mean_dD_before_A": float(arr["dD_before_A"].mean()),
@@ -123,6 +138,10 @@ def simulated_study(n: int, settings: ClosedLoopSettings, seed: int = 0) -> dict
         "min_margin_right_minus_wrong": float(np.min(arr["agreement_right"] - arr["agreement_half_cell_wrong"])),
         "fraction_margin_at_least_0.05": float(np.mean(arr["agreement_right"] - arr["agreement_half_cell_wrong"]
                                                        >= 0.05)),
+        "alternative_mean_dD_A": float(arr["alternative_dD_A"].mean()),
+        "alternative_fraction_within_0.1_A": float(np.mean(arr["alternative_dD_A"] < 0.1)),
+        "alternative_fraction_fits_better": float(np.mean(arr["alternative_fits_better"])),
+        "mean_seconds_check_with_search": float(arr["seconds_check_with_search"].mean()),
         "mean_seconds_per_image_3_checks": float(arr["seconds"].mean()),
         "images": rows,
     }
@@ -145,7 +164,9 @@ def experimental_study(settings: ClosedLoopSettings) -> dict:
             if task == "slip":
                 grid = grid_search_slip(image, p, material, layers, settings, step_A=0.5 if layers == 2 else 1.5)
                 reading = {k: v for k, v in grid["best"].items() if k != "agreement"}
-                res = check_reading(image, p, material, layers, reading, "slip", settings)
+                # The reading is already the grid's best: no second global search.
+                res = check_reading(image, p, material, layers, reading, "slip",
+                                    replace(settings, search_alternatives="never"))
                 rec = res.to_record()
                 entry.update(reading_source="best point of a grid over the slip cell (agreement)",
                              grid_step_A=0.5 if layers == 2 else 1.5, grid_points=grid["n_points"],
@@ -156,10 +177,13 @@ def experimental_study(settings: ClosedLoopSettings) -> dict:
                 theta = float(fft_twist_deg(image, p, material))
                 checks = {}
                 for th in (theta, 60.0 - theta):
-                    rec = check_reading(image, p, material, layers, {"theta_deg": th}, "twist", settings).to_record()
+                    rec = check_reading(image, p, material, layers, {"theta_deg": th}, "twist",
+                                        replace(settings, search_alternatives="always")).to_record()
                     checks[f"{th:.2f}"] = {"agreement": rec["agreement"], "refined": rec.get("refined"),
                                            "refined_agreement": rec.get("refined_agreement"),
                                            "change_deg": rec.get("change_deg"), "fit": rec["refined_fit"],
+                                           "alternative": {k: v for k, v in rec.get("alternative", {}).items()
+                                                           if k != "fit"} or None,
                                            "warnings": rec["warnings"]}
                 entry.update(reading_source="classical FFT twist (θ and 60° − θ)", fft_theta_deg=theta,
                              checks=checks)

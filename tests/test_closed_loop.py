@@ -47,8 +47,10 @@ def res2_right(res2_image, tmp_path_factory):
               "truth": RES2_TRUTH}
     (d / "result.json").write_text(json.dumps(record))
     np.savez_compressed(d / "maps.npz", slip_domains=np.zeros((3, 3), int))
+    # The global search runs too (YAML `true` = "always"): on a right reading it must not warn.
     check = closed_loop_to_files(d / "res2.tif", d / "result.json", d / "maps.npz",
-                                 {**vars(FAST), "enabled": True, "refine": False}, d / "out")
+                                 {**vars(FAST), "enabled": True, "refine": False, "search_alternatives": True},
+                                 d / "out")
     return check, d / "out"
 
 
@@ -65,18 +67,36 @@ def test_right_reading_fits_pose_and_agrees(res2_right):
     assert c["agreement"] > 0.9 and check["agreement"] == c["agreement"]
     assert check["warnings"] == []
     assert check["errors_vs_truth"]["reading_dD_A"] < 1e-6
+    # The search's best is the reading itself (an equivalent), reported beside it at the top level.
+    alt = check["alternative"]["slip"]
+    assert alt == {k: v for k, v in c["alternative"].items() if k != "fit"}
+    assert alt["fits_better"] is False and alt["distance_A"] < 0.1, alt
+    assert alt["agreement"] < c["agreement"] + FAST.alternative_margin
 
 
-def test_half_cell_wrong_reading_agrees_clearly_worse(res2_image, res2_right):
+def test_half_cell_wrong_reading_agrees_clearly_worse_and_the_search_finds_the_truth(res2_image, res2_right):
     img, p = res2_image
     right = res2_right[0]["agreement"]
     a = get_material("ReS2").a_A
-    # The flag threshold sits just below the right reading's agreement.
+    sym = symmetry_for("ReS2")
+    # The flag threshold sits just below the right reading's agreement; flagged readings are searched.
     settings = ClosedLoopSettings(**{**vars(FAST), "refine": False, "min_agreement": right - 0.025})
-    wrong = check_reading(img, p, "ReS2", 2, {"Da_A": RES2_TRUTH["Da_A"] + a / 2, "Db_A": RES2_TRUTH["Db_A"]},
-                          "slip", settings)
+    reading = {"Da_A": RES2_TRUTH["Da_A"] + a / 2, "Db_A": RES2_TRUTH["Db_A"]}
+    wrong = check_reading(img, p, "ReS2", 2, reading, "slip", settings)
     assert wrong.reading.agreement < right - 0.05, (wrong.reading.agreement, right)
     assert any("poor agreement" in w for w in wrong.warnings)
+    # The global search (slip grid, then local fit) lands on the truth, up to the symmetry.
+    rec = wrong.to_record()
+    alt = rec["alternative"]
+    assert float(sym.slip_error_A(alt["Da_A"], alt["Db_A"], RES2_TRUTH["Da_A"], RES2_TRUTH["Db_A"])) < 0.3, alt
+    assert alt["agreement"] > rec["agreement"] + settings.alternative_margin and alt["fits_better"] is True
+    assert alt["distance_A"] == pytest.approx(float(sym.slip_error_A(alt["Da_A"], alt["Db_A"], *reading.values())),
+                                              abs=1e-3)
+    # The reading is kept (canonical form); the alternative is only reported, with a warning naming it.
+    assert rec["reading"] == {k: round(float(v), 4) for k, v in zip(("Da_A", "Db_A"),
+                                                                     sym.canonical_slip(*reading.values()))}
+    assert any(f"a different reading fits better: D = ({alt['Da_A']:.2f}, {alt['Db_A']:.2f}) Å" in w
+               for w in rec["warnings"]), rec["warnings"]
 
 
 def test_refinement_moves_a_perturbed_reading_towards_the_truth(res2_image):
@@ -95,15 +115,51 @@ def test_refinement_moves_a_perturbed_reading_towards_the_truth(res2_image):
     assert any("refinement moved the slip" in w for w in rec["warnings"])
 
 
-def test_wrong_twist_scores_lower_than_the_right_one():
+@pytest.fixture(scope="module")
+def twist13_image():
+    """MoS2 bilayer twisted by 13°, rotated, translated, noisy."""
     row = make_row("MoS2", size=150, pixel_size_A=0.1, rotation_deg=-23.0, theta_deg=13.0, Da_A=0.7, Db_A=1.1,
                    defocus_A=30.0, source_fwhm_A=0.7, origin_x_A=5.3, origin_y_A=9.9)
-    img = _image(row, 5)
+    return _image(row, 5)
+
+
+def test_wrong_twist_scores_lower_than_the_right_one(twist13_image):
+    img = twist13_image
     s = ClosedLoopSettings(**{**vars(FAST), "refine": False})
     right = check_reading(img, 0.1, "MoS2", 2, {"theta_deg": 13.0}, "twist", s)
     wrong = check_reading(img, 0.1, "MoS2", 2, {"theta_deg": 19.0}, "twist", s)
     assert right.reading.agreement > 0.85
     assert wrong.reading.agreement < right.reading.agreement - 0.05, (wrong.reading.agreement, right.reading.agreement)
+
+
+def test_twist_scan_finds_the_right_twist_for_a_flagged_reading(twist13_image):
+    """A 35° reading of a 13° image: the local fit cannot leave it; the scan over [0°, 60°] can."""
+    sym = symmetry_for("MoS2")
+    s = ClosedLoopSettings(**{**vars(FAST), "refine": False, "min_agreement": 0.8})  # 35° agrees at ~0.6
+    res = check_reading(twist13_image, 0.1, "MoS2", 2, {"theta_deg": 35.0}, "twist", s)
+    rec = res.to_record()
+    assert rec["agreement"] < 0.8 and any("poor agreement" in w for w in rec["warnings"])
+    alt = rec["alternative"]
+    assert float(sym.twist_error_deg(alt["theta_deg"], 13.0)) < 1.5, alt
+    assert alt["agreement"] > 0.9 and alt["fits_better"] is True
+    assert alt["distance_deg"] == pytest.approx(abs(alt["theta_deg"] - 35.0), abs=1e-3)
+    assert rec["reading"] == {"theta_deg": 35.0}
+    w = next(w for w in rec["warnings"] if "a different reading fits better" in w)
+    assert f"θ = {alt['theta_deg']:.1f}°" in w and f"vs {rec['agreement']:.2f}" in w
+    # "flagged" searches only flagged readings; "never" never.
+    quiet = check_reading(twist13_image, 0.1, "MoS2", 2, {"theta_deg": 35.0}, "twist",
+                          ClosedLoopSettings(**{**vars(s), "search_alternatives": "never"}))
+    assert quiet.alternative is None and "alternative" not in quiet.to_record()
+
+
+def test_alternative_settings_are_checked():
+    assert ClosedLoopSettings.from_mapping({"search_alternatives": False}).search_alternatives == "never"
+    assert ClosedLoopSettings.from_mapping({"search_alternatives": True}).search_alternatives == "always"
+    assert ClosedLoopSettings().search_alternatives == "flagged"
+    for bad in ({"search_alternatives": "sometimes"}, {"alternative_margin": -0.1}, {"alternative_step_A": 0},
+                {"alternative_step_deg": -1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ClosedLoopSettings.from_mapping(bad)
 
 
 def test_rotation_candidates_follow_the_lattice():
@@ -173,3 +229,17 @@ def test_equivalent_hexagonal_readings_all_agree():
     da, db = sym.cartesian_to_slip(R @ sym.slip_to_cartesian(*truth))
     res = check_reading(img, 0.1, "MoS2", 2, {"Da_A": float(da), "Db_A": float(db)}, "slip", s)
     assert res.reading.agreement > 0.95, res.reading.agreement
+
+
+def test_report_shows_the_alternative():
+    from vdwstack.report import _closed_loop_summary, closed_loop_table
+
+    alt = {"theta_deg": 13.02, "agreement": 0.95, "distance_deg": 21.98, "fits_better": True}
+    check = {"status": "ok", "image_id": "t", "agreement": 0.54, "warnings": ["w"], "alternative": {"twist": alt},
+             "checks": [{"task": "twist", "region": "whole image", "reading": {"theta_deg": 35.0}, "agreement": 0.54,
+                         "fit": {"pixel_size_A": 0.1, "defocus_A": 35.0, "source_fwhm_A": 0.7},
+                         "alternative": {**alt, "fit": {}}, "warnings": ["w"]}]}
+    assert _closed_loop_summary(check)["alternative"] == "θ = 13.02°, r = 0.950 (fits better)"
+    row = closed_loop_table([check]).iloc[0]
+    assert row["alternative_theta_deg"] == 13.02 and row["alternative_fits_better"]
+    assert "alternative" not in _closed_loop_summary({**check, "alternative": {}})

@@ -46,6 +46,9 @@ def test_shipped_configs_are_valid(name):
     (("regress", "settings", "architecture"), "vgg16", "regress.settings.architecture: 'vgg16' is not allowed (allowed: one of resnet18, resnet34, resnet50)"),
     (("infer", "tta_rotations"), 3, "infer.tta_rotations: 3"),
     (("drit", "weights", "self_recon"), -1, "drit.weights.self_recon: -1 is not allowed (allowed: number ≥ 0)"),
+    (("closed_loop", "search_alternatives"), "sometimes", "closed_loop.search_alternatives: 'sometimes' is not allowed"),
+    (("closed_loop", "alternative_margin"), 1.5, "closed_loop.alternative_margin: 1.5 is not allowed (allowed: number ≥ 0, ≤ 1)"),
+    (("closed_loop", "alternative_step_deg"), 0, "closed_loop.alternative_step_deg: 0 is not allowed (allowed: number > 0, ≤ 10)"),
 ])
 def test_bad_value_names_key_and_allowed_range(config, path, value, expected):
     node = config
@@ -58,7 +61,7 @@ def test_bad_value_names_key_and_allowed_range(config, path, value, expected):
 
 
 @pytest.mark.parametrize("where", [(), ("drit",), ("drit", "weights"), ("regress", "settings"), ("microscope",),
-                                   ("datasets", "ReS2_slip"), ("infer",), ("simulation",)])
+                                   ("datasets", "ReS2_slip"), ("infer",), ("simulation",), ("closed_loop",)])
 def test_unknown_keys_are_reported_with_the_allowed_ones(config, where):
     node = config
     for key in where:

@@ -14,7 +14,12 @@ noise does not dominate, and the crop loses its slowly varying background (conta
 thickness), which the simulation does not have.
 
 Optionally the reading itself is refined (Nelder–Mead from the reading) to maximise the agreement;
-the change is reported with the material's symmetry-aware ΔD / Δθ.
+the change is reported with the material's symmetry-aware ΔD / Δθ. The refinement is local: a
+reading far from the truth stays wrong. A global search (:func:`search_alternative`: a coarse grid
+over the slip cell, or a scan of θ over the material's range, then the local fit of the best) looks
+for the stacking that reproduces the image best; it is reported beside the reading, never instead
+of it. The scans are cheap because the incoherent image is linear in the atoms: each layer is
+rendered once and every slip (or relative layer translation) is a Fourier phase shift of layer 2.
 
 Images are [row, col] = [y, x]; x = col·p, y = row·p (Å); angles in degrees.
 """
@@ -61,6 +66,13 @@ class ClosedLoopSettings:
     min_tolerance_A, min_tolerance_deg: floors of the tolerance on the refinement's change
         (the reading's own uncertainty is used when larger).
     max_domains: slip domains checked per image (largest first), besides the whole image.
+    search_alternatives: when to search globally for a better-fitting reading: "flagged" (the
+        reading's agreement is below min_agreement), "always" or "never".
+    alternative_margin: the alternative is reported as fitting better (a warning) when its agreement
+        exceeds the reading's (and the refined reading's) by more than this (Pearson r) and it lies
+        farther from the reading than the tolerance.
+    alternative_step_A: step of the slip grid over the symmetry-reduced slip cell (Å).
+    alternative_step_deg: step of the twist scan over the material's range (degrees).
     """
 
     crop_A: float = 24.0
@@ -76,6 +88,10 @@ class ClosedLoopSettings:
     min_tolerance_A: float = 0.1
     min_tolerance_deg: float = 0.5
     max_domains: int = 4
+    search_alternatives: str = "flagged"
+    alternative_margin: float = 0.05
+    alternative_step_A: float = 0.3
+    alternative_step_deg: float = 1.5
 
     @classmethod
     def from_mapping(cls, m: Mapping | None) -> ClosedLoopSettings:
@@ -87,8 +103,16 @@ class ClosedLoopSettings:
         for k in ("defocus_A", "source_fwhm_range_A"):
             if k in m:
                 m[k] = tuple(float(v) for v in m[k])
+        if isinstance(m.get("search_alternatives"), bool):  # YAML true/false
+            m["search_alternatives"] = "always" if m["search_alternatives"] else "never"
         s = cls(**m)
-        for name in ("crop_A", "work_pixel_size_A", "denoise_A", "background_A"):
+        if s.search_alternatives not in ("flagged", "always", "never"):
+            raise ValueError(f"closed_loop.search_alternatives must be 'flagged', 'always' or 'never', "
+                             f"got {s.search_alternatives!r}")
+        if not 0 <= s.alternative_margin <= 1:
+            raise ValueError(f"closed_loop.alternative_margin must be in [0, 1], got {s.alternative_margin!r}")
+        for name in ("crop_A", "work_pixel_size_A", "denoise_A", "background_A", "alternative_step_A",
+                     "alternative_step_deg"):
             v = getattr(s, name)
             if not (np.isfinite(v) and v > 0):
                 raise ValueError(f"closed_loop.{name} must be > 0, got {v!r}")
@@ -325,6 +349,8 @@ class Comparator:
         Tp = np.zeros((self.N, self.N))
         Tp[:self.n, :self.n] = self.target
         self._T_conj = np.conj(scipy.fft.rfft2(Tp))
+        self._ky = np.fft.fftfreq(self.N)[:, None]
+        self._kx = np.fft.rfftfreq(self.N)[None, :]
         self._cache: OrderedDict = OrderedDict()
         self.evaluations = 0
 
@@ -339,10 +365,18 @@ class Comparator:
             raise ValueError("the crop is constant after background removal")
         return x / norm
 
-    def _render_fft(self, stacking: Stacking, rotation_deg: float, scale: float, defocus_A: float) -> np.ndarray:
-        """rfft2 of the canvas simulated without source blur (the blur is applied in Fourier space)."""
+    def _render_fft(self, stacking: Stacking, rotation_deg: float, scale: float, defocus_A: float,
+                    layer: int | None = None) -> np.ndarray:
+        """rfft2 of the canvas simulated without source blur (the blur is applied in Fourier space).
+
+        layer: only this layer's atoms (1-based; the image of the stack is the sum of its layers'
+        images, the incoherent model being linear in the atoms); None: the whole stack.
+        """
+        if layer == 1:
+            # Layer 1 depends neither on the slips nor on θ (it sits at the pose's rotation − θ/2).
+            rotation_deg, stacking = rotation_deg - stacking.theta_deg / 2, Stacking()
         key = (tuple(np.round(list(stacking.as_dict().values()), 6)), round(rotation_deg, 6), round(scale, 8),
-               round(defocus_A, 4))
+               round(defocus_A, 4), layer)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
@@ -364,11 +398,13 @@ class Comparator:
         heights = layer_heights_A(geom)
         m = (padding_px(optics, ps, heights) + 8) * ps
         atoms = build_stack(geom, (-m, N * ps + m, -m, N * ps + m))
+        if layer is not None:
+            atoms = atoms[atoms.get_tags() == layer]
         img = render_incoherent([job_from_atoms(atoms, optics, self.material, heights)], ps, (N, N), True)[0]
         F = scipy.fft.rfft2(img.astype(np.float64))
         self.evaluations += 1
         self._cache[key] = F
-        if len(self._cache) > 48:
+        if len(self._cache) > 64:
             self._cache.popitem(last=False)
         return F
 
@@ -376,13 +412,38 @@ class Comparator:
         ps = self.crop.pixel_size_A * scale
         s_src_px = source_fwhm_A / _FWHM_PER_SIGMA / ps
         s_lp_px = self.settings.denoise_A / self.crop.pixel_size_A if denoise else 0.0
-        ky = np.fft.fftfreq(self.N)[:, None]
-        kx = np.fft.rfftfreq(self.N)[None, :]
-        g = np.exp(-2 * np.pi ** 2 * (s_src_px ** 2 + s_lp_px ** 2) * (kx ** 2 + ky ** 2))
+        g = np.exp(-2 * np.pi ** 2 * (s_src_px ** 2 + s_lp_px ** 2) * (self._kx ** 2 + self._ky ** 2))
         return F * g
 
-    def _peak(self, Fs: np.ndarray) -> tuple[float, int, int, float, float]:
-        """Best translation of the crop in the canvas: (canvas, row, col, sub-pixel d_row, d_col)."""
+    def shifted(self, F: np.ndarray, d_row: float, d_col: float) -> np.ndarray:
+        """Spectrum of the canvas whose content is moved by (d_row, d_col) pixels (periodic)."""
+        return F * np.exp(-2j * np.pi * (self._ky * d_row + self._kx * d_col))
+
+    def image_shift_to_slip(self, d_row: float, d_col: float, pose: Pose, theta_deg: float = 0.0
+                            ) -> tuple[float, float]:
+        """The change of (Da, Db) in Å that moves layer 2 by (d_row, d_col) canvas pixels (inverse
+        of the geometry's lattice→image map: rotation pose.rotation − θ/2, strain 1/scale − 1)."""
+        ps = self.crop.pixel_size_A
+        t = np.deg2rad(pose.rotation_deg - theta_deg / 2)
+        R = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+        d = pose.scale * (R.T @ np.array([d_col * ps, d_row * ps]))
+        da, db = symmetry_for(self.material).cartesian_to_slip(d)
+        return float(da), float(db)
+
+    def score_fft(self, F: np.ndarray, pose: Pose) -> float:
+        """Quick agreement of a canvas spectrum: the best Pearson r over whole-pixel translations
+        (no sub-pixel window; for scans, a little below :meth:`evaluate_fft`'s)."""
+        _, ncc = self._ncc(self._blurred(F, pose.scale, pose.source_fwhm_A, denoise=True))
+        nv = ncc.shape[0]
+        return float(ncc[4:nv - 4, 4:nv - 4].max())
+
+    def best_translation(self, F: np.ndarray, pose: Pose) -> tuple[float, float]:
+        """(row, col) of the crop's corner in the canvas (sub-pixel) that correlates best with F."""
+        _, r, c, dr, dc = self._peak(self._blurred(F, pose.scale, pose.source_fwhm_A, denoise=True))
+        return r + dr, c + dc
+
+    def _ncc(self, Fs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(canvas, Pearson r of the crop with the canvas window at every whole-pixel translation)."""
         S = scipy.fft.irfft2(Fs, s=(self.N, self.N))
         n, N = self.n, self.N
         C = scipy.fft.irfft2(Fs * self._T_conj, s=(N, N))
@@ -396,7 +457,12 @@ class Comparator:
             return a[n:n + nv, n:n + nv] - a[:nv, n:n + nv] - a[n:n + nv, :nv] + a[:nv, :nv]
 
         var = wsum(ii2) - wsum(ii) ** 2 / n ** 2
-        ncc = C[:nv, :nv] / np.sqrt(np.maximum(var, 1e-30))
+        return S, C[:nv, :nv] / np.sqrt(np.maximum(var, 1e-30))
+
+    def _peak(self, Fs: np.ndarray) -> tuple[float, int, int, float, float]:
+        """Best translation of the crop in the canvas: (canvas, row, col, sub-pixel d_row, d_col)."""
+        S, ncc = self._ncc(Fs)
+        nv = ncc.shape[0]
         lo, hi = 4, nv - 5  # room for the sub-pixel window
         sub = ncc[lo:hi + 1, lo:hi + 1]
         r, c = np.unravel_index(int(np.argmax(sub)), sub.shape)
@@ -419,6 +485,10 @@ class Comparator:
     def evaluate(self, stacking: Stacking, pose: Pose, keep_window: bool = False) -> Match:
         """Agreement of one model with the crop (translation fitted)."""
         F = self._render_fft(stacking, pose.rotation_deg, pose.scale, pose.defocus_A)
+        return self.evaluate_fft(F, stacking, pose, keep_window)
+
+    def evaluate_fft(self, F: np.ndarray, stacking: Stacking, pose: Pose, keep_window: bool = False) -> Match:
+        """Agreement of a canvas given by its spectrum (the model `stacking` it stands for)."""
         S, r, c, dr, dc = self._peak(self._blurred(F, pose.scale, pose.source_fwhm_A, denoise=True))
         w = self._window(S, r, c, dr, dc)
         w = w - w.mean()
@@ -606,6 +676,103 @@ def stacking_change(material: str, a: Stacking, b: Stacking, twist: bool, layers
     return d
 
 
+# --- global search for an alternative reading -------------------------------------------------------
+def _lattice_to_image(pose: Pose, theta_deg: float = 0.0) -> np.ndarray:
+    """The geometry's map of a slip (Cartesian, lattice frame, Å) to layer 2's image shift (Å)."""
+    t = np.deg2rad(pose.rotation_deg - theta_deg / 2)
+    return np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]) / pose.scale
+
+
+def scan_slip(comp: Comparator, starts: Sequence[Pose], step_A: float) -> list[Match]:
+    """Agreement of every slip of a grid over the symmetry-reduced slip cell
+    (``symmetry_for(material).slip_grid(step_A)``), bilayers, in every start pose; translation
+    fitted, optics those of the poses. Each layer is rendered once per pose; a slip D moves layer 2
+    by a Fourier phase shift (exact up to a strip of |D| at the canvas edges, outside the crop's
+    search range). Returns one Match per grid point (its best pose; agreement from
+    :meth:`Comparator.score_fft`, translation not fitted), best first."""
+    if comp.layers != 2:
+        raise ValueError("the slip scan is for bilayers")
+    sym = symmetry_for(comp.material)
+    da, db = sym.slip_grid(step_A)
+    D = sym.slip_to_cartesian(da, db)
+    ps = comp.crop.pixel_size_A
+    best: dict[int, Match] = {}
+    for pose in starts:
+        F1 = comp._render_fft(Stacking(), pose.rotation_deg, pose.scale, pose.defocus_A, layer=1)
+        F2 = comp._render_fft(Stacking(), pose.rotation_deg, pose.scale, pose.defocus_A, layer=2)
+        shift_xy = D @ _lattice_to_image(pose).T / ps  # (x, y) in canvas pixels
+        for j in range(len(da)):
+            r = comp.score_fft(F1 + comp.shifted(F2, shift_xy[j, 1], shift_xy[j, 0]), pose)
+            if j not in best or r > best[j].agreement:
+                best[j] = Match(r, Stacking(Da_A=float(da[j]), Db_A=float(db[j])), pose, (np.nan, np.nan))
+    return sorted(best.values(), key=lambda m: -m.agreement)
+
+
+def scan_twist(comp: Comparator, starts: Sequence[Pose], step_deg: float) -> list[Match]:
+    """Agreement of twists θ on a grid over the material's range (both signs) in every start pose
+    (whose rotation is layer 1's orientation, from the Bragg spots). Layer 1 is rendered once per
+    pose, layer 2 once per θ; the layers' relative translation is where each layer alone
+    correlates best with the crop (the image is the sum of the layers' images), applied to layer 2
+    as a Fourier phase shift. Returns one Match per (pose, θ, sign; agreement from
+    :meth:`Comparator.score_fft`), best first."""
+    sym = symmetry_for(comp.material)
+    lo, hi = sym.twist_range_deg
+    thetas = np.linspace(lo, hi, max(1, int(np.ceil((hi - lo) / step_deg))) + 1)
+    out = []
+    for pose in starts:
+        F1 = comp._render_fft(Stacking(), pose.rotation_deg, pose.scale, pose.defocus_A, layer=1)
+        r1, c1 = comp.best_translation(F1, pose)
+        for th in thetas:
+            for sign in (1.0, -1.0):
+                if sign < 0 and (th < lo + 1e-9 or th > hi - 1e-9):
+                    continue  # 0 and the range's end are their own mirror images
+                theta = float(sign * th)
+                p = replace(pose, rotation_deg=pose.rotation_deg + theta / 2)  # the layers' mean orientation
+                F2 = comp._render_fft(Stacking(theta_deg=theta), p.rotation_deg, p.scale, p.defocus_A, layer=2)
+                r2, c2 = comp.best_translation(F2, p)
+                da, db = comp.image_shift_to_slip(r1 - r2, c1 - c2, p, theta)
+                r = comp.score_fft(F1 + comp.shifted(F2, r1 - r2, c1 - c2), p)
+                out.append(Match(r, Stacking(theta_deg=theta, Da_A=da, Db_A=db), p, (np.nan, np.nan)))
+    return sorted(out, key=lambda m: -m.agreement)
+
+
+def search_alternative(comp: Comparator, starts: Sequence[Pose], twist: bool, optics_from: Pose | None = None
+                       ) -> Match | None:
+    """The stacking that reproduces the crop best, found globally: a coarse scan (:func:`scan_twist`
+    with ``alternative_step_deg``, or :func:`scan_slip` with ``alternative_step_A``), then the
+    local fit (layer translation, rotation, scale, optics) and refinement of the best point (and of
+    the runner-up when it is as good and a different stacking). Start poses: rotation and scale
+    from the Bragg spots; defocus and source size from `optics_from` (the reading's fit) if given.
+    None for trilayers (a grid over two slips is too large)."""
+    if comp.layers != 2:
+        log.info("no alternative search for trilayers")
+        return None
+    s = comp.settings
+    if optics_from is not None:
+        starts = [replace(p, defocus_A=optics_from.defocus_A, source_fwhm_A=optics_from.source_fwhm_A) for p in starts]
+    step = s.alternative_step_deg if twist else s.alternative_step_A
+    coarse = scan_twist(comp, starts, step) if twist else scan_slip(comp, starts, step)
+    picks = [coarse[0]]
+    for m in coarse[1:]:
+        if m.agreement < coarse[0].agreement - 0.03:
+            break
+        if stacking_change(comp.material, m.stacking, coarse[0].stacking, twist) > 2 * step:
+            picks.append(m)
+            break
+    budget = s.max_evaluations
+    best = None
+    for m in picks:
+        m = comp.evaluate(m.stacking, m.pose)
+        if twist:
+            m = fit_layer_translation(comp, m.stacking, m.pose, maxfev=max(12, budget // 3))
+        m = fit_rotation_scale(comp, m.stacking, m.pose, maxfev=max(12, budget // 3))
+        m = fit_optics(comp, m.stacking, m.pose)
+        m = refine_stacking(comp, m, twist)
+        if best is None or m.agreement > best.agreement:
+            best = m
+    return best
+
+
 # --- one check ------------------------------------------------------------------------------------
 @dataclass
 class CheckResult:
@@ -617,6 +784,8 @@ class CheckResult:
     twist: bool
     tolerance: float
     warnings: list[str] = field(default_factory=list)
+    alternative: Match | None = None  # the global search's best stacking (None: not searched)
+    fits_better: bool = False  # the alternative beats the reading by the margin, farther than the tolerance
 
     def to_record(self) -> dict:
         comp = self.comparator
@@ -651,6 +820,12 @@ class CheckResult:
             rec["refined_fit"] = fit(self.refined)
             rec[f"change_{unit}"] = round(stacking_change(comp.material, self.reading.stacking,
                                                           self.refined.stacking, self.twist, comp.layers), 4)
+        if self.alternative is not None:
+            rec["alternative"] = {**values(self.alternative), "agreement": round(self.alternative.agreement, 4),
+                                  f"distance_{unit}": round(stacking_change(
+                                      comp.material, self.reading.stacking, self.alternative.stacking,
+                                      self.twist, comp.layers), 4),
+                                  "fits_better": bool(self.fits_better), "fit": fit(self.alternative)}
         return rec
 
 
@@ -677,6 +852,9 @@ def check_reading(image: np.ndarray, pixel_size_A: float, material: str, layers:
     starts = initial_poses(comp, image, pixel_size_A, stacking, twist)
     match = fit_pose(comp, stacking, starts, twist)
     refined = refine_stacking(comp, match, twist) if settings.refine else None
+    search = settings.search_alternatives == "always" or (
+        settings.search_alternatives == "flagged" and match.agreement < settings.min_agreement)
+    alternative = search_alternative(comp, starts, twist, match.pose) if search else None
     tol = max(float(uncertainty or 0.0), settings.min_tolerance_deg if twist else settings.min_tolerance_A)
     warnings = []
     what = "θ" if twist else "slip"
@@ -691,20 +869,42 @@ def check_reading(image: np.ndarray, pixel_size_A: float, material: str, layers:
                             f"uncertainty ({tol:.3f}{unit}); agreement {match.agreement:.2f} → {refined.agreement:.2f}")
         if refined.agreement < settings.min_agreement:
             warnings.append(f"{region}: even the refined {what} agrees poorly ({refined.agreement:.2f})")
-    return CheckResult(match, refined, comp, twist, tol, warnings)
+    better = False
+    if alternative is not None:
+        local = max(match.agreement, refined.agreement if refined is not None else -1.0)
+        dist = stacking_change(material, match.stacking, alternative.stacking, twist, layers)
+        better = alternative.agreement > local + settings.alternative_margin and dist > tol
+        if better:
+            a = canonical_stacking(material, alternative.stacking, twist)
+            value = f"θ = {a.theta_deg:.1f}°" if twist else f"D = ({a.Da_A:.2f}, {a.Db_A:.2f}) Å"
+            warnings.append(f"{region}: a different reading fits better: {value} (r = {alternative.agreement:.2f} "
+                            f"vs {match.agreement:.2f}; {'Δθ' if twist else 'ΔD'} = {dist:.2f}"
+                            f"{'°' if twist else ' Å'} from the reading)")
+    return CheckResult(match, refined, comp, twist, tol, warnings, alternative, better)
 
 
 def grid_search_slip(image: np.ndarray, pixel_size_A: float, material: str, layers: int,
                      settings: ClosedLoopSettings = ClosedLoopSettings(), step_A: float = 0.5,
                      centre_A: tuple[float, float] | None = None) -> dict:
     """A network-free reading: the canonical slip (two for trilayers) of a grid over the slip cell
-    that agrees best with the image, pose from the Bragg spots, default optics.
+    that agrees best with the image, pose from the Bragg spots, default optics. Bilayers use
+    :func:`scan_slip` (the alternative search's grid; each grid point in its best pose, agreement
+    at whole-pixel translations), trilayers every pair of slips in every pose.
 
     Returns {"best": {Da_A, Db_A[, Da2_A, Db2_A], agreement}, "worst": {...}, "n_points": int}.
     """
     sym = symmetry_for(material)
     crop = extract_crop(image, pixel_size_A, centre_A, settings)
     comp = Comparator(crop, material, layers, settings)
+    keys = ["Da_A", "Db_A"] + (["Da2_A", "Db2_A"] if layers == 3 else [])
+
+    def entry(s: Stacking, a: float) -> dict:
+        return {**{k: round(getattr(s, k), 4) for k in keys}, "agreement": round(float(a), 4)}
+
+    if layers == 2:
+        scan = scan_slip(comp, initial_poses(comp, image, pixel_size_A, Stacking()), step_A)
+        return {"best": entry(scan[0].stacking, scan[0].agreement), "worst": entry(scan[-1].stacking, scan[-1].agreement),
+                "n_points": len(scan), "rotation_deg": scan[0].pose.rotation_deg, "simulations": comp.evaluations}
     da, db = sym.slip_grid(step_A)
     grid = [Stacking(Da_A=float(a), Db_A=float(b)) for a, b in zip(da, db)]
     if layers == 3:
@@ -722,11 +922,6 @@ def grid_search_slip(image: np.ndarray, pixel_size_A: float, material: str, laye
     i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
     best_pose_scores = scores[i]
     jw = int(np.argmin(best_pose_scores))
-
-    def entry(s: Stacking, a: float) -> dict:
-        keys = ["Da_A", "Db_A"] + (["Da2_A", "Db2_A"] if layers == 3 else [])
-        return {**{k: round(getattr(s, k), 4) for k in keys}, "agreement": round(float(a), 4)}
-
     return {"best": entry(grid[j], scores[i, j]), "worst": entry(grid[jw], best_pose_scores[jw]),
             "n_points": len(grid), "rotation_deg": starts[i].rotation_deg, "simulations": comp.evaluations}
 

@@ -13,6 +13,7 @@ import logging
 import os
 import traceback
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +65,9 @@ def _checks(image: np.ndarray, record: Mapping, labels: np.ndarray | None, setti
     out = []
     for task, region, reading, centre, unc in tqdm(jobs, desc=f"closed loop {record['image_id']}", unit="check"):
         res = check_reading(image, p, material, layers, reading, task, settings, centre, unc, region)
-        log.info("%s %s: agreement %.3f%s", task, region, res.reading.agreement,
-                 f", refined {res.refined.agreement:.3f}" if res.refined is not None else "")
+        log.info("%s %s: agreement %.3f%s%s", task, region, res.reading.agreement,
+                 f", refined {res.refined.agreement:.3f}" if res.refined is not None else "",
+                 f", best alternative {res.alternative.agreement:.3f}" if res.alternative is not None else "")
         out.append((task, region, res))
     return out
 
@@ -95,11 +97,18 @@ def closed_loop_record(image_path: str | Path, record: Mapping, maps_npz: str | 
                 out.update({f"refined_{k}": v for k, v in rec["refined"].items()})
                 unit = "deg" if task == "twist" else "A"
                 out[f"change_{unit}"] = rec[f"change_{unit}"]
+            if "alternative" in rec:
+                # The global search's best stacking, beside (never instead of) the reading.
+                out.setdefault("alternative", {})[task] = {k: v for k, v in rec["alternative"].items() if k != "fit"}
     out["agreement"] = min(c["agreement"] for c in out["checks"] if c["region"] == "whole image")
     truth = record.get("truth")
     if truth:
         out["errors_vs_truth"] = _errors_vs_truth(record["material"], out, truth)
-    panels = [(f"{task} {region}", res) for task, region, res in checks]
+    panels = []
+    for task, region, res in checks:
+        panels.append((f"{task} {region}", res))
+        if res.fits_better:  # what would fit: the global search's stacking, in its own row
+            panels.append((f"{task} {region}, alternative", replace(res, refined=res.alternative)))
     return out, panels
 
 

@@ -197,6 +197,10 @@ def closed_loop_table(checks: Sequence[Mapping]) -> pd.DataFrame:
             if "refined" in ch:
                 row.update({f"refined_{k}": v for k, v in ch["refined"].items()})
                 row.update(refined_agreement=ch["refined_agreement"], **{f"change_{unit}": ch[f"change_{unit}"]})
+            alt = ch.get("alternative")
+            if alt:
+                row.update({f"alternative_{k}": alt[k] for k in ("Da_A", "Db_A", "theta_deg") if k in alt})
+                row.update(alternative_agreement=alt["agreement"], alternative_fits_better=alt["fits_better"])
             row.update(pixel_size_fit_A=ch["fit"]["pixel_size_A"], defocus_A=ch["fit"]["defocus_A"],
                        source_fwhm_A=ch["fit"]["source_fwhm_A"], warnings="; ".join(ch["warnings"]))
             rows.append(row)
@@ -212,6 +216,13 @@ def _closed_loop_summary(check: Mapping) -> dict:
               "change_A", "change_deg"):
         if k in check:
             out[k] = check[k]
+    alts = []
+    for task, alt in (check.get("alternative") or {}).items():
+        value = (f"θ = {alt['theta_deg']:.2f}°" if "theta_deg" in alt
+                 else f"D = ({alt['Da_A']:.2f}, {alt['Db_A']:.2f}) Å")
+        alts.append(f"{value}, r = {alt['agreement']:.3f}" + (" (fits better)" if alt.get("fits_better") else ""))
+    if alts:
+        out["alternative"] = "; ".join(alts)
     out["warnings"] = len(check.get("warnings", []))
     return out
 
@@ -301,7 +312,9 @@ def write_report(records: Sequence[Mapping], maps: Mapping[str, str | Path], out
         parts += ["<h2>Closed-loop check</h2>",
                   "<p>Every reading re-simulated and fitted to its image (rotation, scale, translation, "
                   "defocus, source size); agreement = Pearson r of the band-passed crop and simulation; "
-                  "refined = the reading that maximises it.</p>",
+                  "refined = the reading that maximises it near the reading; alternative = the best "
+                  "stacking of a global search (slip grid or twist scan, then refined), shown beside the "
+                  "reading, never instead of it.</p>",
                   closed_loop_table([c for c, _ in closed_loop.values()]).to_html(
                       index=False, na_rep="", classes="tbl", float_format="%.3f", escape=True)]
     if evaluation:
