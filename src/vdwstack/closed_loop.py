@@ -256,23 +256,6 @@ def rotation_candidates_deg(material: str, rotation_deg: float, tol: float = 0.0
     return out
 
 
-def bragg_orientation(image: np.ndarray, pixel_size_A: float, material: str) -> tuple[float, float] | None:
-    """(rotation_deg, scale = estimated / nominal pixel size) from the image's Bragg spots, searched
-    within ±25 % of the nominal pixel size; None when no lattice is found."""
-    from vdwstack.pixel_size import estimate_pixel_size
-
-    img = np.asarray(image, np.float64)
-    H, W = img.shape
-    n = min(H, W, 1024)
-    img = img[(H - n) // 2:(H - n) // 2 + n, (W - n) // 2:(W - n) // 2 + n]
-    try:
-        est = estimate_pixel_size(img, material, (pixel_size_A / 1.25, pixel_size_A * 1.25))
-    except ValueError as e:
-        log.info("no Bragg orientation (%s): rotation is searched instead", e)
-        return None
-    return est.rotation_deg, est.pixel_size_A / pixel_size_A
-
-
 def spectral_orientation(image: np.ndarray, pixel_size_A: float, material: str,
                          scale_range: tuple[float, float] = (0.85, 1.15), max_px: int = 512
                          ) -> tuple[float, float, float] | None:
@@ -424,9 +407,7 @@ class Comparator:
         """The change of (Da, Db) in Å that moves layer 2 by (d_row, d_col) canvas pixels (inverse
         of the geometry's lattice→image map: rotation pose.rotation − θ/2, strain 1/scale − 1)."""
         ps = self.crop.pixel_size_A
-        t = np.deg2rad(pose.rotation_deg - theta_deg / 2)
-        R = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
-        d = pose.scale * (R.T @ np.array([d_col * ps, d_row * ps]))
+        d = np.linalg.solve(_lattice_to_image(pose, theta_deg), np.array([d_col * ps, d_row * ps]))
         da, db = symmetry_for(self.material).cartesian_to_slip(d)
         return float(da), float(db)
 
@@ -575,10 +556,9 @@ def fit_layer_translation(comp: Comparator, stacking: Stacking, pose: Pose, maxf
 def initial_poses(comp: Comparator, image: np.ndarray | None, image_pixel_size_A: float,
                   stacking: Stacking, twist: bool = False) -> list[Pose]:
     """Starting poses: every rotation the Bragg spots cannot tell apart (or, without spots, the best
-    few of a 2.5° rotation scan), scale from the spots (:func:`spectral_orientation`: within ±15 %
-    of the given pixel size; :func:`bragg_orientation`, a ±25 % search through
-    :mod:`vdwstack.pixel_size`, picks wrong scales on small ReX2 fields whose first-order spots lie
-    within a few pixels of the spectrum's centre)."""
+    few of a 2.5° rotation scan), scale from the spots (:func:`spectral_orientation`, within ±15 %
+    of the given pixel size: :mod:`vdwstack.pixel_size`'s ±25 % search picks wrong scales on small
+    ReX2 fields whose first-order spots lie within a few pixels of the spectrum's centre)."""
     orient = spectral_orientation(image, image_pixel_size_A, comp.material) if image is not None else None
     df0 = float(np.median(comp.settings.defocus_A))
     fwhm0 = float(np.mean(comp.settings.source_fwhm_range_A))
@@ -905,15 +885,13 @@ def grid_search_slip(image: np.ndarray, pixel_size_A: float, material: str, laye
         scan = scan_slip(comp, initial_poses(comp, image, pixel_size_A, Stacking()), step_A)
         return {"best": entry(scan[0].stacking, scan[0].agreement), "worst": entry(scan[-1].stacking, scan[-1].agreement),
                 "n_points": len(scan), "rotation_deg": scan[0].pose.rotation_deg, "simulations": comp.evaluations}
+    # Trilayers: the second slip over the whole cell (only the pair is defined up to ±), first canonical.
     da, db = sym.slip_grid(step_A)
-    grid = [Stacking(Da_A=float(a), Db_A=float(b)) for a, b in zip(da, db)]
-    if layers == 3:
-        # The second slip over the whole cell (only the pair is defined up to ±), first canonical.
-        lat = sym.lattice
-        k = max(2, int(np.ceil(max(get_material(material).a_A, get_material(material).b_A) / step_A)))
-        frac = np.stack(np.meshgrid(np.arange(k) / k, np.arange(k) / k, indexing="ij"), -1).reshape(-1, 2)
-        d2a, d2b = sym.cartesian_to_slip(sym.wigner_seitz(frac @ lat))
-        grid = [replace(g, Da2_A=float(a2), Db2_A=float(b2)) for g in grid for a2, b2 in zip(d2a, d2b)]
+    k = max(2, int(np.ceil(max(get_material(material).a_A, get_material(material).b_A) / step_A)))
+    frac = np.stack(np.meshgrid(np.arange(k) / k, np.arange(k) / k, indexing="ij"), -1).reshape(-1, 2)
+    d2a, d2b = sym.cartesian_to_slip(sym.wigner_seitz(frac @ sym.lattice))
+    grid = [Stacking(Da_A=float(a), Db_A=float(b), Da2_A=float(a2), Db2_A=float(b2))
+            for a, b in zip(da, db) for a2, b2 in zip(d2a, d2b)]
     starts = initial_poses(comp, image, pixel_size_A, grid[0])
     scores = np.full((len(starts), len(grid)), -np.inf)
     for i, pose in enumerate(starts):

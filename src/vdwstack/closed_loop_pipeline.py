@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from vdwstack.closed_loop import CheckResult, ClosedLoopSettings, check_reading, comparison_figure
 from vdwstack.images import read_image
+from vdwstack.io import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -121,14 +122,9 @@ def _errors_vs_truth(material: str, out: Mapping, truth: Mapping) -> dict:
     for c in out["checks"]:
         if c["region"] != "whole image":
             continue
-        for name, vals in (("reading", c["reading"]), ("refined", c.get("refined"))):
-            if not vals:
-                continue
-            if c["task"] == "slip" and "Da_A" in truth:
-                err[f"{name}_dD_A"] = round(float(sym.slip_error_A(vals["Da_A"], vals["Db_A"], truth["Da_A"],
-                                                                   truth.get("Db_A", 0.0))), 4)
-            if c["task"] == "twist" and "theta_deg" in truth:
-                err[f"{name}_dtheta_deg"] = round(float(sym.twist_error_deg(vals["theta_deg"], truth["theta_deg"])), 4)
+        for name in ("reading", "refined"):
+            for key, value in sym.errors_vs_truth({c["task"]: c.get(name)}, truth).items():
+                err[f"{name}_{key}"] = round(value, 4)
     return err
 
 
@@ -165,7 +161,7 @@ def closed_loop_to_files(image_path: str | Path, result_json: str | Path, maps_n
     if check["status"] != "ok":
         log.warning("%s", check.get("message") or check.get("error"))
     _write_figure(out / "comparison.png", panels, check)
-    _write_json(out / "check.json", check)
+    write_json_atomic(out / "check.json", check)
     return check
 
 
@@ -189,16 +185,3 @@ def _write_figure(path: Path, panels, check: Mapping) -> None:
         plt.close(fig)
     os.replace(tmp, path)
 
-
-def _write_json(path: Path, record: Mapping) -> None:
-    tmp = path.with_suffix(".json.partial")
-    tmp.write_text(json.dumps(record, indent=1, default=_jsonable))
-    os.replace(tmp, path)
-
-
-def _jsonable(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o))

@@ -33,7 +33,8 @@ def _check_microscope_header(path: Path, max_pixels: int) -> None:
     """
     suffix = path.suffix.lower()
     if suffix == ".mrc":
-        head = path.read_bytes()[:12] if path.stat().st_size >= 12 else b""
+        with open(path, "rb") as f:
+            head = f.read(12)
         if len(head) == 12:
             dims = np.frombuffer(head, "<i4")
             if (dims < 0).any():

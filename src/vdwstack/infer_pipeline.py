@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import traceback
 from collections.abc import Mapping
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from vdwstack.infer import InferenceSettings, atomic_model, infer_image, load_image, read_truth
+from vdwstack.io import write_json_atomic
 from vdwstack.regress import Regressor
 from vdwstack.symmetry import symmetry_for
 
@@ -44,7 +44,7 @@ def infer_to_files(image_path: str | Path, image_id: str, material: str, layers:
         record = {"image_id": image_id, "path": str(image_path), "material": material, "task": task,
                   "status": "error", "error": f"{type(e).__name__}: {msg}"}
         np.savez_compressed(out / "maps.npz")  # the declared output exists; it holds no maps
-    _write_json(out / "result.json", record)
+    write_json_atomic(out / "result.json", record)
     return record
 
 
@@ -82,20 +82,9 @@ def _infer(image_path, image_id, material, layers, task, sheet_p, models, settin
     truth = read_truth(image_path)
     if truth:
         record["truth"] = truth
-        record["errors_vs_truth"] = _errors(material, record["results"], truth)
+        record["errors_vs_truth"] = symmetry_for(material).errors_vs_truth(record["results"], truth)
     np.savez_compressed(out / "maps.npz", **arrays)
     return record
-
-
-def _errors(material: str, results: Mapping, truth: Mapping) -> dict:
-    sym = symmetry_for(material)
-    err = {}
-    if "slip" in results and "Da_A" in truth:
-        r = results["slip"]
-        err["dD_A"] = float(sym.slip_error_A(r["Da_A"], r["Db_A"], truth["Da_A"], truth.get("Db_A", 0.0)))
-    if "twist" in results and "theta_deg" in truth:
-        err["dtheta_deg"] = float(sym.twist_error_deg(results["twist"]["theta_deg"], truth["theta_deg"]))
-    return err
 
 
 def _write_models(stem: Path, material: str, layers: int, est: Mapping) -> None:
@@ -106,16 +95,3 @@ def _write_models(stem: Path, material: str, layers: int, est: Mapping) -> None:
     write(stem.with_suffix(".xyz"), atoms, format="extxyz")
     write(stem.with_suffix(".cif"), atoms, format="cif")
 
-
-def _write_json(path: Path, record: Mapping) -> None:
-    tmp = path.with_suffix(".json.partial")
-    tmp.write_text(json.dumps(record, indent=1, default=_jsonable))
-    tmp.replace(path)
-
-
-def _jsonable(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o))

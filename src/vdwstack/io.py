@@ -191,6 +191,23 @@ def _complete_rows(lines: list[str], resume_at: int) -> list[str]:
     return keep
 
 
+def write_json_atomic(path: str | os.PathLike, record: Mapping) -> None:
+    """Write a JSON record via a temporary file and a rename: a killed job never leaves half a file.
+    NumPy scalars and arrays are written as numbers and lists."""
+    path = Path(path)
+    tmp = path.with_suffix(".json.partial")
+    tmp.write_text(json.dumps(record, indent=1, default=_jsonable))
+    os.replace(tmp, path)
+
+
+def _jsonable(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o))
+
+
 def publish_loss_log(out_dir: str | os.PathLike) -> None:
     """Copy the run's loss log from ``checkpoints/`` to ``losses.csv`` (the declared output)."""
     out = Path(out_dir)

@@ -15,6 +15,7 @@ folds with θ ≡ −θ and θ ≡ θ + 360°/r (r = rotation order of the monol
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -147,6 +148,17 @@ class StackingSymmetry:
     def twist_error_deg(self, pred_deg, true_deg) -> np.ndarray:
         """Periodic angular distance (degrees) between twists, respecting θ ≡ −θ, θ + 360/r."""
         return np.abs(self.fold_twist(pred_deg) - self.fold_twist(true_deg))
+
+    def errors_vs_truth(self, readings: Mapping, truth: Mapping) -> dict[str, float]:
+        """Errors of readings {"slip": {Da_A, Db_A}, "twist": {theta_deg}} (either may be absent)
+        against a known truth: {"dD_A" (Å), "dtheta_deg" (degrees)} for what both hold."""
+        err = {}
+        if readings.get("slip") and "Da_A" in truth:
+            r = readings["slip"]
+            err["dD_A"] = float(self.slip_error_A(r["Da_A"], r["Db_A"], truth["Da_A"], truth.get("Db_A", 0.0)))
+        if readings.get("twist") and "theta_deg" in truth:
+            err["dtheta_deg"] = float(self.twist_error_deg(readings["twist"]["theta_deg"], truth["theta_deg"]))
+        return err
 
 
 @lru_cache(maxsize=None)
