@@ -1,6 +1,6 @@
 """Closed-loop check: how well it tells right readings from wrong ones and how far refinement helps.
 
-1. Simulated images with known truth (incoherent simulator + vdwstack.degrade: dose, read noise,
+1. Simulated images with known truth (incoherent simulator + vdwstack.simulate.degrade: dose, read noise,
    scan jitter, drift, contamination; vacancies; random rotation, translation, pixel size): mean ΔD
    before and after refining readings perturbed by 0.1–0.5 Å; agreement of the right reading vs one
    shifted by half a cell (a/2; another half-cell shift where D + a/2 is within 0.5 Å of an
@@ -11,7 +11,7 @@
    scored by the agreement itself (two slips for the trilayer), then refined; the worst grid point
    shows the contrast. The twisted MoS2 reading is the classical FFT twist, θ and 60° − θ both
    checked (Fourier methods cannot tell them apart; a real-space model can), each with the global
-   twist scan's best alternative (vdwstack.closed_loop.search_alternative).
+   twist scan's best alternative (vdwstack.closed_loop.check.search_alternative).
 
     .venv/bin/python benchmarks/closed_loop.py [--n 20] [--quick] [--skip-experimental]
 
@@ -33,12 +33,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from vdwstack.closed_loop import ClosedLoopSettings, check_reading, grid_search_slip  # noqa: E402
-from vdwstack.degrade import Degradation, degrade  # noqa: E402
-from vdwstack.materials import get_material  # noqa: E402
-from vdwstack.simulate import simulate_row  # noqa: E402
-from vdwstack.stackings import MICROSCOPE_DEFAULTS  # noqa: E402
-from vdwstack.symmetry import symmetry_for  # noqa: E402
+from vdwstack.closed_loop.check import ClosedLoopSettings, check_reading, grid_search_slip  # noqa: E402
+from vdwstack.simulate.degrade import Degradation, degrade  # noqa: E402
+from vdwstack.structures.materials import get_material  # noqa: E402
+from vdwstack.simulate.render import simulate_row  # noqa: E402
+from vdwstack.structures.enumeration import MICROSCOPE_DEFAULTS  # noqa: E402
+from vdwstack.structures.symmetry import symmetry_for  # noqa: E402
 
 EXPERIMENTAL = ROOT.parent / "shared" / "data" / "experimental"
 # (file, material, layers, task)
@@ -148,9 +148,9 @@ def simulated_study(n: int, settings: ClosedLoopSettings, seed: int = 0) -> dict
 
 
 def experimental_study(settings: ClosedLoopSettings) -> dict:
-    from vdwstack.images import read_image
-    from vdwstack.lattice_fft import fft_twist_deg
-    from vdwstack.pixel_size import estimate_pixel_size
+    from vdwstack.core.images import read_image
+    from vdwstack.structures.reciprocal import fft_twist_deg
+    from vdwstack.structures.pixel_size import estimate_pixel_size
 
     out = {}
     for name, material, layers, task in REAL_IMAGES:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from vdwstack.drit_train import DritConfig, DritTrainer
+from vdwstack.drit.training import DritConfig, DritTrainer
 
 
 def _sync(device: torch.device) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from vdwstack.drit_pipeline import train_drit
+from vdwstack.drit.stage import train_drit
 
 VARIANTS = {
     "all enhancements": {},

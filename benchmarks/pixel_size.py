@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vdwstack.degrade import Degradation, degrade
-from vdwstack.images import read_image
-from vdwstack.pixel_size import estimate_pixel_size
-from vdwstack.simulate import simulate_row
-from vdwstack.stackings import MICROSCOPE_DEFAULTS
+from vdwstack.simulate.degrade import Degradation, degrade
+from vdwstack.core.images import read_image
+from vdwstack.structures.pixel_size import estimate_pixel_size
+from vdwstack.simulate.render import simulate_row
+from vdwstack.structures.enumeration import MICROSCOPE_DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "experimental"

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from vdwstack.regress import build_resnet
+from vdwstack.regress.model import build_resnet
 
 
 def bench(arch: str, size: int, device: torch.device, batch: int, repeats: int) -> dict:

@@ -14,10 +14,10 @@ import time
 
 import numpy as np
 
-from vdwstack.incoherent import job_from_atoms, padding_px, render_incoherent
-from vdwstack.multislice import MultisliceSettings, simulate_abtem
-from vdwstack.optics import Optics
-from vdwstack.structures import StackGeometry, build_stack, layer_heights_A
+from vdwstack.simulate.incoherent import job_from_atoms, padding_px, render_incoherent
+from vdwstack.simulate.multislice import MultisliceSettings, simulate_abtem
+from vdwstack.simulate.optics import Optics
+from vdwstack.structures.geometry import StackGeometry, build_stack, layer_heights_A
 
 
 def bench_incoherent(size: int, pixel_size_A: float, threads: int, repeats: int, batch: int,

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from helpers import make_row
-from vdwstack.closed_loop import (ClosedLoopSettings, check_reading, rotation_candidates_deg,
+from vdwstack.closed_loop.check import (ClosedLoopSettings, check_reading, rotation_candidates_deg,
                                   spectral_orientation, stacking_change, Stacking)
-from vdwstack.closed_loop_pipeline import closed_loop_to_files, domain_centres_A
-from vdwstack.degrade import Degradation, degrade
-from vdwstack.io import write_tiff
-from vdwstack.materials import get_material
-from vdwstack.simulate import simulate_row
-from vdwstack.symmetry import symmetry_for
+from vdwstack.closed_loop.stage import closed_loop_to_files, domain_centres_A
+from vdwstack.simulate.degrade import Degradation, degrade
+from vdwstack.core.io import write_tiff
+from vdwstack.structures.materials import get_material
+from vdwstack.simulate.render import simulate_row
+from vdwstack.structures.symmetry import symmetry_for
 
 # Small crops and budgets: each check is a few seconds on 2 cores.
 FAST = ClosedLoopSettings(crop_A=13.0, work_pixel_size_A=0.1, max_evaluations=30, defocus_A=(25.0, 45.0))
@@ -232,7 +232,7 @@ def test_equivalent_hexagonal_readings_all_agree():
 
 
 def test_report_shows_the_alternative():
-    from vdwstack.report import _closed_loop_summary, closed_loop_table
+    from vdwstack.report.stage import _closed_loop_summary, closed_loop_table
 
     alt = {"theta_deg": 13.02, "agreement": 0.95, "distance_deg": 21.98, "fits_better": True}
     check = {"status": "ok", "image_id": "t", "agreement": 0.54, "warnings": ["w"], "alternative": {"twist": alt},

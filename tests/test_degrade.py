@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vdwstack.degrade import Degradation, degrade
+from vdwstack.simulate.degrade import Degradation, degrade
 
 
 def _img():

@@ -11,8 +11,8 @@ from pathlib import Path
 
 SCRIPT = """
 import hashlib, numpy as np
-from vdwstack.stackings import enumerate_dataset
-from vdwstack.simulate import simulate_rows
+from vdwstack.structures.enumeration import enumerate_dataset
+from vdwstack.simulate.render import simulate_rows
 spec = {"material": "ReS2", "slip_step_A": 1.5, "pixel_size_A": 0.1, "image_size_px": 40,
         "microscope": {"defocus_A": [10, 60], "source_fwhm_A": [0.4, 0.9]}}
 table = enumerate_dataset("d", spec, seed=11, realism={"vacancy_fraction": [0, 0.05], "random_rotation": True})

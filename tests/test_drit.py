@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from vdwstack.drit import Drit, DritArchitecture
-from vdwstack.drit_data import DomainSampler, StyleReference, random_crop
-from vdwstack.drit_losses import content_preservation, lattice_consistency, mode_seeking
-from vdwstack.drit_train import DritConfig, DritTrainer, export_translator, load_translator, load_weights_only, train
+from vdwstack.drit.networks import Drit, DritArchitecture
+from vdwstack.drit.data import DomainSampler, StyleReference, random_crop
+from vdwstack.drit.losses import content_preservation, lattice_consistency, mode_seeking
+from vdwstack.drit.training import DritConfig, DritTrainer, export_translator, load_translator, load_weights_only, train
 
 ARCH = DritArchitecture(nf=8, nz=4, n_res=1, disc_scales=2, disc_layers=2)
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vdwstack.encoding import SlipEncoding, TwistEncoding
+from vdwstack.regress.encoding import SlipEncoding, TwistEncoding
 
 
 @pytest.mark.parametrize("material", ["ReS2", "MoS2"])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from vdwstack.provenance import module_closure
+from vdwstack.core.provenance import module_closure
 
 ROOT = Path(__file__).resolve().parents[1]
 # Import name → conda package name, where they differ.

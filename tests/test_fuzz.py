@@ -17,8 +17,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vdwstack.images import FORMATS, read_image
-from vdwstack.sheets import read_sheet
+from vdwstack.core.images import FORMATS, read_image
+from vdwstack.core.sheets import read_sheet
 
 EXAMPLES = int(os.environ.get("VDWSTACK_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,

@@ -6,13 +6,13 @@ import tifffile
 from PIL import Image
 
 from helpers import make_row
-from vdwstack.degrade import Degradation, degrade
-from vdwstack.drit_metrics import bragg_slip_A, column_displacement_A, find_columns, style_distance
-from vdwstack.images import normalize_unit, read_image
-from vdwstack.io import write_tiff
-from vdwstack.pseudo import make_pseudo_experimental
-from vdwstack.simulate import sample_atoms, simulate_row
-from vdwstack.symmetry import symmetry_for
+from vdwstack.simulate.degrade import Degradation, degrade
+from vdwstack.drit.metrics import bragg_slip_A, column_displacement_A, find_columns, style_distance
+from vdwstack.core.images import normalize_unit, read_image
+from vdwstack.core.io import write_tiff
+from vdwstack.simulate.pseudo_experimental import make_pseudo_experimental
+from vdwstack.simulate.render import sample_atoms, simulate_row
+from vdwstack.structures.symmetry import symmetry_for
 
 
 def test_reads_png_rgb_grey_and_tiff(tmp_path):

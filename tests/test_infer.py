@@ -12,17 +12,17 @@ import torch
 
 from helpers import make_row
 from vdwstack.cli import main as cli_main
-from vdwstack.images import read_image
-from vdwstack.infer import InferenceSettings, atomic_model, domain_boundaries, infer_image, segment_domains
-from vdwstack.infer_pipeline import infer_to_files
-from vdwstack.io import write_tiff
-from vdwstack.pixel_size import estimate_pixel_size
-from vdwstack.regress import Regressor, TargetCodec, build_resnet, export_regressor
-from vdwstack.report import write_report
-from vdwstack.simulate import simulate_row
-from vdwstack.stacking_names import name_stacking, stacking_names
-from vdwstack.symmetry import symmetry_for
-from vdwstack.degrade import Degradation, degrade
+from vdwstack.core.images import read_image
+from vdwstack.infer.reading import InferenceSettings, atomic_model, domain_boundaries, infer_image, segment_domains
+from vdwstack.infer.stage import infer_to_files
+from vdwstack.core.io import write_tiff
+from vdwstack.structures.pixel_size import estimate_pixel_size
+from vdwstack.regress.model import Regressor, TargetCodec, build_resnet, export_regressor
+from vdwstack.report.stage import write_report
+from vdwstack.simulate.render import simulate_row
+from vdwstack.structures.names import name_stacking, stacking_names
+from vdwstack.structures.symmetry import symmetry_for
+from vdwstack.simulate.degrade import Degradation, degrade
 
 
 # --- readers -------------------------------------------------------------------------------------

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vdwstack.drit_train import load_weights_only
-from vdwstack.io import open_image_dataset, write_image_dataset
-from vdwstack.simulate import simulate_rows
-from vdwstack.stackings import enumerate_dataset, write_table
+from vdwstack.drit.training import load_weights_only
+from vdwstack.core.io import open_image_dataset, write_image_dataset
+from vdwstack.simulate.render import simulate_rows
+from vdwstack.structures.enumeration import enumerate_dataset, write_table
 
 TESTS = Path(__file__).resolve().parent
 
@@ -61,11 +61,11 @@ SETTINGS = {"architecture": "resnet18", "crop_px": 32, "batch_size": 2, "steps":
 
 
 def test_killed_regressor_training_resumes_from_its_checkpoint(slip_set, tmp_path, caplog):
-    from vdwstack.regress_pipeline import train_from_dataset
+    from vdwstack.regress.stage import train_from_dataset
 
     out = tmp_path / "model"
     child = _start(f"""
-        from vdwstack.regress_pipeline import train_from_dataset
+        from vdwstack.regress.stage import train_from_dataset
         train_from_dataset({str(slip_set)!r}, {SETTINGS!r}, "slip", {str(out)!r}, progress=False)
     """)
     ckpt = out / "checkpoints" / "last.pt"
@@ -74,7 +74,7 @@ def test_killed_regressor_training_resumes_from_its_checkpoint(slip_set, tmp_pat
     killed_at = int(load_weights_only(ckpt)["step"])  # the checkpoint is whole (written, then renamed)
     assert 5 <= killed_at < SETTINGS["steps"]
     assert not list(out.glob("checkpoints/*.tmp"))
-    with caplog.at_level(logging.INFO, logger="vdwstack.regress"):
+    with caplog.at_level(logging.INFO, logger="vdwstack.regress.model"):
         card = train_from_dataset(slip_set, SETTINGS, "slip", out, progress=False)
     assert f"at step {killed_at}" in caplog.text  # resumed, not restarted
     assert card["training"]["steps"] == SETTINGS["steps"]
@@ -85,20 +85,20 @@ def test_killed_regressor_training_resumes_from_its_checkpoint(slip_set, tmp_pat
 def test_killed_drit_training_resumes_from_its_checkpoint(tmp_path, caplog):
     from test_drit import ARCH, _sampler
 
-    from vdwstack.drit_train import DritConfig, train
+    from vdwstack.drit.training import DritConfig, train
 
     out = tmp_path / "drit"
     cfg = dict(iterations=16, crop_px=32, batch_size=1, checkpoint_every=4, sample_every=1000)
     child = _start(f"""
         from test_drit import ARCH, _sampler
-        from vdwstack.drit_train import DritConfig, train
+        from vdwstack.drit.training import DritConfig, train
         train(_sampler(), DritConfig(**{cfg!r}, architecture=ARCH), {str(out)!r}, 0.1, progress=False)
     """)
     ckpt = out / "checkpoints" / "last.pt"
     _kill_when(child, ckpt.exists)
     killed_at = int(load_weights_only(ckpt)["iteration"])
     assert 4 <= killed_at < cfg["iterations"]
-    with caplog.at_level(logging.INFO, logger="vdwstack.drit_train"):
+    with caplog.at_level(logging.INFO, logger="vdwstack.drit.training"):
         trainer = train(_sampler(), DritConfig(**cfg, architecture=ARCH), out, 0.1, progress=False)
     assert f"at iteration {killed_at}" in caplog.text and trainer.iteration == cfg["iterations"]
     assert (_rows(out / "losses.csv") == np.arange(1, cfg["iterations"] + 1)).all()
@@ -110,7 +110,7 @@ def test_killed_simulation_leaves_no_dataset_and_reruns_identically(tmp_path):
     write_table(table, tmp_path / "table.tsv")
     def script(out):
         return textwrap.dedent(f"""
-            from vdwstack.simulate import simulate_table_to_zarr
+            from vdwstack.simulate.render import simulate_table_to_zarr
             simulate_table_to_zarr({str(tmp_path / "table.tsv")!r}, {str(out)!r}, {{"batch_size": 1}})
         """)
 

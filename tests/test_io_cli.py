@@ -9,8 +9,8 @@ from ase.io import read
 
 from helpers import make_row
 from vdwstack.cli import main
-from vdwstack.io import open_image_dataset, read_tiff_pixel_size_A, write_image_dataset, write_tiff
-from vdwstack.stackings import enumerate_dataset
+from vdwstack.core.io import open_image_dataset, read_tiff_pixel_size_A, write_image_dataset, write_tiff
+from vdwstack.structures.enumeration import enumerate_dataset
 
 
 def _table(n=5):
@@ -67,7 +67,7 @@ def test_cli_simulate_and_structure(tmp_path):
     img = tifffile.imread(tif)
     assert img.shape == (64, 64) and img.dtype == np.float32 and img.max() > 0
     assert read_tiff_pixel_size_A(tif) == pytest.approx(0.08)
-    from vdwstack.simulate import simulate_row
+    from vdwstack.simulate.render import simulate_row
 
     np.testing.assert_allclose(img, simulate_row(make_row("ReS2", size=64, pixel_size_A=0.08, Da_A=1.0, Db_A=0.5,
                                                           seed=_cli_seed())), rtol=1e-5, atol=1e-7)
@@ -78,7 +78,7 @@ def test_cli_simulate_and_structure(tmp_path):
 
 
 def _cli_seed():
-    from vdwstack.stackings import sample_seed
+    from vdwstack.structures.enumeration import sample_seed
 
     return sample_seed(0, "cli", 0)
 
@@ -107,7 +107,7 @@ def test_cli_errors_are_clear(tmp_path):
 
 
 def test_table_reader_rejects_other_tsv(tmp_path):
-    from vdwstack.stackings import read_table
+    from vdwstack.structures.enumeration import read_table
 
     pd.DataFrame({"a": [1]}).to_csv(tmp_path / "x.tsv", sep="\t", index=False)
     with pytest.raises(ValueError, match="x.tsv: not a stackings table"):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from ase.io import read
 
-from vdwstack.materials import MATERIALS, get_material, monolayer
+from vdwstack.structures.materials import MATERIALS, get_material, monolayer
 
 
 @pytest.mark.parametrize("name", sorted(MATERIALS))

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 
 from helpers import make_row
-from vdwstack.incoherent import RenderJob, job_from_atoms, render_incoherent
-from vdwstack.lattice_fft import dft_at, fft_twist_deg, lattice_shift_A, reciprocal_lattice
-from vdwstack.materials import get_material
-from vdwstack.multislice import MultisliceSettings, simulate_abtem
-from vdwstack.optics import Optics, adf_cross_section_A2
-from vdwstack.simulate import sample_atoms, simulate_row
-from vdwstack.structures import StackGeometry, build_stack, layer_heights_A
-from vdwstack.symmetry import symmetry_for
+from vdwstack.simulate.incoherent import RenderJob, job_from_atoms, render_incoherent
+from vdwstack.structures.reciprocal import dft_at, fft_twist_deg, lattice_shift_A, reciprocal_lattice
+from vdwstack.structures.materials import get_material
+from vdwstack.simulate.multislice import MultisliceSettings, simulate_abtem
+from vdwstack.simulate.optics import Optics, adf_cross_section_A2
+from vdwstack.simulate.render import sample_atoms, simulate_row
+from vdwstack.structures.geometry import StackGeometry, build_stack, layer_heights_A
+from vdwstack.structures.symmetry import symmetry_for
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
 import os
 
-from vdwstack.provenance import canonical_order, code_digest, module_closure
+from vdwstack.core.provenance import canonical_order, code_digest, module_closure
 
 
 def _package(tmp_path):
@@ -13,7 +13,7 @@ def _package(tmp_path):
     (pkg / "report.py").write_text("from .helper import SCALE_A\n\n\ndef run():\n    return SCALE_A\n")
     (pkg / "unused.py").write_text("X = 1\n")
     script = tmp_path / "script.py"
-    script.write_text("from vdwstack.report import run\n\nrun()\n")
+    script.write_text("from vdwstack.report.stage import run\n\nrun()\n")
     return pkg, script
 
 
@@ -39,7 +39,7 @@ def test_digest_changes_with_code_in_any_imported_module(tmp_path):
     (pkg / "helper.py").write_text("SCALE_A = 2.0\n")
     changed = code_digest(script, pkg)
     assert changed != before
-    script.write_text("from vdwstack.report import run\n\nrun()\nrun()\n")
+    script.write_text("from vdwstack.report.stage import run\n\nrun()\nrun()\n")
     assert code_digest(script, pkg) not in (before, changed)
 
 

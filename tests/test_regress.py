@@ -8,18 +8,18 @@ import pytest
 import torch
 
 from helpers import make_row
-from vdwstack.augment import Augmentation, augment
-from vdwstack.drit import Drit, DritArchitecture
-from vdwstack.drit_train import export_translator, load_weights_only
-from vdwstack.evaluate import constant_slip_baseline, evaluate_slip, evaluate_twist
-from vdwstack.io import open_image_dataset, write_image_dataset
-from vdwstack.regress import (Regressor, RegressorConfig, TargetCodec, TrainingData, build_resnet,
+from vdwstack.regress.augment import Augmentation, augment
+from vdwstack.drit.networks import Drit, DritArchitecture
+from vdwstack.drit.training import export_translator, load_weights_only
+from vdwstack.regress.evaluate import constant_slip_baseline, evaluate_slip, evaluate_twist
+from vdwstack.core.io import open_image_dataset, write_image_dataset
+from vdwstack.regress.model import (Regressor, RegressorConfig, TargetCodec, TrainingData, build_resnet,
                               lr_factor, train_regressor)
-from vdwstack.regress_pipeline import train_from_dataset
-from vdwstack.simulate import simulate_rows
-from vdwstack.stackings import enumerate_dataset
-from vdwstack.symmetry import symmetry_for
-from vdwstack.synthesize import synthesize_dataset
+from vdwstack.regress.stage import train_from_dataset
+from vdwstack.simulate.render import simulate_rows
+from vdwstack.structures.enumeration import enumerate_dataset
+from vdwstack.structures.symmetry import symmetry_for
+from vdwstack.synthesize.stage import synthesize_dataset
 
 TINY = {"architecture": "resnet18", "crop_px": 48, "batch_size": 4, "steps": 6, "lr": 1e-3, "warmup_steps": 2,
         "checkpoint_every": 3, "device": "cpu"}

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from vdwstack.sheets import check_sheet, read_sheet
+from vdwstack.core.sheets import check_sheet, read_sheet
 
 
 def _sheet(*rows):

@@ -92,7 +92,7 @@ def _sbatch_options(log: str) -> list[str]:
 
 
 def test_tiny_workflow_through_slurm_matches_local_run(tmp_path, slurm_cluster):
-    from vdwstack.io import open_image_dataset
+    from vdwstack.core.io import open_image_dataset
 
     local, slurm = _workdir(tmp_path, "local"), _workdir(tmp_path, "slurm")
     # The local reference run goes alongside: the SLURM run spends much of its time polling.

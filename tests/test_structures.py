@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from vdwstack.stackings import ConfigError, enumerate_dataset, read_table, write_table
-from vdwstack.structures import StackGeometry, build_stack
-from vdwstack.symmetry import symmetry_for
+from vdwstack.structures.enumeration import ConfigError, enumerate_dataset, read_table, write_table
+from vdwstack.structures.geometry import StackGeometry, build_stack
+from vdwstack.structures.symmetry import symmetry_for
 
 REGION = (0.0, 30.0, 0.0, 30.0)
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vdwstack.symmetry import symmetry_for
+from vdwstack.structures.symmetry import symmetry_for
 
 RNG = np.random.default_rng(0)
 

@@ -98,7 +98,7 @@ def test_multislice_sampling_too_coarse_fails_early(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_workflow_runs_and_is_deterministic(tmp_path):
-    from vdwstack.io import open_image_dataset
+    from vdwstack.core.io import open_image_dataset
 
     work = _workdir(tmp_path)
     res = _snakemake(work, "--cores", "2")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vdwstack.materials import MATERIALS
-from vdwstack.stackings import MICROSCOPE_DEFAULTS, ConfigError, sample_seed
+from vdwstack.structures.materials import MATERIALS
+from vdwstack.structures.enumeration import MICROSCOPE_DEFAULTS, ConfigError, sample_seed
 
 
 def _add_stack_args(p: argparse.ArgumentParser) -> None:
@@ -33,7 +33,7 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
 
 def _row_from_args(args) -> dict:
     if args.table is not None:
-        from vdwstack.stackings import read_table
+        from vdwstack.structures.enumeration import read_table
 
         table = read_table(args.table)
         if args.sample is None:
@@ -62,9 +62,9 @@ def _row_from_args(args) -> dict:
 
 
 def cmd_simulate(args) -> None:
-    from vdwstack.io import write_tiff
-    from vdwstack.multislice import MultisliceSettings
-    from vdwstack.simulate import SimulationSettings, simulate_row
+    from vdwstack.core.io import write_tiff
+    from vdwstack.simulate.multislice import MultisliceSettings
+    from vdwstack.simulate.render import SimulationSettings, simulate_row
 
     row = _row_from_args(args)
     settings = SimulationSettings(method=args.method, multislice=MultisliceSettings(
@@ -79,7 +79,7 @@ def cmd_simulate(args) -> None:
 def cmd_structure(args) -> None:
     from ase.io import write
 
-    from vdwstack.simulate import sample_atoms
+    from vdwstack.simulate.render import sample_atoms
 
     row = _row_from_args(args)
     atoms = sample_atoms(row)
@@ -94,7 +94,7 @@ def cmd_structure(args) -> None:
 def cmd_structures(args) -> None:
     import yaml
 
-    from vdwstack.stackings import enumerate_from_config, write_table
+    from vdwstack.structures.enumeration import enumerate_from_config, write_table
 
     config = yaml.safe_load(args.config.read_text())
     table = enumerate_from_config(config, args.dataset)
@@ -128,7 +128,7 @@ def cmd_infer(args) -> None:
 
     import torch
 
-    from vdwstack.infer_pipeline import infer_to_files, tasks_of
+    from vdwstack.infer.stage import infer_to_files, tasks_of
 
     torch.set_num_threads(args.threads)
     models = {t: _find_model(args.models, t, args.material, args.layers) for t in tasks_of(args.task)}

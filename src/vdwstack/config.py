@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from vdwstack.multislice import check_sampling
-from vdwstack.optics import Optics
-from vdwstack.stackings import MICROSCOPE_DEFAULTS, ConfigError, enumerate_dataset
-from vdwstack.simulate import SimulationSettings
+from vdwstack.simulate.multislice import check_sampling
+from vdwstack.simulate.optics import Optics
+from vdwstack.structures.enumeration import MICROSCOPE_DEFAULTS, ConfigError, enumerate_dataset
+from vdwstack.simulate.render import SimulationSettings
 
 
 _BOUNDS = (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("exclusiveMaximum", "<"))

@@ -10,9 +10,9 @@ from vdwstack.config import (
     slip_studies,
     validate_config,
 )
-from vdwstack.stackings import ConfigError
-from vdwstack.sheets import read_sheet
-from vdwstack.provenance import canonical_order, code_digest
+from vdwstack.structures.enumeration import ConfigError
+from vdwstack.core.sheets import read_sheet
+from vdwstack.core.provenance import canonical_order, code_digest
 
 try:
     # Every violation at once, each naming its key and what is allowed; then Snakemake's own
@@ -34,7 +34,7 @@ SLIP_STUDIES = slip_studies(config["regress"])
 
 
 def load_sheet(key, schema, id_column):
-    """The sample sheet named by config[key], every row checked (vdwstack.sheets.read_sheet);
+    """The sample sheet named by config[key], every row checked (vdwstack.core.sheets.read_sheet);
     a bad sheet stops the workflow before any job runs, naming the file, row and column.
     """
     schema = yaml.safe_load(

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from vdwstack.closed_loop_pipeline import closed_loop_to_files
-from vdwstack.logs import log_to_file
+from vdwstack.closed_loop.stage import closed_loop_to_files
+from vdwstack.core.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 closed_loop_to_files(

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import torch
 
-from vdwstack.drit_pipeline import train_drit
-from vdwstack.logs import log_to_file
+from vdwstack.drit.stage import train_drit
+from vdwstack.core.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

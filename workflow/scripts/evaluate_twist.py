@@ -4,8 +4,8 @@ from pathlib import Path
 
 import torch
 
-from vdwstack.evaluate import evaluate_twist
-from vdwstack.logs import log_to_file
+from vdwstack.regress.evaluate import evaluate_twist
+from vdwstack.core.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import torch
 
-from vdwstack.infer_pipeline import infer_to_files
-from vdwstack.logs import log_to_file
+from vdwstack.infer.stage import infer_to_files
+from vdwstack.core.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from vdwstack.logs import log_to_file
-from vdwstack.report import write_report
+from vdwstack.core.logs import log_to_file
+from vdwstack.report.stage import write_report
 
 log_to_file(snakemake.log[0])
 records = [json.loads(Path(p).read_text()) for p in snakemake.input.results]

@@ -1,7 +1,7 @@
 """Adapter: one dataset of the config -> stackings table (TSV)."""
 
-from vdwstack.logs import log_to_file
-from vdwstack.stackings import enumerate_dataset, write_table
+from vdwstack.core.logs import log_to_file
+from vdwstack.structures.enumeration import enumerate_dataset, write_table
 
 log_to_file(snakemake.log[0])
 table = enumerate_dataset(

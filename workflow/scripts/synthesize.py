@@ -4,8 +4,8 @@ from pathlib import Path
 
 import torch
 
-from vdwstack.logs import log_to_file
-from vdwstack.synthesize import synthesize_dataset
+from vdwstack.core.logs import log_to_file
+from vdwstack.synthesize.stage import synthesize_dataset
 
 log_to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import torch
 
-from vdwstack.logs import log_to_file
-from vdwstack.regress_pipeline import train_from_dataset
+from vdwstack.core.logs import log_to_file
+from vdwstack.regress.stage import train_from_dataset
 
 log_to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

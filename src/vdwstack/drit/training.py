@@ -1,0 +1,334 @@
+"""Training of the Trident-enhanced DRIT: loop, checkpoint/resume, logs, sample grids, export."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from vdwstack.drit.networks import Drit, DritArchitecture, Translator
+from vdwstack.drit.data import DomainSampler
+from vdwstack.drit.losses import content_preservation, kl_gaussian, lattice_consistency, lsgan, mode_seeking
+from vdwstack.core.io import open_loss_log, publish_loss_log
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    adversarial: float = 1.0
+    content_adversarial: float = 1.0
+    cross_cycle: float = 10.0
+    self_recon: float = 10.0
+    kl_attribute: float = 0.01
+    content_l2: float = 0.01
+    latent_regression: float = 10.0
+    mode_seeking: float = 1.0
+    content_preservation: float = 10.0
+    lattice_consistency: float = 5.0
+
+
+@dataclass(frozen=True)
+class DritConfig:
+    """Training settings. The three enhancements each have a switch (for ablations)."""
+
+    iterations: int = 400
+    batch_size: int = 2
+    crop_px: int = 96
+    lr: float = 1e-4
+    lr_decay_start: int | None = None  # linear decay to 0 from here (paper: half-way)
+    betas: tuple[float, float] = (0.5, 0.999)
+    checkpoint_every: int = 100
+    sample_every: int = 100
+    seed: int = 0
+    device: str = "auto"
+    content_preservation: bool = True
+    lattice_consistency: bool = True
+    few_image_augmentation: bool = True
+    content_blur_A: float = 0.3
+    architecture: DritArchitecture = field(default_factory=DritArchitecture)
+    weights: LossWeights = field(default_factory=LossWeights)
+
+    @classmethod
+    def from_mapping(cls, m: Mapping | None) -> DritConfig:
+        m = dict(m or {})
+        arch = DritArchitecture(**(m.pop("architecture", None) or {}))
+        weights = LossWeights(**(m.pop("weights", None) or {}))
+        known = {f.name for f in fields(cls)}
+        unknown = set(m) - known
+        if unknown:
+            raise ValueError(f"drit: unknown setting(s) {sorted(unknown)}")
+        if "betas" in m:
+            m["betas"] = tuple(m["betas"])
+        cfg = cls(**m, architecture=arch, weights=weights)
+        for name in ("iterations", "batch_size", "crop_px", "checkpoint_every", "sample_every"):
+            if getattr(cfg, name) < 1:
+                raise ValueError(f"drit.{name} must be ≥ 1, got {getattr(cfg, name)}")
+        if cfg.crop_px % 4:
+            raise ValueError(f"drit.crop_px must be a multiple of 4, got {cfg.crop_px}")
+        if cfg.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"drit.device must be auto, cpu or cuda, got {cfg.device!r}")
+        return cfg
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        log.warning("drit.device=cuda but no GPU is visible: using the CPU")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+class DritTrainer:
+    """Holds the networks, optimizers and the iteration counter."""
+
+    def __init__(self, cfg: DritConfig, pixel_size_A: float, device: torch.device | None = None):
+        self.cfg = cfg
+        self.pixel_size_A = pixel_size_A
+        self.device = device or resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.model = Drit(cfg.architecture).to(self.device)
+        self.opt_g = torch.optim.Adam(self.model.generator_parameters(), lr=cfg.lr, betas=cfg.betas)
+        self.opt_d = torch.optim.Adam(self.model.discriminator_parameters(), lr=cfg.lr, betas=cfg.betas)
+        self.opt_c = torch.optim.Adam(self.model.dis_c.parameters(), lr=cfg.lr, betas=cfg.betas)
+        self.iteration = 0
+        self.blur_px = cfg.content_blur_A / pixel_size_A
+
+    def _lr_factor(self) -> float:
+        start = self.cfg.lr_decay_start
+        if start is None or self.iteration < start:
+            return 1.0
+        return max(0.0, 1.0 - (self.iteration - start) / max(1, self.cfg.iterations - start))
+
+    def step(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+        """One DRIT++ update: discriminators, content discriminator, then encoders + generators."""
+        m, w, cfg = self.model, self.cfg.weights, self.cfg
+        for opt in (self.opt_g, self.opt_d, self.opt_c):
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * self._lr_factor()
+        nz = cfg.architecture.nz
+        n = a.shape[0]
+
+        # ---- forward ----
+        c_a, c_b = m.enc_c(a, "A"), m.enc_c(b, "B")
+        mu_a, lv_a = m.enc_a_A(a)
+        mu_b, lv_b = m.enc_a_B(b)
+        z_a = mu_a + torch.randn_like(mu_a) * torch.exp(0.5 * lv_a)
+        z_b = mu_b + torch.randn_like(mu_b) * torch.exp(0.5 * lv_b)
+        z_r1 = torch.randn(n, nz, device=a.device)
+        z_r2 = torch.randn(n, nz, device=a.device)
+        fake_a = m.gen_A(c_b, z_a)  # B content, A style
+        fake_b = m.gen_B(c_a, z_b)  # A content (simulation) in experimental style
+        rec_a, rec_b = m.gen_A(c_a, z_a), m.gen_B(c_b, z_b)
+        fake_a_r1, fake_a_r2 = m.gen_A(c_b, z_r1), m.gen_A(c_b, z_r2)
+        fake_b_r1, fake_b_r2 = m.gen_B(c_a, z_r1), m.gen_B(c_a, z_r2)
+
+        # ---- discriminators (domain) ----
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d = (lsgan(m.dis_A(a), 1) + 0.5 * lsgan(m.dis_A(fake_a.detach()), 0) + 0.5 * lsgan(m.dis_A(fake_a_r1.detach()), 0)
+                  + lsgan(m.dis_B(b), 1) + 0.5 * lsgan(m.dis_B(fake_b.detach()), 0) + 0.5 * lsgan(m.dis_B(fake_b_r1.detach()), 0))
+        loss_d.backward()
+        self.opt_d.step()
+
+        # ---- content discriminator ----
+        self.opt_c.zero_grad(set_to_none=True)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+        la, lb = m.dis_c(c_a.detach()), m.dis_c(c_b.detach())
+        loss_c = bce(la, torch.zeros_like(la)) + bce(lb, torch.ones_like(lb))
+        loss_c.backward()
+        torch.nn.utils.clip_grad_norm_(m.dis_c.parameters(), 5.0)
+        self.opt_c.step()
+
+        # ---- encoders and generators ----
+        self.opt_g.zero_grad(set_to_none=True)
+        losses: dict[str, torch.Tensor] = {}
+        losses["adversarial"] = (lsgan(m.dis_A(fake_a), 1) + lsgan(m.dis_B(fake_b), 1)
+                                 + lsgan(m.dis_A(fake_a_r1), 1) + lsgan(m.dis_B(fake_b_r1), 1))
+        la, lb = m.dis_c(c_a), m.dis_c(c_b)
+        losses["content_adversarial"] = bce(la, torch.full_like(la, 0.5)) + bce(lb, torch.full_like(lb, 0.5))
+        losses["self_recon"] = torch.nn.functional.l1_loss(rec_a, a) + torch.nn.functional.l1_loss(rec_b, b)
+        # Cross-cycle: translate, re-encode, swap back.
+        c_fa, c_fb = m.enc_c(fake_a, "A"), m.enc_c(fake_b, "B")
+        mu_fa, lv_fa = m.enc_a_A(fake_a)
+        mu_fb, lv_fb = m.enc_a_B(fake_b)
+        z_fa = mu_fa + torch.randn_like(mu_fa) * torch.exp(0.5 * lv_fa)
+        z_fb = mu_fb + torch.randn_like(mu_fb) * torch.exp(0.5 * lv_fb)
+        cyc_a, cyc_b = m.gen_A(c_fb, z_fa), m.gen_B(c_fa, z_fb)
+        losses["cross_cycle"] = torch.nn.functional.l1_loss(cyc_a, a) + torch.nn.functional.l1_loss(cyc_b, b)
+        losses["kl_attribute"] = kl_gaussian(mu_a, lv_a) + kl_gaussian(mu_b, lv_b)
+        losses["content_l2"] = torch.mean(c_a**2) + torch.mean(c_b**2)
+        # Latent regression: a random code must be recoverable from the image it made (not detached).
+        mu_ra, _ = m.enc_a_A(fake_a_r1)
+        mu_rb, _ = m.enc_a_B(fake_b_r1)
+        losses["latent_regression"] = torch.nn.functional.l1_loss(mu_ra, z_r1) + torch.nn.functional.l1_loss(mu_rb, z_r1)
+        losses["mode_seeking"] = mode_seeking(fake_a_r1, fake_a_r2, z_r1, z_r2) + mode_seeking(fake_b_r1, fake_b_r2, z_r1, z_r2)
+        if cfg.content_preservation:
+            losses["content_preservation"] = (content_preservation(fake_b, a, self.blur_px)
+                                              + content_preservation(fake_b_r1, a, self.blur_px))
+        if cfg.lattice_consistency:
+            losses["lattice_consistency"] = lattice_consistency(fake_b, a) + lattice_consistency(fake_b_r1, a)
+        total = sum(getattr(w, k) * v for k, v in losses.items())
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(list(m.generator_parameters()), 10.0)
+        self.opt_g.step()
+        self.iteration += 1
+        out = {k: float(v.detach()) for k, v in losses.items()}
+        out.update(total=float(total.detach()), discriminator=float(loss_d.detach()), content_discriminator=float(loss_c.detach()))
+        return out
+
+    # ---- checkpoints ----
+    def state(self) -> dict:
+        return {
+            "iteration": self.iteration,
+            "model": self.model.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "opt_c": self.opt_c.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "config": json.dumps(self.cfg.to_dict()),
+        }
+
+    def save_checkpoint(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state(), tmp)
+        os.replace(tmp, path)  # never leave a half-written checkpoint
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        state = load_weights_only(path)
+        if json.loads(state["config"])["architecture"] != self.cfg.architecture.to_dict():
+            raise ValueError(f"{path}: checkpoint architecture differs from drit.architecture")
+        self.model.load_state_dict(state["model"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.opt_c.load_state_dict(state["opt_c"])
+        torch.set_rng_state(state["torch_rng"])
+        self.iteration = int(state["iteration"])
+
+
+def load_weights_only(path: str | Path) -> dict:
+    """torch.load restricted to tensors and plain containers; anything else is refused."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{path}: refused to load: not a plain weights file ({str(e).splitlines()[0]})") from None
+
+
+def _to_tensor(x: np.ndarray, device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x)).to(device)
+
+
+def train(sampler: DomainSampler, cfg: DritConfig, out_dir: str | Path, pixel_size_A: float,
+          progress: bool = True, stop_after: int | None = None) -> DritTrainer:
+    """Train (or resume from ``out_dir/checkpoints/last.pt``) and write logs, grids and checkpoints.
+
+    ``stop_after`` ends the run early after that many iterations of this call (tests, interruption).
+    """
+    out = Path(out_dir)
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    trainer = DritTrainer(cfg, pixel_size_A)
+    ckpt = out / "checkpoints" / "last.pt"
+    if ckpt.exists():
+        trainer.load_checkpoint(ckpt)
+        log.info("resumed from %s at iteration %d", ckpt, trainer.iteration)
+    writer = None
+    fh = open_loss_log(out, trainer.iteration)
+    t_start, done_here = time.perf_counter(), 0
+    try:
+        with tqdm(total=cfg.iterations, initial=trainer.iteration, desc="drit", unit="it", disable=not progress) as bar:
+            while trainer.iteration < cfg.iterations:
+                if stop_after is not None and done_here >= stop_after:
+                    break
+                rng = np.random.default_rng([cfg.seed, trainer.iteration])  # resumable data stream
+                a, b, _ = sampler.sample(cfg.batch_size, rng)
+                losses = trainer.step(_to_tensor(a, trainer.device), _to_tensor(b, trainer.device))
+                done_here += 1
+                row = {"iteration": trainer.iteration, "seconds": time.perf_counter() - t_start, **losses}
+                if writer is None:
+                    writer = csv.DictWriter(fh, fieldnames=list(row), extrasaction="ignore")
+                    if fh.tell() == 0:
+                        writer.writeheader()
+                writer.writerow(row)
+                bar.update(1)
+                bar.set_postfix(total=f"{losses['total']:.2f}")
+                it = trainer.iteration
+                if it % cfg.sample_every == 0 or it == cfg.iterations:
+                    save_sample_grid(trainer.model, sampler, out / "samples" / f"iter_{it:06d}.png", cfg.seed)
+                if it % cfg.checkpoint_every == 0 or it == cfg.iterations:
+                    fh.flush()
+                    trainer.save_checkpoint(ckpt)
+    finally:
+        fh.close()
+    publish_loss_log(out)
+    return trainer
+
+
+@torch.no_grad()
+def save_sample_grid(model: Drit, sampler: DomainSampler, path: str | Path, seed: int, n: int = 4) -> None:
+    """PNG grid: rows = samples; columns = simulation | translation | experiment crop."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng([seed, 999_999])
+    a, b, _ = sampler.sample(n, rng)
+    dev = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    t = model.translate(_to_tensor(a, dev), style=_to_tensor(b, dev)).cpu().numpy()
+    model.train(was_training)
+    fig, axes = plt.subplots(n, 3, figsize=(6, 2 * n))
+    for i in range(n):
+        for j, (img, title) in enumerate(((a[i, 0], "simulation"), (t[i, 0], "translation"), (b[i, 0], "experiment"))):
+            ax = axes[i, j]
+            ax.imshow(img, cmap="gray", vmin=-1, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def export_translator(model: Drit, out_dir: str | Path, card: Mapping) -> None:
+    """Write generator.safetensors (E_c^A, E_a^B, G_B) and card.json."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    tr = Translator(model.arch)
+    tr.enc_c.load_state_dict(model.enc_c.state_dict())
+    tr.enc_a_B.load_state_dict(model.enc_a_B.state_dict())
+    tr.gen_B.load_state_dict(model.gen_B.state_dict())
+    state = {k: v.detach().cpu().contiguous() for k, v in tr.state_dict().items()}
+    save_file(state, str(out / "generator.safetensors"))
+    (out / "card.json").write_text(json.dumps({"architecture": model.arch.to_dict(), **dict(card)}, indent=2, default=str))
+
+
+def load_translator(model_dir: str | Path, device: str = "cpu") -> tuple[Translator, dict]:
+    """Load a translator written by :func:`export_translator` (safetensors: no pickles)."""
+    from safetensors.torch import load_file
+
+    model_dir = Path(model_dir)
+    card = json.loads((model_dir / "card.json").read_text())
+    tr = Translator(DritArchitecture(**card["architecture"]))
+    tr.load_state_dict(load_file(str(model_dir / "generator.safetensors"), device=device))
+    tr.eval()
+    return tr.to(device), card

@@ -1,0 +1,167 @@
+"""Stacking equivalences of each material: slip group, canonical slip, ΔD metric, twist folding.
+
+Slip D = Da·â + Db·b̂ (Å) with â, b̂ the unit vectors along the monolayer lattice vectors a, b,
+measured from AA stacking. Images cannot tell apart slips related by
+- lattice translations  D ≡ D + m·a + n·b,
+- layer relabelling     D ≡ −D,
+- the in-plane rotations g of the projected monolayer (unknown image orientation): D ≡ g·D.
+For 2H MX2 (3-fold) with ±D the group on D is C6; for ReX2 it is {+1, −1}.
+
+The canonical representative is the image of D in the Wigner–Seitz cell of the 2D lattice whose
+Cartesian polar angle lies in [0°, 360°/n) with n the order of the group (6 or 2). Twist θ (degrees)
+folds with θ ≡ −θ and θ ≡ θ + 360°/r (r = rotation order of the monolayer) into
+[0°, 180°/r]: [0°, 60°] for 2H MX2 and [0°, 90°] for ReX2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from vdwstack.structures.materials import Material, get_material
+
+_EPS = 1e-9
+
+
+def _rotation(angle_rad: float) -> np.ndarray:
+    c, s = np.cos(angle_rad), np.sin(angle_rad)
+    return np.array([[c, -s], [s, c]])
+
+
+@dataclass(frozen=True)
+class StackingSymmetry:
+    """Equivalences of slips and twists for one material (all lengths in Å, angles in degrees)."""
+
+    material: Material
+
+    @property
+    def lattice(self) -> np.ndarray:
+        """Rows a, b in Cartesian Å, shape (2, 2)."""
+        return self.material.lattice_2d
+
+    @property
+    def group_order(self) -> int:
+        """Order of the rotation group acting on D (C6 for 2H, C2 for ReX2)."""
+        r = self.material.rotation_order
+        return 2 * r if r % 2 else r  # ±D adds the 2-fold rotation to odd-order groups
+
+    @property
+    def rotations(self) -> np.ndarray:
+        """The group's rotation matrices acting on Cartesian D, shape (n, 2, 2)."""
+        n = self.group_order
+        return np.stack([_rotation(2 * np.pi * k / n) for k in range(n)])
+
+    @property
+    def twist_period_deg(self) -> float:
+        return 360.0 / self.material.rotation_order
+
+    @property
+    def twist_range_deg(self) -> tuple[float, float]:
+        return (0.0, self.twist_period_deg / 2)
+
+    # --- conversions ---------------------------------------------------------------------------
+    def slip_to_cartesian(self, da_A, db_A) -> np.ndarray:
+        """(Da, Db) along â, b̂ (Å) → Cartesian (x, y) in Å; broadcasts, last axis = 2."""
+        u = self.material.unit_vectors
+        da_A, db_A = np.asarray(da_A, float), np.asarray(db_A, float)
+        return da_A[..., None] * u[0] + db_A[..., None] * u[1]
+
+    def cartesian_to_slip(self, xy_A) -> tuple[np.ndarray, np.ndarray]:
+        """Cartesian (x, y) in Å → (Da, Db) along â, b̂ in Å."""
+        u = self.material.unit_vectors
+        coef = np.linalg.solve(u.T, np.asarray(xy_A, float).reshape(-1, 2).T).T
+        shape = np.shape(xy_A)[:-1]
+        return coef[:, 0].reshape(shape), coef[:, 1].reshape(shape)
+
+    # --- lattice reduction ---------------------------------------------------------------------
+    def wigner_seitz(self, xy_A) -> np.ndarray:
+        """Shortest lattice-equivalent of Cartesian vectors (Å), shape (..., 2)."""
+        xy = np.asarray(xy_A, float)
+        lat = self.lattice
+        frac = np.linalg.solve(lat.T, xy.reshape(-1, 2).T).T
+        base = frac - np.round(frac)
+        # Search neighbouring translations: rounding alone is not enough for oblique cells.
+        shifts = np.array([(m, n) for m in (-1, 0, 1) for n in (-1, 0, 1)], float)
+        cand = (base[:, None, :] + shifts[None]) @ lat  # (N, 9, 2)
+        best = np.argmin(np.einsum("nkc,nkc->nk", cand, cand), axis=1)
+        return cand[np.arange(len(cand)), best].reshape(xy.shape)
+
+    # --- canonical slip and metric -------------------------------------------------------------
+    def canonical_cartesian(self, xy_A) -> np.ndarray:
+        """Canonical representative of Cartesian slips (Å), shape (..., 2)."""
+        xy = self.wigner_seitz(xy_A).reshape(-1, 2)
+        sector = 2 * np.pi / self.group_order
+        ang = np.arctan2(xy[:, 1], xy[:, 0]) % (2 * np.pi)
+        # Rotate clockwise by whole sectors into [0, sector); small tolerance keeps edges stable.
+        k = np.floor((ang + 1e-9) / sector)
+        out = np.einsum("nij,nj->ni", np.stack([_rotation(-kk * sector) for kk in k]), xy) if len(xy) else xy
+        return self.wigner_seitz(out).reshape(np.shape(xy_A))
+
+    def canonical_slip(self, da_A, db_A) -> tuple[np.ndarray, np.ndarray]:
+        """Canonical (Da, Db) in Å of slips given as (Da, Db) in Å."""
+        return self.cartesian_to_slip(self.canonical_cartesian(self.slip_to_cartesian(da_A, db_A)))
+
+    def slip_error_A(self, pred_da_A, pred_db_A, true_da_A, true_db_A) -> np.ndarray:
+        """ΔD (Å): min over the group and lattice translations of |g·D_pred − D_true|."""
+        arrays = np.broadcast_arrays(*(np.asarray(v, float) for v in (pred_da_A, pred_db_A, true_da_A, true_db_A)))
+        shape = arrays[0].shape
+        p = self.slip_to_cartesian(arrays[0], arrays[1]).reshape(-1, 2)
+        t = self.slip_to_cartesian(arrays[2], arrays[3]).reshape(-1, 2)
+        best = np.full(len(p), np.inf)
+        for g in self.rotations:
+            diff = self.wigner_seitz(p @ g.T - t)
+            best = np.minimum(best, np.linalg.norm(diff, axis=-1))
+        return best.reshape(shape)
+
+    def is_canonical(self, da_A, db_A, tol_A: float = 1e-6) -> np.ndarray:
+        cda, cdb = self.canonical_slip(da_A, db_A)
+        return (np.abs(cda - da_A) < tol_A) & (np.abs(cdb - db_A) < tol_A)
+
+    def slip_grid(self, step_A: float) -> tuple[np.ndarray, np.ndarray]:
+        """Grid (Da, Db) = (i·step, j·step) Å covering the symmetry-reduced slip cell.
+
+        Returns only the grid points whose canonical representative is themselves, so each
+        distinct stacking appears once. Raises ValueError for step ≤ 0 or a step so large that
+        the grid is empty.
+        """
+        if not np.isfinite(step_A) or step_A <= 0:
+            raise ValueError(f"slip step must be > 0 Å, got {step_A!r}")
+        reach = max(self.material.a_A, self.material.b_A) * 1.2
+        n = int(np.ceil(reach / step_A))
+        i, j = np.meshgrid(np.arange(-n, n + 1), np.arange(-n, n + 1), indexing="ij")
+        da, db = (i.ravel() * step_A, j.ravel() * step_A)
+        keep = self.is_canonical(da, db, tol_A=1e-7 + 1e-9 * step_A)
+        da, db = da[keep], db[keep]
+        order = np.lexsort((db, da))
+        return da[order], db[order]
+
+    # --- twist -----------------------------------------------------------------------------------
+    def fold_twist(self, theta_deg) -> np.ndarray:
+        """Fold twists (degrees) into [0, 180/r] using θ ≡ −θ and θ ≡ θ + 360/r."""
+        p = self.twist_period_deg
+        t = np.mod(np.asarray(theta_deg, float), p)
+        return np.where(t > p / 2, p - t, t)
+
+    def twist_error_deg(self, pred_deg, true_deg) -> np.ndarray:
+        """Periodic angular distance (degrees) between twists, respecting θ ≡ −θ, θ + 360/r."""
+        return np.abs(self.fold_twist(pred_deg) - self.fold_twist(true_deg))
+
+    def errors_vs_truth(self, readings: Mapping, truth: Mapping) -> dict[str, float]:
+        """Errors of readings {"slip": {Da_A, Db_A}, "twist": {theta_deg}} (either may be absent)
+        against a known truth: {"dD_A" (Å), "dtheta_deg" (degrees)} for what both hold."""
+        err = {}
+        if readings.get("slip") and "Da_A" in truth:
+            r = readings["slip"]
+            err["dD_A"] = float(self.slip_error_A(r["Da_A"], r["Db_A"], truth["Da_A"], truth.get("Db_A", 0.0)))
+        if readings.get("twist") and "theta_deg" in truth:
+            err["dtheta_deg"] = float(self.twist_error_deg(readings["twist"]["theta_deg"], truth["theta_deg"]))
+        return err
+
+
+@lru_cache(maxsize=None)
+def symmetry_for(material: str) -> StackingSymmetry:
+    """The stacking symmetry of a material by name (ValueError for unknown materials)."""
+    return StackingSymmetry(get_material(material))
