@@ -33,12 +33,56 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from vdwstack.closed_loop.check import ClosedLoopSettings, check_reading, grid_search_slip  # noqa: E402
+from vdwstack.closed_loop import (  # noqa: E402
+    ClosedLoopSettings, Comparator, Stacking, check_reading, extract_crop, initial_poses, scan_slip,
+)
 from vdwstack.simulate.degrade import Degradation, degrade  # noqa: E402
 from vdwstack.structures.materials import get_material  # noqa: E402
 from vdwstack.simulate.render import simulate_row  # noqa: E402
-from vdwstack.structures.enumeration import MICROSCOPE_DEFAULTS  # noqa: E402
+from vdwstack.core.microscope import MICROSCOPE_DEFAULTS  # noqa: E402
 from vdwstack.structures.symmetry import symmetry_for  # noqa: E402
+
+
+def grid_search_slip(image: np.ndarray, pixel_size_A: float, material: str, layers: int,
+                     settings: ClosedLoopSettings = ClosedLoopSettings(), step_A: float = 0.5,
+                     centre_A: tuple[float, float] | None = None) -> dict:
+    """A network-free reading: the canonical slip (two for trilayers) of a grid over the slip cell
+    that agrees best with the image, pose from the Bragg spots, default optics. Bilayers use
+    :func:`scan_slip` (the alternative search's grid; each grid point in its best pose, agreement
+    at whole-pixel translations), trilayers every pair of slips in every pose.
+
+    Returns {"best": {Da_A, Db_A[, Da2_A, Db2_A], agreement}, "worst": {...}, "n_points": int}.
+    """
+    sym = symmetry_for(material)
+    crop = extract_crop(image, pixel_size_A, centre_A, settings)
+    comp = Comparator(crop, material, layers, settings)
+    keys = ["Da_A", "Db_A"] + (["Da2_A", "Db2_A"] if layers == 3 else [])
+
+    def entry(s: Stacking, a: float) -> dict:
+        return {**{k: round(getattr(s, k), 4) for k in keys}, "agreement": round(float(a), 4)}
+
+    if layers == 2:
+        scan = scan_slip(comp, initial_poses(comp, image, pixel_size_A, Stacking()), step_A)
+        return {"best": entry(scan[0].stacking, scan[0].agreement), "worst": entry(scan[-1].stacking, scan[-1].agreement),
+                "n_points": len(scan), "rotation_deg": scan[0].pose.rotation_deg, "simulations": comp.evaluations}
+    # Trilayers: the second slip over the whole cell (only the pair is defined up to ±), first canonical.
+    da, db = sym.slip_grid(step_A)
+    k = max(2, int(np.ceil(max(get_material(material).a_A, get_material(material).b_A) / step_A)))
+    frac = np.stack(np.meshgrid(np.arange(k) / k, np.arange(k) / k, indexing="ij"), -1).reshape(-1, 2)
+    d2a, d2b = sym.cartesian_to_slip(sym.wigner_seitz(frac @ sym.lattice))
+    grid = [Stacking(Da_A=float(a), Db_A=float(b), Da2_A=float(a2), Db2_A=float(b2))
+            for a, b in zip(da, db) for a2, b2 in zip(d2a, d2b)]
+    starts = initial_poses(comp, image, pixel_size_A, grid[0])
+    scores = np.full((len(starts), len(grid)), -np.inf)
+    for i, pose in enumerate(starts):
+        for j, s in enumerate(grid):
+            scores[i, j] = comp.evaluate(s, pose).agreement
+    i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    best_pose_scores = scores[i]
+    jw = int(np.argmin(best_pose_scores))
+    return {"best": entry(grid[j], scores[i, j]), "worst": entry(grid[jw], best_pose_scores[jw]),
+            "n_points": len(grid), "rotation_deg": starts[i].rotation_deg, "simulations": comp.evaluations}
+
 
 EXPERIMENTAL = ROOT.parent / "shared" / "data" / "experimental"
 # (file, material, layers, task)

@@ -15,7 +15,7 @@ from vdwstack.simulate.degrade import Degradation, degrade
 from vdwstack.core.images import read_image
 from vdwstack.structures.pixel_size import estimate_pixel_size
 from vdwstack.simulate.render import simulate_row
-from vdwstack.structures.enumeration import MICROSCOPE_DEFAULTS
+from vdwstack.core.microscope import MICROSCOPE_DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "experimental"

@@ -16,7 +16,7 @@ import numpy as np
 
 from vdwstack.simulate.incoherent import job_from_atoms, padding_px, render_incoherent
 from vdwstack.simulate.multislice import MultisliceSettings, simulate_abtem
-from vdwstack.simulate.optics import Optics
+from vdwstack.core.microscope import Optics
 from vdwstack.structures.geometry import StackGeometry, build_stack, layer_heights_A
 
 

@@ -1,6 +1,6 @@
 """Small builders shared by the tests."""
 
-from vdwstack.structures.enumeration import MICROSCOPE_DEFAULTS
+from vdwstack.core.microscope import MICROSCOPE_DEFAULTS
 
 
 def make_row(material="MoS2", size=128, pixel_size_A=0.1, **kw):

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from vdwstack.config import validate_config
-from vdwstack.structures.enumeration import ConfigError
+from vdwstack.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"

@@ -9,7 +9,8 @@ import torch
 from vdwstack.drit.networks import Drit, DritArchitecture
 from vdwstack.drit.data import DomainSampler, StyleReference, random_crop
 from vdwstack.drit.losses import content_preservation, lattice_consistency, mode_seeking
-from vdwstack.drit.training import DritConfig, DritTrainer, export_translator, load_translator, load_weights_only, train
+from vdwstack.core.torch_utils import load_weights_only
+from vdwstack.drit.training import DritConfig, DritTrainer, export_translator, load_translator, train
 
 ARCH = DritArchitecture(nf=8, nz=4, n_res=1, disc_scales=2, disc_layers=2)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vdwstack.drit.training import load_weights_only
+from vdwstack.core.torch_utils import load_weights_only
 from vdwstack.core.io import open_image_dataset, write_image_dataset
 from vdwstack.simulate.render import simulate_rows
 from vdwstack.structures.enumeration import enumerate_dataset, write_table
@@ -74,7 +74,7 @@ def test_killed_regressor_training_resumes_from_its_checkpoint(slip_set, tmp_pat
     killed_at = int(load_weights_only(ckpt)["step"])  # the checkpoint is whole (written, then renamed)
     assert 5 <= killed_at < SETTINGS["steps"]
     assert not list(out.glob("checkpoints/*.tmp"))
-    with caplog.at_level(logging.INFO, logger="vdwstack.regress.model"):
+    with caplog.at_level(logging.INFO, logger="vdwstack.regress.training"):
         card = train_from_dataset(slip_set, SETTINGS, "slip", out, progress=False)
     assert f"at step {killed_at}" in caplog.text  # resumed, not restarted
     assert card["training"]["steps"] == SETTINGS["steps"]

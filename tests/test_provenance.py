@@ -13,14 +13,29 @@ def _package(tmp_path):
     (pkg / "report.py").write_text("from .helper import SCALE_A\n\n\ndef run():\n    return SCALE_A\n")
     (pkg / "unused.py").write_text("X = 1\n")
     script = tmp_path / "script.py"
-    script.write_text("from vdwstack.report.stage import run\n\nrun()\n")
+    script.write_text("from vdwstack.report import run\n\nrun()\n")
     return pkg, script
 
 
 def test_closure_follows_absolute_and_relative_imports(tmp_path):
     pkg, script = _package(tmp_path)
     names = {p.name for p in module_closure(script, pkg)}
-    assert names == {"script.py", "report.py", "helper.py"}
+    # Importing vdwstack.report runs the package's __init__ first.
+    assert names == {"script.py", "__init__.py", "report.py", "helper.py"}
+
+
+def test_closure_includes_the_parent_packages_of_a_submodule(tmp_path):
+    pkg = tmp_path / "vdwstack"
+    (pkg / "stage1").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "stage1" / "__init__.py").write_text("from vdwstack.stage1.figures import plot\n")
+    (pkg / "stage1" / "figures.py").write_text("def plot():\n    return 1\n")
+    (pkg / "stage1" / "driver.py").write_text("def run():\n    return 2\n")
+    script = tmp_path / "script.py"
+    script.write_text("from vdwstack.stage1.driver import run\n\nrun()\n")
+    rel = {str(p.relative_to(tmp_path)) for p in module_closure(script, pkg)}
+    assert rel == {"script.py", "vdwstack/__init__.py", "vdwstack/stage1/__init__.py",
+                   "vdwstack/stage1/figures.py", "vdwstack/stage1/driver.py"}
 
 
 def test_digest_ignores_comments_docstrings_formatting_and_touch(tmp_path):

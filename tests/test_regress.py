@@ -10,11 +10,12 @@ import torch
 from helpers import make_row
 from vdwstack.regress.augment import Augmentation, augment
 from vdwstack.drit.networks import Drit, DritArchitecture
-from vdwstack.drit.training import export_translator, load_weights_only
+from vdwstack.core.torch_utils import load_weights_only
+from vdwstack.drit.training import export_translator
 from vdwstack.regress.evaluate import constant_slip_baseline, evaluate_slip, evaluate_twist
 from vdwstack.core.io import open_image_dataset, write_image_dataset
-from vdwstack.regress.model import (Regressor, RegressorConfig, TargetCodec, TrainingData, build_resnet,
-                              lr_factor, train_regressor)
+from vdwstack.regress.model import Regressor, TargetCodec, build_resnet
+from vdwstack.regress.training import RegressorConfig, TrainingData, lr_factor, train_regressor
 from vdwstack.regress.stage import train_from_dataset
 from vdwstack.simulate.render import simulate_rows
 from vdwstack.structures.enumeration import enumerate_dataset

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from vdwstack.structures.enumeration import ConfigError, enumerate_dataset, read_table, write_table
+from vdwstack.core.errors import ConfigError
+from vdwstack.structures.enumeration import enumerate_dataset, read_table, write_table
 from vdwstack.structures.geometry import StackGeometry, build_stack
 from vdwstack.structures.symmetry import symmetry_for
 

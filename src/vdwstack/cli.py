@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from vdwstack.structures.materials import MATERIALS
-from vdwstack.structures.enumeration import MICROSCOPE_DEFAULTS, ConfigError, sample_seed
+from vdwstack.core.errors import ConfigError
+from vdwstack.core.microscope import MICROSCOPE_DEFAULTS
+from vdwstack.structures.enumeration import sample_seed
 
 
 def _add_stack_args(p: argparse.ArgumentParser) -> None:

@@ -9,8 +9,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from vdwstack.simulate.multislice import check_sampling
-from vdwstack.simulate.optics import Optics
-from vdwstack.structures.enumeration import MICROSCOPE_DEFAULTS, ConfigError, enumerate_dataset
+from vdwstack.core.microscope import Optics
+from vdwstack.core.errors import ConfigError
+from vdwstack.core.microscope import MICROSCOPE_DEFAULTS
+from vdwstack.structures.enumeration import enumerate_dataset
 from vdwstack.simulate.render import SimulationSettings
 
 

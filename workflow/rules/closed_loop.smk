@@ -22,5 +22,6 @@ rule closed_loop:
     params:
         code=code_version("closed_loop.py"),
         settings=closed_loop_settings,
+        microscope=config.get("microscope", {}),
     script:
         "../scripts/closed_loop.py"

@@ -10,7 +10,7 @@ from vdwstack.config import (
     slip_studies,
     validate_config,
 )
-from vdwstack.structures.enumeration import ConfigError
+from vdwstack.core.errors import ConfigError
 from vdwstack.core.sheets import read_sheet
 from vdwstack.core.provenance import canonical_order, code_digest
 

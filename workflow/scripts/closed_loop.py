@@ -12,4 +12,5 @@ closed_loop_to_files(
     snakemake.input.maps,
     snakemake.params.settings,
     Path(snakemake.output.check).parent,
+    microscope=snakemake.params.microscope,
 )

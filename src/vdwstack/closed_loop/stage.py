@@ -19,8 +19,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from vdwstack.closed_loop.check import CheckResult, ClosedLoopSettings, check_reading, comparison_figure
+from vdwstack.closed_loop.check import CheckResult, check_reading
+from vdwstack.closed_loop.figure import comparison_figure
+from vdwstack.closed_loop.settings import ClosedLoopSettings
 from vdwstack.core.images import read_image
+from vdwstack.core.microscope import fixed_microscope
 from vdwstack.core.io import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -41,8 +44,8 @@ def domain_centres_A(slip_record: Mapping, labels: np.ndarray) -> dict[int, tupl
     return out
 
 
-def _checks(image: np.ndarray, record: Mapping, labels: np.ndarray | None, settings: ClosedLoopSettings
-            ) -> list[tuple[str, str, CheckResult]]:
+def _checks(image: np.ndarray, record: Mapping, labels: np.ndarray | None, settings: ClosedLoopSettings,
+            microscope: Mapping | None = None) -> list[tuple[str, str, CheckResult]]:
     """(task, region name, result) for the whole image of every task and the largest slip domains."""
     p = float(record["pixel_size_A"])
     material, layers = record["material"], int(record.get("layers", 2))
@@ -65,7 +68,7 @@ def _checks(image: np.ndarray, record: Mapping, labels: np.ndarray | None, setti
                                  float(dom.get("spread_A", 0.0))))
     out = []
     for task, region, reading, centre, unc in tqdm(jobs, desc=f"closed loop {record['image_id']}", unit="check"):
-        res = check_reading(image, p, material, layers, reading, task, settings, centre, unc, region)
+        res = check_reading(image, p, material, layers, reading, task, settings, centre, unc, region, microscope)
         log.info("%s %s: agreement %.3f%s%s", task, region, res.reading.agreement,
                  f", refined {res.refined.agreement:.3f}" if res.refined is not None else "",
                  f", best alternative {res.alternative.agreement:.3f}" if res.alternative is not None else "")
@@ -74,17 +77,22 @@ def _checks(image: np.ndarray, record: Mapping, labels: np.ndarray | None, setti
 
 
 def closed_loop_record(image_path: str | Path, record: Mapping, maps_npz: str | Path | None,
-                       settings: ClosedLoopSettings) -> tuple[dict, list[tuple[str, CheckResult]]]:
-    """The check record of one image (status "ok") and the figure panels."""
+                       settings: ClosedLoopSettings, microscope: Mapping | None = None
+                       ) -> tuple[dict, list[tuple[str, CheckResult]]]:
+    """The check record of one image (status "ok") and the figure panels.
+
+    microscope: the config's microscope block (values or [min, max] ranges, whose midpoint is used;
+    defocus and source size are fitted): energy, aperture, Cs and detector angles of the model."""
     image, _ = read_image(image_path)
     labels = None
     if maps_npz is not None and "slip" in record["results"]:
         with np.load(maps_npz) as arr:
             labels = arr["slip_domains"] if "slip_domains" in arr else None
-    checks = _checks(image, record, labels, settings)
+    checks = _checks(image, record, labels, settings, microscope)
     out = {"image_id": record["image_id"], "path": str(image_path), "material": record["material"],
            "layers": int(record.get("layers", 2)), "status": "ok", "pixel_size_A": float(record["pixel_size_A"]),
            "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(settings).items()},
+           "microscope": fixed_microscope(microscope),
            "checks": [], "warnings": []}
     for task, region, res in checks:
         rec = {"task": task, "region": region, **res.to_record()}
@@ -129,7 +137,8 @@ def _errors_vs_truth(material: str, out: Mapping, truth: Mapping) -> dict:
 
 
 def closed_loop_to_files(image_path: str | Path, result_json: str | Path, maps_npz: str | Path | None,
-                         settings: Mapping | ClosedLoopSettings | None, out_dir: str | Path) -> dict:
+                         settings: Mapping | ClosedLoopSettings | None, out_dir: str | Path,
+                         microscope: Mapping | None = None) -> dict:
     """Write `<out_dir>/check.json` and `<out_dir>/comparison.png` for one image; never raises for a
     bad image or a failed inference (status "skipped" or "error", the message names the file)."""
     out = Path(out_dir)
@@ -150,7 +159,7 @@ def closed_loop_to_files(image_path: str | Path, result_json: str | Path, maps_n
         elif not record.get("results"):
             check = {**base, "status": "skipped", "message": f"{image_path}: {result_json} holds no reading"}
         else:
-            check, panels = closed_loop_record(image_path, record, maps_npz, s)
+            check, panels = closed_loop_record(image_path, record, maps_npz, s, microscope)
             check["result"] = str(result_json)
     except Exception as e:
         msg = str(e) if str(image_path) in str(e) or str(result_json) in str(e) else f"{image_path}: {e}"

@@ -60,7 +60,8 @@ def write_image_dataset(
     root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
     images = root.create_array("images", shape=(n, H, W), chunks=(min(chunk_images, n), H, W), dtype="float32")
     labels = root.create_group("labels")
-    numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])]
+    # The pixel size is one attribute of the whole dataset, not a label column.
+    numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c]) and c != "pixel_size_A"]
     for c in numeric:
         labels.create_array(c, data=table[c].to_numpy(np.float64))
     written = np.zeros(n, bool)
@@ -75,7 +76,7 @@ def write_image_dataset(
         "sample_ids": table["sample_id"].astype(str).tolist(),
         "label_columns": numeric,
         "label_units": {c: LABEL_UNITS[c] for c in numeric if c in LABEL_UNITS},
-        "pixel_size_A": float(table["pixel_size_A"].iloc[0]),
+        "pixel_size_A": _one_pixel_size(table),
         "material": sorted(table["material"].unique().tolist()),
         "layers": sorted(int(v) for v in table["layers"].unique()),
         "versions": software_versions(),
@@ -86,6 +87,13 @@ def write_image_dataset(
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)
+
+
+def _one_pixel_size(table: pd.DataFrame) -> float:
+    values = np.unique(table["pixel_size_A"].to_numpy(np.float64))
+    if len(values) != 1:
+        raise ValueError(f"a dataset has one pixel size; its table has {len(values)}: {values.tolist()}")
+    return float(values[0])
 
 
 def open_image_dataset(path: str | os.PathLike):

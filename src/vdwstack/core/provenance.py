@@ -35,6 +35,12 @@ def _vdwstack_imports(tree: ast.AST) -> set[str]:
     return names
 
 
+def _module_paths(name: str, package_dir: Path) -> list[Path]:
+    """The module's file and those of its parent packages, whose ``__init__`` Python runs first."""
+    parts = name.split(".")
+    return [m for k in range(1, len(parts) + 1) if (m := _module_path(".".join(parts[:k]), package_dir))]
+
+
 def _module_path(name: str, package_dir: Path) -> Path | None:
     parts = name.split(".")[1:]
     if not parts:
@@ -47,7 +53,8 @@ def _module_path(name: str, package_dir: Path) -> Path | None:
 
 
 def module_closure(script: str | Path, package_dir: Path = PACKAGE_DIR) -> list[Path]:
-    """The script and every vdwstack module it imports, directly or through other modules."""
+    """The script and every vdwstack module it imports, directly or through other modules (with the
+    ``__init__`` of every package on the way)."""
     seen: set[Path] = set()
     todo = [Path(script).resolve()]
     while todo:
@@ -56,9 +63,7 @@ def module_closure(script: str | Path, package_dir: Path = PACKAGE_DIR) -> list[
             continue
         seen.add(path)
         for name in _analyse(path.read_text(), str(path))[0]:
-            mod = _module_path(name, package_dir)
-            if mod is not None:
-                todo.append(mod.resolve())
+            todo += [mod.resolve() for mod in _module_paths(name, package_dir)]
     return sorted(seen)
 
 

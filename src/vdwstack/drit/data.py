@@ -4,15 +4,16 @@ style references (domain B), at one working pixel size."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import map_coordinates, zoom
+from scipy.ndimage import map_coordinates
 
 from vdwstack.core.images import normalize_unit, read_image
-from vdwstack.structures.pixel_size import estimate_pixel_size
+from vdwstack.core.resample import resample
+from vdwstack.structures.pixel_size import PixelSize, read_calibrated_image
 
 log = logging.getLogger(__name__)
 
@@ -23,35 +24,37 @@ class StyleReference:
 
     reference_id: str
     image: np.ndarray  # float32 [H, W], normalized to [−1, 1]
-    pixel_size_A: float  # native pixel size
-    pixel_size_source: str  # "sheet", "file" or "estimated"
+    pixel_size_A: float  # native pixel size (Å/px)
+    pixel_size_source: str  # "sheet", "metadata" or "estimated" (vdwstack.structures.pixel_size)
+    warnings: tuple[str, ...] = ()
 
 
 def load_style_references(rows: Sequence[dict], material_fallback: str, working_pixel_size_A: float,
-                          match_pixel_size: bool = True) -> list[StyleReference]:
-    """Read the style-reference sheet's images; resample each to the working pixel size.
+                          match_pixel_size: bool = True, known: Mapping[str, Mapping] | None = None
+                          ) -> list[StyleReference]:
+    """Read the style-reference sheet's images; resample each to the working pixel size (Å/px).
 
-    The pixel size comes from the sheet, else the file's metadata, else the image's own Bragg spots
-    (recorded as "estimated"). With ``match_pixel_size=False`` (ablation) images keep their pixels.
+    The pixel size is resolved once (:func:`vdwstack.structures.pixel_size.resolve_pixel_size`:
+    sheet > file > Bragg spots). `known` (reference id → {"pixel_size_A", "pixel_size_source"}, e.g.
+    from the DRIT card) gives already-resolved values, which are used as they are. With
+    ``match_pixel_size=False`` (ablation) images keep their pixels.
     """
     refs = []
     for row in rows:
         path = Path(row["path"])
-        img, file_p = read_image(path)
+        ref_id = str(row["reference_id"])
+        material = row.get("material") or material_fallback
         sheet_p = str(row.get("pixel_size_A") or "").strip()
-        if sheet_p:
-            p, source = float(sheet_p), "sheet"
-        elif file_p:
-            p, source = file_p, "file"
+        if known is not None and ref_id in known:
+            img, _ = read_image(path)
+            px = PixelSize(float(known[ref_id]["pixel_size_A"]), str(known[ref_id]["pixel_size_source"]))
         else:
-            p, source = estimate_pixel_size(img, row.get("material") or material_fallback).pixel_size_A, "estimated"
-            log.warning("%s: no pixel size given; estimated %.4f Å/px from its Bragg spots", path, p)
-        if not p > 0:
-            raise ValueError(f"{path}: pixel size must be > 0 Å, got {p}")
+            img, px = read_calibrated_image(path, material, float(sheet_p) if sheet_p else None, "sheet")
+        p = px.pixel_size_A
         if match_pixel_size:
-            img = zoom(img, p / working_pixel_size_A, order=3)
-        refs.append(StyleReference(str(row["reference_id"]), normalize_unit(img), p, source))
-        log.info("style reference %s: %s px at %.4f Å/px (%s)", row["reference_id"], img.shape, p, source)
+            img = resample(img, p, working_pixel_size_A)
+        refs.append(StyleReference(ref_id, normalize_unit(img), p, px.source, px.warnings))
+        log.info("style reference %s: %s px at %.4f Å/px (%s)", ref_id, img.shape, p, px.source)
     if not refs:
         raise ValueError("the style-reference sheet lists no images: DRIT needs at least one")
     return refs

@@ -58,7 +58,7 @@ def train_drit(sim_zarr: str | Path, style_sheet: str | Path, drit_config: Mappi
 
     trainer = train(sampler, cfg, out, p, progress=progress)
     save_sample_grid(trainer.model, sampler, out / "samples" / "final.png", cfg.seed)
-    metrics = evaluate_translation(trainer.model, sims, labels, material, refs, cfg, eval_images)
+    metrics = evaluate_translation(trainer.model, sims, labels, material, refs, cfg, eval_images, p)
     card = {
         "model": "Trident-enhanced DRIT translator (E_c^A + shared block, E_a^B, G_B)",
         "input": {"channels": 1, "normalization": "percentiles 0.5/99.5 → [−1, 1]", "pixel_size_A": p,
@@ -78,13 +78,14 @@ def train_drit(sim_zarr: str | Path, style_sheet: str | Path, drit_config: Mappi
 
 @torch.no_grad()
 def evaluate_translation(model, sims: np.ndarray, labels: pd.DataFrame, material: str, refs, cfg: DritConfig,
-                         n_eval: int = 12) -> dict:
-    """Metrics (a)–(c) of issue 3 on `n_eval` simulations (full images, not crops)."""
+                         n_eval: int = 12, sims_pixel_size_A: float = 0.1) -> dict:
+    """Style distance, column displacement and Bragg slip change of translated simulations
+    (`n_eval` full images [N, H, W] at `sims_pixel_size_A` Å/px, not crops)."""
     rng = np.random.default_rng([cfg.seed, 424242])
     idx = np.sort(rng.choice(len(sims), size=min(n_eval, len(sims)), replace=False))
     dev = next(model.parameters()).device
     model.eval()
-    p = float(labels["pixel_size_A"].iloc[0])
+    p = float(sims_pixel_size_A)
     H, W = sims.shape[1:]
     Hc, Wc = H // 4 * 4, W // 4 * 4
     src = np.stack([normalize_unit(sims[i, :Hc, :Wc]) for i in idx])[:, None]
@@ -108,6 +109,7 @@ def evaluate_translation(model, sims: np.ndarray, labels: pd.DataFrame, material
     for k, i in enumerate(idx):
         row = labels.iloc[i].to_dict()
         row["material"] = material
+        row["pixel_size_A"] = p
         if int(row["layers"]) != 2 or float(row["theta_deg"]) != 0.0:
             continue
         row.update(height_px=Hc, width_px=Wc)

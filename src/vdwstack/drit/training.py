@@ -19,6 +19,7 @@ from vdwstack.drit.networks import Drit, DritArchitecture, Translator
 from vdwstack.drit.data import DomainSampler
 from vdwstack.drit.losses import content_preservation, kl_gaussian, lattice_consistency, lsgan, mode_seeking
 from vdwstack.core.io import open_loss_log, publish_loss_log
+from vdwstack.core.torch_utils import load_weights_only, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +82,6 @@ class DritConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        log.warning("drit.device=cuda but no GPU is visible: using the CPU")
-        return torch.device("cpu")
-    return torch.device(name)
 
 
 class DritTrainer:
@@ -218,16 +210,6 @@ class DritTrainer:
         self.opt_c.load_state_dict(state["opt_c"])
         torch.set_rng_state(state["torch_rng"])
         self.iteration = int(state["iteration"])
-
-
-def load_weights_only(path: str | Path) -> dict:
-    """torch.load restricted to tensors and plain containers; anything else is refused."""
-    import pickle
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ValueError(f"{path}: refused to load: not a plain weights file ({str(e).splitlines()[0]})") from None
 
 
 def _to_tensor(x: np.ndarray, device) -> torch.Tensor:

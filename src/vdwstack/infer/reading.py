@@ -1,7 +1,7 @@
-"""The infer stage: one experimental image → whole-image estimate with uncertainty, sliding-window
-maps of Da, Db (or θ), stacking domains and their boundaries, and an atomic model.
+"""Reading one image with one trained regressor: whole-image estimate with its spread, sliding-window
+maps of Da, Db (or θ) and their stacking domains.
 
-The image is rescaled once to the model's pixel size; every prediction is a model-sized crop,
+The image is rescaled once (anti-aliased, :func:`vdwstack.core.resample.resample`) to the model's pixel size; every prediction is a model-sized crop,
 normalised like the training crops. Test-time augmentation rotates crops by multiples of 90°
 (labels live in the lattice frame, so image rotations leave them unchanged) and predictions are
 averaged in the model's periodic feature space, so averaging never crosses a cell edge wrongly.
@@ -12,16 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import label as connected_components
-from scipy.ndimage import zoom
 
-from vdwstack.core.images import normalize_unit, read_image
-from vdwstack.structures.materials import get_material
-from vdwstack.structures.names import name_stacking
+from vdwstack.core.images import normalize_unit
+from vdwstack.core.resample import resample
+from vdwstack.infer.domains import domain_boundaries, segment_domains
 from vdwstack.regress.model import Regressor
+from vdwstack.structures.names import name_stacking
 from vdwstack.structures.symmetry import StackingSymmetry, symmetry_for
 
 log = logging.getLogger(__name__)
@@ -56,22 +54,6 @@ class InferenceSettings:
         if s.whole_image_crops < 1 or s.batch_size < 1 or s.min_domain_windows < 1:
             raise ValueError("infer.whole_image_crops, batch_size and min_domain_windows must be ≥ 1")
         return s
-
-
-# --- pixel size ----------------------------------------------------------------------------------
-def resolve_pixel_size(image: np.ndarray, material: str, from_file_A: float | None,
-                       from_sheet_A: float | None) -> tuple[float, str]:
-    """Pixel size (Å/px) and how it was obtained: file metadata, else the sheet, else estimated."""
-    if from_file_A:
-        return float(from_file_A), "metadata"
-    if from_sheet_A:
-        return float(from_sheet_A), "sheet"
-    from vdwstack.structures.pixel_size import estimate_pixel_size
-
-    est = estimate_pixel_size(image, material)
-    log.info("pixel size estimated from the Bragg spots: %.4f Å/px (match %.2f, %d spots)",
-             est.pixel_size_A, est.score, est.n_spots)
-    return est.pixel_size_A, "estimated"
 
 
 # --- predictions ---------------------------------------------------------------------------------
@@ -138,51 +120,6 @@ def _grid_centres(n_rows: int, n_cols: int, crop: int, stride: int) -> tuple[np.
 
 
 
-def segment_domains(values: Mapping[str, np.ndarray], distance, tol: float, min_windows: int
-                    ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Label map (−1 = unassigned) of the windows and the member mask of each cluster.
-
-    Windows are clustered by value (greedy: the window with the most neighbours within `tol`
-    seeds a cluster of those neighbours), then split into spatially connected domains; domains
-    with fewer than `min_windows` windows stay unassigned.
-    """
-    shape = next(iter(values.values())).shape
-    flat = {k: v.ravel() for k, v in values.items()}
-    n = int(np.prod(shape))
-    pair = np.stack([distance({k: v[i:i + 1] for k, v in flat.items()}, flat) for i in range(n)])
-    near = pair <= tol
-    free = np.ones(n, bool)
-    cluster = np.full(n, -1)
-    c = 0
-    while free.any():
-        counts = (near & free[None]).sum(axis=1) * free
-        seed = int(np.argmax(counts))
-        members = near[seed] & free
-        cluster[members] = c
-        free &= ~members
-        c += 1
-    labels = np.full(shape, -1)
-    next_id = 0
-    masks = []
-    for k in range(c):
-        comp, m = connected_components((cluster == k).reshape(shape))
-        for j in range(1, m + 1):
-            mask = comp == j
-            if mask.sum() >= min_windows:
-                labels[mask] = next_id
-                masks.append(mask)
-                next_id += 1
-    return labels, masks
-
-
-def domain_boundaries(labels: np.ndarray) -> np.ndarray:
-    """Boolean map: windows whose right or lower neighbour belongs to another domain."""
-    b = np.zeros(labels.shape, bool)
-    b[:, :-1] |= labels[:, :-1] != labels[:, 1:]
-    b[:-1, :] |= labels[:-1, :] != labels[1:, :]
-    return b
-
-
 # --- the stage -----------------------------------------------------------------------------------
 @dataclass
 class InferenceResult:
@@ -197,125 +134,88 @@ class InferenceResult:
 def infer_image(image: np.ndarray, pixel_size_A: float, reg: Regressor,
                 settings: InferenceSettings = InferenceSettings(), image_id: str = "image",
                 pixel_size_source: str = "given") -> InferenceResult:
-    """Run one trained regressor over an image (any orientation, any pixel size)."""
+    """Run one trained regressor over an image (any orientation, any pixel size in Å/px)."""
     image = np.asarray(image, np.float32)
     if not np.all(np.isfinite(image)):
         raise ValueError(f"{image_id}: image contains NaN or infinite values")
     if image.std() == 0:
         raise ValueError(f"{image_id}: image is constant")
-    material = reg.codec.material
-    sym = symmetry_for(material)
-    scale = pixel_size_A / reg.pixel_size_A
     field_A = reg.crop_px * reg.pixel_size_A
     H_A, W_A = image.shape[0] * pixel_size_A, image.shape[1] * pixel_size_A
     if min(H_A, W_A) < field_A:
         raise ValueError(f"{image_id}: image of {W_A:.1f}×{H_A:.1f} Å is smaller than one window "
                          f"({field_A:.1f} Å: the model sees {reg.crop_px} px at {reg.pixel_size_A:g} Å/px)")
-    img = zoom(image, scale, order=3) if abs(scale - 1) > 1e-6 else image
-    pred = CropPredictor(reg, img, settings.tta_rotations, settings.batch_size)
-    c = reg.crop_px
-
-    # Whole image: crops on an even grid spanning the image.
-    n_side = int(np.ceil(np.sqrt(settings.whole_image_crops)))
-    if n_side == 1:
-        rs, cs = np.array([img.shape[0] // 2]), np.array([img.shape[1] // 2])
-    else:
-        rs = np.linspace(c // 2, img.shape[0] - c + c // 2, n_side).astype(int)
-        cs = np.linspace(c // 2, img.shape[1] - c + c // 2, n_side).astype(int)
-    centres = np.array([(r, q) for r in rs for q in cs])[: max(settings.whole_image_crops, 1)]
-    centres = np.unique(centres, axis=0)
-    est, spread = robust_aggregate(reg, sym, pred.features(centres))
+    sym = symmetry_for(reg.codec.material)
+    pred = CropPredictor(reg, resample(image, pixel_size_A, reg.pixel_size_A), settings.tta_rotations,
+                         settings.batch_size)
     unit = "deg" if reg.codec.task == "twist" else "A"
+    centres = _whole_image_centres(pred.img.shape, reg.crop_px, settings.whole_image_crops)
+    est, spread = robust_aggregate(reg, sym, pred.features(centres))
     spread_rms = float(np.sqrt(np.mean(spread ** 2)))
-
-    # Sliding windows (window ≥ the model's field; centre crop of each window).
-    window_A = max(settings.window_A, field_A)
-    stride_px = max(1, int(round(settings.stride_A / reg.pixel_size_A)))
-    win_px = int(round(window_A / reg.pixel_size_A))
-    rows, cols = _grid_centres(img.shape[0], img.shape[1], win_px, stride_px)
-    if len(rows) == 0 or len(cols) == 0:
-        rows, cols = np.array([img.shape[0] // 2]), np.array([img.shape[1] // 2])
-    grid = np.array([(r, q) for r in rows for q in cols])
-    feats = pred.features(grid)
-    dec = _decode(reg, feats)
-    maps = {k: v.reshape(len(rows), len(cols)) for k, v in dec.items()}
-    tol = settings.domain_tol_deg if reg.codec.task == "twist" else settings.domain_tol_A
-    labels, masks = segment_domains(maps, lambda a, b: _distance(reg, sym, a, b), tol, settings.min_domain_windows)
-    domains = []
-    for i, mask in enumerate(masks):
-        dest, dspread = robust_aggregate(reg, sym, feats[mask.ravel()])
-        entry = {"id": i, "n_windows": int(mask.sum()), "area_A2": float(mask.sum() * (stride_px * reg.pixel_size_A) ** 2),
-                 **dest, f"spread_{unit}": float(np.sqrt(np.mean(dspread ** 2)))}
-        if reg.codec.task == "slip":
-            entry["stacking"] = name_stacking(material, dest["Da_A"], dest["Db_A"])
-        domains.append(entry)
-    step_A = stride_px * reg.pixel_size_A
-    y0 = rows[0] * reg.pixel_size_A - step_A / 2
-    x0 = cols[0] * reg.pixel_size_A - step_A / 2
-    extent = (x0, x0 + len(cols) * step_A, y0 + len(rows) * step_A, y0)
-
+    window_map = _window_map(pred, sym, settings, max(settings.window_A, field_A))
     record = {
         "image_id": image_id,
-        "material": material,
+        "material": reg.codec.material,
         "layers": reg.codec.layers,
         "task": reg.codec.task,
         "image_shape_px": list(image.shape),
         "pixel_size_A": float(pixel_size_A),
         "pixel_size_source": pixel_size_source,
-        "model": {"architecture": reg.card["architecture"], "pixel_size_A": reg.pixel_size_A, "crop_px": c,
+        "model": {"architecture": reg.card["architecture"], "pixel_size_A": reg.pixel_size_A, "crop_px": reg.crop_px,
                   "training_set": reg.card.get("training", {}).get("dataset")},
         "n_crops": int(len(centres)),
         "tta_rotations": settings.tta_rotations,
         **est,
         f"spread_{unit}": spread_rms,
         f"uncertainty_{unit}": spread_rms / np.sqrt(len(centres)),
-        "map": {"rows": int(len(rows)), "cols": int(len(cols)), "window_A": float(window_A), "stride_A": float(step_A)},
-        "domains": domains,
-        "n_domains": len(domains),
+        "map": window_map.pop("map"),
+        "domains": window_map["domains"],
+        "n_domains": len(window_map["domains"]),
         "settings": asdict(settings),
     }
     if reg.codec.task == "slip":
-        record["stacking"] = name_stacking(material, est["Da_A"], est["Db_A"])
-    return InferenceResult(record, maps, labels, domain_boundaries(labels), image, extent)
+        record["stacking"] = name_stacking(reg.codec.material, est["Da_A"], est["Db_A"])
+    return InferenceResult(record, window_map["maps"], window_map["labels"], domain_boundaries(window_map["labels"]),
+                           image, window_map["extent"])
 
 
-def atomic_model(material: str, layers: int, estimate: Mapping, size_A: float = 30.0):
-    """ASE Atoms of the inferred stacking over a size_A × size_A patch (lattice frame)."""
-    from vdwstack.structures.geometry import StackGeometry, build_stack
-
-    row = {"material": material, "layers": layers, "Da_A": estimate.get("Da_A", 0.0), "Db_A": estimate.get("Db_A", 0.0),
-           "Da2_A": estimate.get("Da2_A", 0.0), "Db2_A": estimate.get("Db2_A", 0.0),
-           "theta_deg": estimate.get("theta_deg", 0.0), "rotation_deg": 0.0}
-    return build_stack(StackGeometry.from_row(row), (0.0, size_A, 0.0, size_A))
-
-
-def read_truth(path: str | Path) -> dict | None:
-    """The known truth stored by the pipeline in a pseudo-experimental TIFF (None otherwise)."""
-    import json
-
-    path = Path(path)
-    if path.suffix.lower() not in (".tif", ".tiff"):
-        return None
-    import tifffile
-
-    with tifffile.TiffFile(path) as tf:
-        desc = tf.pages[0].description or ""
-    try:
-        meta = json.loads(desc)
-    except json.JSONDecodeError:
-        return None
-    return meta.get("truth") if isinstance(meta, dict) else None
+def _whole_image_centres(shape: tuple[int, int], crop: int, n_crops: int) -> np.ndarray:
+    """(row, col) centres, in model pixels, of `n_crops` crops on an even grid spanning the image."""
+    n_side = int(np.ceil(np.sqrt(n_crops)))
+    if n_side == 1:
+        rs, cs = np.array([shape[0] // 2]), np.array([shape[1] // 2])
+    else:
+        rs = np.linspace(crop // 2, shape[0] - crop + crop // 2, n_side).astype(int)
+        cs = np.linspace(crop // 2, shape[1] - crop + crop // 2, n_side).astype(int)
+    centres = np.array([(r, q) for r in rs for q in cs])[: max(n_crops, 1)]
+    return np.unique(centres, axis=0)
 
 
-def load_image(path: str | Path, material: str, sheet_pixel_size_A: float | None) -> tuple[np.ndarray, float, str]:
-    """Read an image, check the material, resolve the pixel size: (image, Å/px, source)."""
-    try:
-        get_material(material)
-    except (KeyError, ValueError) as e:
-        raise ValueError(f"{path}: {e}") from None
-    image, p_file = read_image(path)
-    try:
-        p, source = resolve_pixel_size(image, material, p_file, sheet_pixel_size_A)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
-    return image, p, source
+def _window_map(pred: CropPredictor, sym: StackingSymmetry, settings: InferenceSettings, window_A: float) -> dict:
+    """Sliding-window maps (window ≥ the model's field; centre crop of each window), their domains
+    and the maps' extent (x0, x1, y1, y0) in Å for imshow."""
+    reg = pred.reg
+    p = reg.pixel_size_A
+    stride_px = max(1, int(round(settings.stride_A / p)))
+    rows, cols = _grid_centres(pred.img.shape[0], pred.img.shape[1], int(round(window_A / p)), stride_px)
+    if len(rows) == 0 or len(cols) == 0:
+        rows, cols = np.array([pred.img.shape[0] // 2]), np.array([pred.img.shape[1] // 2])
+    feats = pred.features(np.array([(r, q) for r in rows for q in cols]))
+    maps = {k: v.reshape(len(rows), len(cols)) for k, v in _decode(reg, feats).items()}
+    tol = settings.domain_tol_deg if reg.codec.task == "twist" else settings.domain_tol_A
+    labels, masks = segment_domains(maps, lambda a, b: _distance(reg, sym, a, b), tol, settings.min_domain_windows)
+    unit = "deg" if reg.codec.task == "twist" else "A"
+    step_A = stride_px * p
+    domains = []
+    for i, mask in enumerate(masks):
+        dest, dspread = robust_aggregate(reg, sym, feats[mask.ravel()])
+        entry = {"id": i, "n_windows": int(mask.sum()), "area_A2": float(mask.sum() * step_A ** 2),
+                 **dest, f"spread_{unit}": float(np.sqrt(np.mean(dspread ** 2)))}
+        if reg.codec.task == "slip":
+            entry["stacking"] = name_stacking(reg.codec.material, dest["Da_A"], dest["Db_A"])
+        domains.append(entry)
+    y0, x0 = rows[0] * p - step_A / 2, cols[0] * p - step_A / 2
+    return {"maps": maps, "labels": labels, "domains": domains,
+            "extent": (x0, x0 + len(cols) * step_A, y0 + len(rows) * step_A, y0),
+            "map": {"rows": int(len(rows)), "cols": int(len(cols)), "window_A": float(window_A),
+                    "stride_A": float(step_A)}}

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vdwstack.infer.reading import InferenceSettings, atomic_model, infer_image, load_image, read_truth
+from vdwstack.infer.reading import InferenceSettings, infer_image
 from vdwstack.core.io import write_json_atomic
 from vdwstack.regress.model import Regressor
+from vdwstack.structures.pixel_size import read_calibrated_image
 from vdwstack.structures.symmetry import symmetry_for
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,12 @@ def tasks_of(task: str) -> list[str]:
 
 def infer_to_files(image_path: str | Path, image_id: str, material: str, layers: int, task: str,
                    sheet_pixel_size_A: float | None, models: Mapping[str, str | Path | None],
-                   settings: Mapping | None, out_dir: str | Path, on_error: str = "record") -> dict:
+                   settings: Mapping | None, out_dir: str | Path, on_error: str = "record",
+                   pixel_size_source: str = "sheet") -> dict:
     """Write `<out_dir>/result.json` (+ `maps.npz`, `model_*.xyz|cif`) for one image.
+
+    sheet_pixel_size_A: the user's pixel size (Å/px; None: the file's calibration, else the Bragg-spot
+    estimate), recorded as `pixel_size_source` ("sheet" in the workflow, "user" for ``--pixel-size``).
 
     models: task → model folder (None when no model for this material was trained). With
     on_error="record" a failure is written as a record with status "error" (the run goes on and
@@ -34,7 +39,7 @@ def infer_to_files(image_path: str | Path, image_id: str, material: str, layers:
     out.mkdir(parents=True, exist_ok=True)
     try:
         record = _infer(image_path, image_id, material, layers, task, sheet_pixel_size_A, models,
-                        InferenceSettings.from_mapping(settings), out)
+                        InferenceSettings.from_mapping(settings), out, pixel_size_source)
     except Exception as e:
         if on_error != "record":
             raise
@@ -48,10 +53,13 @@ def infer_to_files(image_path: str | Path, image_id: str, material: str, layers:
     return record
 
 
-def _infer(image_path, image_id, material, layers, task, sheet_p, models, settings, out: Path) -> dict:
-    image, p, source = load_image(image_path, material, sheet_p)
+def _infer(image_path, image_id, material, layers, task, sheet_p, models, settings, out: Path,
+           user_source: str) -> dict:
+    image, px = read_calibrated_image(image_path, material, sheet_p, user_source)
+    p, source = px.pixel_size_A, px.source
     record = {"image_id": image_id, "path": str(image_path), "material": material, "layers": layers,
-              "task": task, "status": "ok", "pixel_size_A": p, "pixel_size_source": source, "results": {}}
+              "task": task, "status": "ok", "pixel_size_A": p, "pixel_size_source": source,
+              "warnings": list(px.warnings), "results": {}}
     arrays = {"image": image}
     for t in tasks_of(task):
         model_dir = models.get(t)
@@ -95,3 +103,30 @@ def _write_models(stem: Path, material: str, layers: int, est: Mapping) -> None:
     write(stem.with_suffix(".xyz"), atoms, format="extxyz")
     write(stem.with_suffix(".cif"), atoms, format="cif")
 
+
+def atomic_model(material: str, layers: int, estimate: Mapping, size_A: float = 30.0):
+    """ASE Atoms of the inferred stacking over a size_A × size_A patch (lattice frame)."""
+    from vdwstack.structures.geometry import StackGeometry, build_stack
+
+    row = {"material": material, "layers": layers, "Da_A": estimate.get("Da_A", 0.0), "Db_A": estimate.get("Db_A", 0.0),
+           "Da2_A": estimate.get("Da2_A", 0.0), "Db2_A": estimate.get("Db2_A", 0.0),
+           "theta_deg": estimate.get("theta_deg", 0.0), "rotation_deg": 0.0}
+    return build_stack(StackGeometry.from_row(row), (0.0, size_A, 0.0, size_A))
+
+
+def read_truth(path: str | Path) -> dict | None:
+    """The known truth stored by the pipeline in a pseudo-experimental TIFF (None otherwise)."""
+    import json
+
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    import tifffile
+
+    with tifffile.TiffFile(path) as tf:
+        desc = tf.pages[0].description or ""
+    try:
+        meta = json.loads(desc)
+    except json.JSONDecodeError:
+        return None
+    return meta.get("truth") if isinstance(meta, dict) else None

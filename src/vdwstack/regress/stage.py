@@ -13,7 +13,8 @@ import torch
 
 from vdwstack.regress.augment import Augmentation
 from vdwstack.core.io import keep_checkpoints_only_for, open_image_dataset
-from vdwstack.regress.model import RegressorConfig, TargetCodec, TrainingData, export_regressor, train_regressor
+from vdwstack.regress.model import TargetCodec, export_regressor
+from vdwstack.regress.training import RegressorConfig, TrainingData, train_regressor
 
 log = logging.getLogger(__name__)
 

@@ -1,88 +1,23 @@
 """Microscope optics for incoherent ADF-STEM: probe intensity (abTEM) and ADF cross-sections.
 
+The microscope's parameters (:class:`vdwstack.core.microscope.Optics`) are shared by every stage;
+this module turns them into the probe and the detector's cross-sections.
 Units: energy in eV, angles in mrad, lengths in Å, spatial frequencies k in 1/Å (angle = λ·k).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
 import scipy.fft
 
-from abtem.core.energy import energy2wavelength
+from vdwstack.core.microscope import Optics
 
 # Electron rest energy (eV), for the relativistic mass factor of the scattering amplitude.
 _MC2_EV = 510998.95
 
-
-@dataclass(frozen=True)
-class Optics:
-    """STEM optics of one image.
-
-    Attributes:
-        energy_eV: beam energy (eV).
-        semiangle_mrad: probe-forming aperture semi-angle (mrad).
-        defocus_A: defocus (Å), abTEM convention (positive = underfocus, focus below the
-            entrance surface); C10 = −defocus_A.
-        Cs_A: spherical aberration C30 (Å).
-        source_fwhm_A: FWHM of the Gaussian effective source (Å).
-        adf_inner_mrad, adf_outer_mrad: ADF detector collection angles (mrad).
-        aberrations: further abTEM aberration coefficients (e.g. {"C12": 5.0, "phi12": 0.3,
-            "C21": 50.0, "C23": 100.0}); lengths in Å, angles in rad.
-    """
-
-    energy_eV: float = 300e3
-    semiangle_mrad: float = 21.3
-    defocus_A: float = 35.0
-    Cs_A: float = 0.0
-    source_fwhm_A: float = 0.6
-    adf_inner_mrad: float = 39.0
-    adf_outer_mrad: float = 200.0
-    aberrations: tuple[tuple[str, float], ...] = field(default_factory=tuple)
-
-    def __post_init__(self):
-        if isinstance(self.aberrations, dict):
-            object.__setattr__(self, "aberrations", tuple(sorted(self.aberrations.items())))
-        checks = {
-            "energy_eV": self.energy_eV > 0,
-            "semiangle_mrad": self.semiangle_mrad > 0,
-            "source_fwhm_A": self.source_fwhm_A >= 0,
-            "adf_inner_mrad": self.adf_inner_mrad >= 0,
-            "adf_outer_mrad": self.adf_outer_mrad > self.adf_inner_mrad,
-        }
-        for name, ok in checks.items():
-            if not ok or not np.isfinite(getattr(self, name)):
-                raise ValueError(f"invalid optics setting {name}={getattr(self, name)!r}")
-
-    @property
-    def wavelength_A(self) -> float:
-        return float(energy2wavelength(self.energy_eV))
-
-    @property
-    def aperture_k(self) -> float:
-        """Aperture radius in spatial frequency (1/Å)."""
-        return self.semiangle_mrad * 1e-3 / self.wavelength_A
-
-    @property
-    def source_sigma_A(self) -> float:
-        return self.source_fwhm_A / (2 * np.sqrt(2 * np.log(2)))
-
-    def with_defocus(self, defocus_A: float) -> Optics:
-        return replace(self, defocus_A=float(defocus_A))
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["aberrations"] = dict(self.aberrations)
-        return d
-
-    @classmethod
-    def from_mapping(cls, m) -> Optics:
-        """From a dict or table row; missing fields keep their defaults."""
-        kw = {k: float(m[k]) for k in cls.__dataclass_fields__ if k != "aberrations" and k in m}
-        ab = m.get("aberrations", {}) if hasattr(m, "get") else {}
-        return cls(**kw, aberrations=tuple(sorted(dict(ab or {}).items())))
+__all__ = ["Optics", "adf_cross_section_A2", "detector_efficiency", "probe_intensity", "psf_radius_A"]
 
 
 def _lens_area(R: float, r: float, d: np.ndarray) -> np.ndarray:

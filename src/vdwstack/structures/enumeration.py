@@ -11,34 +11,41 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from vdwstack.core.errors import ConfigError
+from vdwstack.core.microscope import MICROSCOPE_DEFAULTS, Optics
 from vdwstack.structures.materials import MATERIALS, get_material
-from vdwstack.simulate.optics import Optics
 from vdwstack.structures.symmetry import symmetry_for
 
 log = logging.getLogger(__name__)
 
-MICROSCOPE_DEFAULTS: dict[str, Any] = {
-    "energy_eV": 300e3,
-    "semiangle_mrad": 21.3,
-    "defocus_A": 35.0,
-    "Cs_A": 0.0,
-    "source_fwhm_A": 0.6,
-    "adf_inner_mrad": 39.0,
-    "adf_outer_mrad": 200.0,
-}
-REALISM_DEFAULTS: dict[str, Any] = {
-    "vacancy_fraction": 0.0,
-    "metal_vacancy_fraction": 0.0,
-    "displacement_rms_A": 0.0,
-    "interlayer_jitter_A": 0.0,
-    "strain_max": 0.0,
-    "random_rotation": False,
-}
+
+
+@dataclass(frozen=True)
+class Realism:
+    """Per-sample realism of the structures (the config's ``realism`` block; a value or [min, max]).
+
+    vacancy_fraction: chalcogen vacancies; metal_vacancy_fraction: metal vacancies (fractions);
+    displacement_rms_A: static disorder (Å), on top of the simulator's thermal blur;
+    interlayer_jitter_A: uniform jitter of each interlayer distance (± Å);
+    strain_max: largest in-plane strain component (uniform ±); random_rotation: random in-plane
+    rotation of each sample (else 0°).
+    """
+
+    vacancy_fraction: float | tuple[float, float] = 0.0
+    metal_vacancy_fraction: float | tuple[float, float] = 0.0
+    displacement_rms_A: float | tuple[float, float] = 0.0
+    interlayer_jitter_A: float = 0.0
+    strain_max: float = 0.0
+    random_rotation: bool = False
+
+
+REALISM_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Realism)}
 
 COLUMNS = [
     "sample_id", "dataset", "material", "layers", "Da_A", "Db_A", "Da2_A", "Db2_A", "theta_deg",
@@ -47,10 +54,6 @@ COLUMNS = [
     "displacement_rms_A", *MICROSCOPE_DEFAULTS, "pixel_size_A", "height_px", "width_px",
     "moire_period_A", "seed",
 ]
-
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message names the field."""
 
 
 def _draw(rng: np.random.Generator, value, field: str) -> float:
@@ -101,11 +104,32 @@ def enumerate_dataset(name: str, spec: Mapping, seed: int, microscope: Mapping |
         ConfigError naming ``datasets.<name>.<field>`` for bad values.
     """
     f = f"datasets.{name}"
+    grid = _image_grid(f, spec)
+    mic = _merged(f"{f}.microscope", MICROSCOPE_DEFAULTS, microscope, spec.get("microscope"))
+    rea = _merged(f"{f}.realism", REALISM_DEFAULTS, realism, spec.get("realism"))
+    stackings = _stackings(f, spec, grid["layers"])
+    n_per = grid.pop("samples_per_stacking")
+    rows = []
+    for da, db, theta, random_slip in (s for s in stackings for _ in range(n_per)):
+        rows.append(_sample_row(name, len(rows), seed, da, db, theta, random_slip, grid, mic, rea))
+    try:  # optics ranges are checked once per dataset, on the first row
+        Optics.from_mapping(rows[0])
+    except ValueError as e:
+        raise ConfigError(f"{f}.microscope: {e}") from None
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    fov_A = min(grid["height_px"], grid["width_px"]) * grid["pixel_size_A"]
+    small = (table["theta_deg"] != 0) & (table["moire_period_A"] > fov_A)
+    if small.any():
+        log.warning("%s: %d twisted samples have a moiré period larger than the %.1f Å field of view",
+                    name, int(small.sum()), fov_A)
+    return table
+
+
+def _image_grid(f: str, spec: Mapping) -> dict:
+    """Material, layers, pixel size (Å/px), image shape (px) and samples per stacking, checked."""
     material = spec.get("material")
     if material not in MATERIALS:
         raise ConfigError(f"{f}.material: unknown material {material!r}; supported: {', '.join(sorted(MATERIALS))}")
-    mat = get_material(material)
-    sym = symmetry_for(material)
     layers = int(spec.get("layers", 2))
     if layers not in (2, 3):
         raise ConfigError(f"{f}.layers must be 2 or 3, got {layers}")
@@ -119,16 +143,23 @@ def enumerate_dataset(name: str, spec: Mapping, seed: int, microscope: Mapping |
     n_per = int(spec.get("samples_per_stacking", 1))
     if n_per < 1:
         raise ConfigError(f"{f}.samples_per_stacking must be ≥ 1, got {n_per}")
-    mic = {**MICROSCOPE_DEFAULTS, **dict(microscope or {}), **dict(spec.get("microscope") or {})}
-    unknown = set(mic) - set(MICROSCOPE_DEFAULTS)
-    if unknown:
-        raise ConfigError(f"{f}.microscope: unknown setting(s) {sorted(unknown)}")
-    rea = {**REALISM_DEFAULTS, **dict(realism or {}), **dict(spec.get("realism") or {})}
-    unknown = set(rea) - set(REALISM_DEFAULTS)
-    if unknown:
-        raise ConfigError(f"{f}.realism: unknown setting(s) {sorted(unknown)}")
+    return {"material": material, "layers": layers, "pixel_size_A": pixel_size_A, "height_px": height_px,
+            "width_px": width_px, "samples_per_stacking": n_per}
 
-    stackings: list[tuple[float, float, float, bool]] = []  # (Da, Db, theta, random_slip)
+
+def _merged(field: str, defaults: Mapping, common: Mapping | None, own: Mapping | None) -> dict:
+    """Defaults < the config's global block < the dataset's own block, key by key."""
+    out = {**defaults, **dict(common or {}), **dict(own or {})}
+    unknown = set(out) - set(defaults)
+    if unknown:
+        raise ConfigError(f"{field}: unknown setting(s) {sorted(unknown)}")
+    return out
+
+
+def _stackings(f: str, spec: Mapping, layers: int) -> list[tuple[float, float, float, bool]]:
+    """(Da, Db, θ, random slip) of every distinct stacking: the slip grid, then the twists."""
+    sym = symmetry_for(spec["material"])
+    stackings: list[tuple[float, float, float, bool]] = []
     if "slip_step_A" in spec and spec["slip_step_A"] is not None:
         step = spec["slip_step_A"]
         try:
@@ -147,67 +178,54 @@ def enumerate_dataset(name: str, spec: Mapping, seed: int, microscope: Mapping |
     stackings += [(0.0, 0.0, t, True) for t in twists]
     if not stackings:
         raise ConfigError(f"{f}: no stackings (give slip_step_A and/or a non-empty twist_deg)")
+    return stackings
 
-    rows = []
-    fov_A = min(height_px, width_px) * pixel_size_A
+
+def _sample_row(name: str, idx: int, seed: int, da: float, db: float, theta: float, random_slip: bool,
+                grid: Mapping, mic: Mapping, rea: Mapping) -> dict:
+    """One table row: the stacking plus the sample's own draws (in a fixed order: the table depends
+    on it) from its seed: slip at a twist, second slip, rotation, origin, realism, microscope."""
+    f = f"datasets.{name}"
+    material, layers, p = grid["material"], grid["layers"], grid["pixel_size_A"]
+    mat, sym = get_material(material), symmetry_for(material)
     lat = mat.lattice_2d
-    for i, (da, db, theta, random_slip) in enumerate(s for s in stackings for _ in range(n_per)):
-        idx = len(rows)
-        s = sample_seed(seed, name, idx)
-        rng = np.random.default_rng(s)
-        if random_slip:  # at a twist the slip only translates the moiré
-            fa, fb = rng.random(2)
-            da, db = sym.canonical_slip(*sym.cartesian_to_slip(np.array([fa, fb]) @ lat))
-            da, db = float(da), float(db)
-        da2 = db2 = 0.0
-        if layers == 3:  # second slip uniform over the cell (a full product grid is too large)
-            fa, fb = rng.random(2)
-            da2, db2 = (float(v) for v in sym.cartesian_to_slip(sym.wigner_seitz(np.array([fa, fb]) @ lat)))
-        rot = float(rng.uniform(0, 360)) if rea["random_rotation"] else 0.0
-        fa, fb = rng.random(2)  # lattice origin: a random point of one cell near the image centre
-        c, sn = np.cos(np.deg2rad(rot)), np.sin(np.deg2rad(rot))
-        off = np.array([[c, -sn], [sn, c]]) @ (np.array([fa, fb]) @ lat)
-        jit = float(rea["interlayer_jitter_A"])
-        smax = float(rea["strain_max"])
-        row = {
-            "sample_id": f"{name}-{idx:06d}",
-            "dataset": name,
-            "material": material,
-            "layers": layers,
-            "Da_A": da, "Db_A": db, "Da2_A": da2, "Db2_A": db2,
-            "theta_deg": float(theta),
-            "rotation_deg": rot,
-            "origin_x_A": width_px * pixel_size_A / 2 + off[0],
-            "origin_y_A": height_px * pixel_size_A / 2 + off[1],
-            "interlayer_A": mat.interlayer_A + (rng.uniform(-jit, jit) if jit > 0 else 0.0),
-            "interlayer2_A": (mat.interlayer_A + (rng.uniform(-jit, jit) if jit > 0 else 0.0)) if layers == 3 else np.nan,
-            "strain_xx": rng.uniform(-smax, smax) if smax > 0 else 0.0,
-            "strain_yy": rng.uniform(-smax, smax) if smax > 0 else 0.0,
-            "strain_xy": rng.uniform(-smax, smax) / 2 if smax > 0 else 0.0,
-            "vacancy_fraction": _draw(rng, rea["vacancy_fraction"], f"{f}.realism.vacancy_fraction"),
-            "metal_vacancy_fraction": _draw(rng, rea["metal_vacancy_fraction"], f"{f}.realism.metal_vacancy_fraction"),
-            "displacement_rms_A": _draw(rng, rea["displacement_rms_A"], f"{f}.realism.displacement_rms_A"),
-            **{k: _draw(rng, v, f"{f}.microscope.{k}") for k, v in mic.items()},
-            "pixel_size_A": pixel_size_A,
-            "height_px": height_px,
-            "width_px": width_px,
-            "moire_period_A": _moire_period_A(mat.a_A, sym.fold_twist(theta)) if theta else np.inf,
-            "seed": s,
-        }
-        for k in ("vacancy_fraction", "metal_vacancy_fraction"):
-            if not 0 <= row[k] < 1:
-                raise ConfigError(f"{f}.realism.{k} must be in [0, 1), got {row[k]}")
-        rows.append(row)
-    try:  # optics ranges are checked once per dataset, on the first row
-        Optics.from_mapping(rows[0])
-    except ValueError as e:
-        raise ConfigError(f"{f}.microscope: {e}") from None
-    table = pd.DataFrame(rows, columns=COLUMNS)
-    small = (table["theta_deg"] != 0) & (table["moire_period_A"] > fov_A)
-    if small.any():
-        log.warning("%s: %d twisted samples have a moiré period larger than the %.1f Å field of view",
-                    name, int(small.sum()), fov_A)
-    return table
+    s = sample_seed(seed, name, idx)
+    rng = np.random.default_rng(s)
+    if random_slip:  # at a twist the slip only translates the moiré
+        fa, fb = rng.random(2)
+        da, db = (float(v) for v in sym.canonical_slip(*sym.cartesian_to_slip(np.array([fa, fb]) @ lat)))
+    da2 = db2 = 0.0
+    if layers == 3:  # second slip uniform over the cell (a full product grid is too large)
+        fa, fb = rng.random(2)
+        da2, db2 = (float(v) for v in sym.cartesian_to_slip(sym.wigner_seitz(np.array([fa, fb]) @ lat)))
+    rot = float(rng.uniform(0, 360)) if rea["random_rotation"] else 0.0
+    fa, fb = rng.random(2)  # lattice origin: a random point of one cell near the image centre
+    c, sn = np.cos(np.deg2rad(rot)), np.sin(np.deg2rad(rot))
+    off = np.array([[c, -sn], [sn, c]]) @ (np.array([fa, fb]) @ lat)
+    jit = float(rea["interlayer_jitter_A"])
+    smax = float(rea["strain_max"])
+    row = {
+        "sample_id": f"{name}-{idx:06d}", "dataset": name, "material": material, "layers": layers,
+        "Da_A": da, "Db_A": db, "Da2_A": da2, "Db2_A": db2, "theta_deg": float(theta), "rotation_deg": rot,
+        "origin_x_A": grid["width_px"] * p / 2 + off[0],
+        "origin_y_A": grid["height_px"] * p / 2 + off[1],
+        "interlayer_A": mat.interlayer_A + (rng.uniform(-jit, jit) if jit > 0 else 0.0),
+        "interlayer2_A": (mat.interlayer_A + (rng.uniform(-jit, jit) if jit > 0 else 0.0)) if layers == 3 else np.nan,
+        "strain_xx": rng.uniform(-smax, smax) if smax > 0 else 0.0,
+        "strain_yy": rng.uniform(-smax, smax) if smax > 0 else 0.0,
+        "strain_xy": rng.uniform(-smax, smax) / 2 if smax > 0 else 0.0,
+        "vacancy_fraction": _draw(rng, rea["vacancy_fraction"], f"{f}.realism.vacancy_fraction"),
+        "metal_vacancy_fraction": _draw(rng, rea["metal_vacancy_fraction"], f"{f}.realism.metal_vacancy_fraction"),
+        "displacement_rms_A": _draw(rng, rea["displacement_rms_A"], f"{f}.realism.displacement_rms_A"),
+        **{k: _draw(rng, v, f"{f}.microscope.{k}") for k, v in mic.items()},
+        "pixel_size_A": p, "height_px": grid["height_px"], "width_px": grid["width_px"],
+        "moire_period_A": _moire_period_A(mat.a_A, sym.fold_twist(theta)) if theta else np.inf,
+        "seed": s,
+    }
+    for k in ("vacancy_fraction", "metal_vacancy_fraction"):
+        if not 0 <= row[k] < 1:
+            raise ConfigError(f"{f}.realism.{k} must be in [0, 1), got {row[k]}")
+    return row
 
 
 def _moire_period_A(a_A: float, theta_deg: float) -> float:

@@ -7,23 +7,36 @@ material's projected monolayer structure predicts (|Σ Z^1.7 e^{−2πi g·r}|²
 so absent (weak) reflections count as much as present ones, which rules out the multiples and
 sub-multiples of the true scale that a "find the nearest spot" match falls for. A brute-force
 search on a coarse spectrum is refined by a least-squares fit of the measured spot centroids.
+
+:func:`resolve_pixel_size` is the one place where an image's pixel size is decided, for every
+stage (style references, inference and its closed loop, the CLI), with one precedence: a value the
+user gave (sample sheet, ``--pixel-size``, the API's ``pixel_size_A``) > the file's calibration >
+the estimate from the Bragg spots. A user value that disagrees with the file's calibration by more
+than :data:`MAX_DISAGREEMENT` is used, with a warning naming both.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import gaussian_filter, maximum_filter
 
-from vdwstack.structures.reciprocal import power_spectrum, reciprocal_lattice
+from vdwstack.core.images import read_image
+from vdwstack.core.resample import resample
 from vdwstack.structures.materials import get_material, monolayer
+from vdwstack.structures.reciprocal import power_spectrum, reciprocal_lattice
+
+log = logging.getLogger(__name__)
 
 G_MAX_PER_A = 1.2       # highest spatial frequency (1/Å) used: ADF transfer is weak beyond
 PROBE_BLUR_A = 0.45     # Gaussian damping of the expected spot strengths (probe + vibrations)
 MIN_SPOT_CONTRAST = 1.3  # below: no lattice (noise ≈ 0.7)
 SPOT_FLOOR = 0.002      # expected strengths are compressed as log(1 + w / (floor · max w))
+MAX_DISAGREEMENT = 0.02  # relative difference of two given pixel sizes above which a warning is raised
 
 
 @dataclass(frozen=True)
@@ -38,7 +51,7 @@ class PixelSizeEstimate:
 
 
 @lru_cache(maxsize=None)
-def _reflections(material: str) -> tuple[np.ndarray, np.ndarray]:
+def reflections(material: str) -> tuple[np.ndarray, np.ndarray]:
     """(g vectors in 1/Å, shape (n, 2); expected log-strength per g) for |g| ≤ G_MAX_PER_A."""
     mat = get_material(material)
     G = reciprocal_lattice(mat.lattice_2d)
@@ -113,7 +126,7 @@ def estimate_pixel_size(image: np.ndarray, material: str, search_A: tuple[float,
 
     Raises ValueError when no lattice of the material matches (score < 0.3).
     """
-    g, e = _reflections(material)
+    g, e = reflections(material)
     rot_period = np.pi if get_material(material).rotation_order % 2 == 0 else 2 * np.pi
     if get_material(material).is_hexagonal:
         rot_period = np.pi / 3
@@ -121,7 +134,7 @@ def estimate_pixel_size(image: np.ndarray, material: str, search_A: tuple[float,
     # Coarse search on a small spectrum of the whole field (binned to ≤ 512 px so that spots are a
     # pixel wide and many cells are seen), then refinement on the full-resolution spectrum.
     b = max(1, size // 512)
-    small = image[:size // b * b, :size // b * b] if b == 1 else _bin(image, b)
+    small = image[:size, :size] if b == 1 else resample(image, 1.0, float(b))  # anti-aliased binning
     nc = min(small.shape) - min(small.shape) % 2
     rel, _ = _spectrum(small, nc)
     rel_max = maximum_filter(rel, size=3)
@@ -172,12 +185,6 @@ def _spot_contrast(rel: np.ndarray, g: np.ndarray, e: np.ndarray, p: float, phi:
     return float(np.median(vals) / max(np.median(rm), 1e-12))
 
 
-def _bin(image: np.ndarray, b: int) -> np.ndarray:
-    """Mean of b×b blocks (anti-aliased down-sampling)."""
-    H, W = (image.shape[0] // b) * b, (image.shape[1] // b) * b
-    return image[:H, :W].reshape(H // b, b, W // b, b).mean(axis=(1, 3))
-
-
 def _refine(lin: np.ndarray, g: np.ndarray, e: np.ndarray, p: float, phi: float) -> tuple[float, float, int]:
     """Least-squares fit of q = s·R(φ)·g to the power centroids near the predicted strong spots."""
     n = lin.shape[0]
@@ -211,3 +218,58 @@ def _refine(lin: np.ndarray, g: np.ndarray, e: np.ndarray, p: float, phi: float)
     a = np.sum(wts * np.conj(zg) * zq) / np.sum(wts * np.abs(zg) ** 2)
     return float(np.abs(a)), float(np.angle(a)), len(obs)
 
+
+
+@dataclass(frozen=True)
+class PixelSize:
+    """An image's resolved pixel size (Å/px), where it came from and what disagreed.
+
+    source: the user's label for a given value ("sheet", "user"), "metadata" (the file's
+    calibration) or "estimated" (Bragg spots); warnings: sentences naming both values when the
+    given and recorded pixel sizes differ by more than :data:`MAX_DISAGREEMENT`.
+    """
+
+    pixel_size_A: float
+    source: str
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+def resolve_pixel_size(image: np.ndarray, material: str, user_A: float | None = None,
+                       file_A: float | None = None, user_source: str = "user", where: str = "image") -> PixelSize:
+    """The pixel size of `image` (Å/px): `user_A` (labelled `user_source`) > `file_A` (the file's
+    calibration, "metadata") > :func:`estimate_pixel_size` ("estimated").
+
+    Raises ValueError naming `where` for a given value that is not a positive number, or when no
+    value is given and none can be estimated.
+    """
+    for name, value in ((user_source, user_A), ("metadata", file_A)):
+        if value is not None and not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{where}: pixel size from the {name} must be a positive number of Å, got {value!r}")
+    warnings: tuple[str, ...] = ()
+    if user_A is not None and file_A is not None and abs(user_A / file_A - 1) > MAX_DISAGREEMENT:
+        warnings = (f"{where}: the {user_source} gives {user_A:.4g} Å/px but the file's calibration says "
+                    f"{file_A:.4g} Å/px ({100 * abs(user_A / file_A - 1):.0f} % apart); using the {user_source}'s",)
+        log.warning("%s", warnings[0])
+    if user_A is not None:
+        return PixelSize(float(user_A), user_source, warnings)
+    if file_A is not None:
+        return PixelSize(float(file_A), "metadata")
+    try:
+        est = estimate_pixel_size(image, material)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    log.info("%s: pixel size estimated from the Bragg spots: %.4f Å/px (match %.2f, %d spots)",
+             where, est.pixel_size_A, est.score, est.n_spots)
+    return PixelSize(est.pixel_size_A, "estimated")
+
+
+def read_calibrated_image(path: str | Path, material: str, user_A: float | None = None,
+                          user_source: str = "user") -> tuple[np.ndarray, PixelSize]:
+    """Read an image (:func:`vdwstack.core.images.read_image`), check the material and resolve its
+    pixel size (:func:`resolve_pixel_size`); every error names the file."""
+    try:
+        get_material(material)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    image, file_A = read_image(path)
+    return image, resolve_pixel_size(image, material, user_A, file_A, user_source, where=str(path))

@@ -11,7 +11,8 @@ import torch
 from tqdm.auto import tqdm
 
 from vdwstack.drit.data import load_style_references, random_crop
-from vdwstack.drit.training import load_translator, resolve_device
+from vdwstack.core.torch_utils import resolve_device
+from vdwstack.drit.training import load_translator
 from vdwstack.core.images import normalize_unit
 from vdwstack.core.io import open_image_dataset, write_image_dataset
 
@@ -42,7 +43,9 @@ def synthesize_dataset(sim_zarr: str | Path, drit_dir: str | Path, style_sheet: 
     codes = None
     if style_source == "references":
         sheet = pd.read_csv(style_sheet, sep="\t", dtype=str, comment="#").fillna("")
-        refs = load_style_references(sheet.to_dict("records"), root.attrs["material"][0], p)
+        # The pixel sizes DRIT was trained with (its card), not estimated again.
+        known = {r["id"]: r for r in card["training"].get("style_references", [])}
+        refs = load_style_references(sheet.to_dict("records"), root.attrs["material"][0], p, known=known)
         crop = int(card["input"]["train_crop_px"])
         crops = np.stack([normalize_unit(random_crop(refs[rng.integers(len(refs))].image, crop, rng))
                           for _ in range(64)])[:, None]

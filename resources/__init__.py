@@ -1,0 +1,1 @@
+"""Data files of vdwstack (monolayer cells, material facts), importable as ``vdwstack.resources``."""

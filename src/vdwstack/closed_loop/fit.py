@@ -1,0 +1,137 @@
+"""Fits of one reading to the crop: pose (rotation, scale), optics (defocus, source size), the
+twist's layer translation, and the local refinement of the reading itself (Nelder–Mead)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+from scipy.optimize import minimize, minimize_scalar
+
+from vdwstack.closed_loop.comparator import Comparator
+from vdwstack.closed_loop.stacking import Match, Pose, Stacking
+from vdwstack.structures.symmetry import symmetry_for
+
+
+def _nelder_mead(fun, x0: np.ndarray, steps: np.ndarray, maxfev: int, xatol: float = 1e-3) -> tuple[np.ndarray, float]:
+    x0 = np.asarray(x0, float)
+    simplex = np.vstack([x0, x0 + np.diag(steps)])
+    res = minimize(fun, x0, method="Nelder-Mead",
+                   options={"initial_simplex": simplex, "maxfev": int(maxfev), "xatol": xatol, "fatol": 1e-5})
+    return np.asarray(res.x, float), float(res.fun)
+
+
+def fit_source(comp: Comparator, stacking: Stacking, pose: Pose) -> Match:
+    """Best source size (FWHM, Å) within the configured range: only a Fourier-space blur changes."""
+    lo, hi = comp.settings.source_fwhm_range_A
+    res = minimize_scalar(lambda f: -comp.evaluate(stacking, replace(pose, source_fwhm_A=float(f))).agreement,
+                          bounds=(lo, hi), method="bounded", options={"xatol": 0.02})
+    return comp.evaluate(stacking, replace(pose, source_fwhm_A=float(res.x)))
+
+
+def fit_optics(comp: Comparator, stacking: Stacking, pose: Pose) -> Match:
+    """Defocus over the configured values, source size continuous."""
+    best = None
+    for df in comp.settings.defocus_A:
+        m = fit_source(comp, stacking, replace(pose, defocus_A=float(df)))
+        if best is None or m.agreement > best.agreement:
+            best = m
+    return best
+
+
+def fit_rotation_scale(comp: Comparator, stacking: Stacking, pose: Pose, maxfev: int,
+                       step_deg: float = 0.5, step_scale: float = 0.01) -> Match:
+    """Local Nelder–Mead over (rotation, scale), translation re-fitted at every step."""
+    def f(x):
+        return -comp.evaluate(stacking, replace(pose, rotation_deg=float(x[0]), scale=float(x[1]))).agreement
+
+    x, _ = _nelder_mead(f, [pose.rotation_deg, pose.scale], np.array([step_deg, step_scale]), maxfev, 1e-4)
+    return comp.evaluate(stacking, replace(pose, rotation_deg=float(x[0]), scale=float(x[1])))
+
+
+def _twist_nuisance_grid(material: str, theta_deg: float, n: int = 4) -> list[tuple[float, float]]:
+    """Relative layer translations (Da, Db in Å) on an n×n grid of layer 2's (twisted) cell: with the
+    global translation (searched over layer 1's cell) they cover every registry of the two layers."""
+    sym = symmetry_for(material)
+    t = np.deg2rad(theta_deg)
+    R = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    lat2 = sym.lattice @ R.T
+    out = []
+    for i in range(n):
+        for j in range(n):
+            da, db = sym.cartesian_to_slip(np.array([i / n, j / n]) @ lat2)
+            out.append((float(da), float(db)))
+    return out
+
+
+def fit_layer_translation(comp: Comparator, stacking: Stacking, pose: Pose, maxfev: int) -> Match:
+    """Twists: Nelder–Mead on the layers' relative translation (Da, Db), θ and pose fixed."""
+    def f(x):
+        return -comp.evaluate(replace(stacking, Da_A=float(x[0]), Db_A=float(x[1])), pose).agreement
+
+    x, _ = _nelder_mead(f, [stacking.Da_A, stacking.Db_A], np.array([0.3, 0.3]), maxfev, 5e-3)
+    return comp.evaluate(replace(stacking, Da_A=float(x[0]), Db_A=float(x[1])), pose)
+
+
+
+def fit_pose(comp: Comparator, stacking: Stacking, starts: Sequence[Pose], twist: bool = False) -> Match:
+    """Fit rotation, scale, translation and optics for one reading; the best start wins.
+
+    For twists θ is tried with both signs (the spots do not say which layer they belong to, nor the
+    handedness) and the layers' relative translation on a coarse grid, then refined.
+    """
+    budget = comp.settings.max_evaluations
+    cands: list[tuple[Stacking, Pose]] = []
+    for pose in starts:
+        if twist:
+            for sign in (1.0, -1.0):
+                # The spots give one layer's orientation; the pose holds the mean of both.
+                theta = sign * abs(stacking.theta_deg)
+                p = replace(pose, rotation_deg=pose.rotation_deg + theta / 2)
+                best = None
+                for da, db in _twist_nuisance_grid(comp.material, theta):
+                    m = comp.evaluate(replace(stacking, theta_deg=theta, Da_A=da, Db_A=db), p)
+                    if best is None or m.agreement > best.agreement:
+                        best = m
+                cands.append((best.stacking, p))
+        else:
+            cands.append((stacking, pose))
+    # A quick look at every start (one render each), then the full fit of the most promising.
+    quick = sorted((fit_source(comp, s, pose) for s, pose in cands), key=lambda m: -m.agreement)
+    keep = [m for m in quick[:2] if m.agreement > quick[0].agreement - 0.05]
+    best = None
+    for m in keep:
+        if twist:
+            m = fit_layer_translation(comp, m.stacking, m.pose, maxfev=max(12, budget // 3))
+        m = fit_rotation_scale(comp, m.stacking, m.pose, maxfev=max(12, budget // 3))
+        m = fit_optics(comp, m.stacking, m.pose)
+        m = fit_rotation_scale(comp, m.stacking, m.pose, maxfev=max(8, budget // 5), step_deg=0.15, step_scale=0.003)
+        m = fit_source(comp, m.stacking, m.pose)
+        if best is None or m.agreement > best.agreement:
+            best = m
+    return best
+
+
+def refine_stacking(comp: Comparator, match: Match, twist: bool = False, step_A: float = 0.2,
+                    step_deg: float = 0.3) -> Match:
+    """Nelder–Mead on the reading (slips; or θ and the layers' translation) from a fitted match,
+    pose fixed during the search, then pose and optics re-fitted at the result."""
+    s0, pose = match.stacking, match.pose
+    if twist:
+        names = ["theta_deg", "Da_A", "Db_A"]
+        steps = np.array([step_deg, step_A, step_A])
+    else:
+        names = ["Da_A", "Db_A"] + (["Da2_A", "Db2_A"] if comp.layers == 3 else [])
+        steps = np.full(len(names), step_A)
+    x0 = np.array([getattr(s0, k) for k in names])
+
+    def f(x):
+        return -comp.evaluate(replace(s0, **dict(zip(names, map(float, x)))), pose).agreement
+
+    x, _ = _nelder_mead(f, x0, steps, comp.settings.max_evaluations, 2e-3)
+    s = replace(s0, **dict(zip(names, map(float, x))))
+    m = fit_rotation_scale(comp, s, pose, maxfev=max(8, comp.settings.max_evaluations // 5), step_deg=0.15,
+                           step_scale=0.003)
+    m = fit_source(comp, m.stacking, m.pose)
+    return m if m.agreement >= match.agreement else match
