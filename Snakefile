@@ -1,5 +1,5 @@
 # vdwstack: interlayer slip and twist of van der Waals stacks from ADF-STEM images.
-# The chain (DESIGN.md): structures -> simulate -> drit_train -> synthesize -> regress -> infer -> closed_loop -> report.
+# The chain (docs/architecture.md): structures -> simulate -> drit_train -> synthesize -> regress -> infer -> closed_loop -> report.
 from snakemake.utils import min_version
 
 min_version("9.0")

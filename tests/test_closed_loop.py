@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from helpers import make_row
-from vdwstack.closed_loop.check import (ClosedLoopSettings, check_reading, rotation_candidates_deg,
+from vdwstack.closed_loop import (ClosedLoopSettings, check_reading, rotation_candidates_deg,
                                   spectral_orientation, stacking_change, Stacking)
 from vdwstack.closed_loop.stage import closed_loop_to_files, domain_centres_A
 from vdwstack.simulate.degrade import Degradation, degrade
@@ -243,3 +243,35 @@ def test_report_shows_the_alternative():
     row = closed_loop_table([check]).iloc[0]
     assert row["alternative_theta_deg"] == 13.02 and row["alternative_fits_better"]
     assert "alternative" not in _closed_loop_summary({**check, "alternative": {}})
+
+
+def test_configured_microscope_reaches_the_simulated_crop(res2_image, tmp_path):
+    """The config's microscope (not built-in defaults) is what the closed loop simulates: another
+    beam energy or aperture changes the simulated crop; ranges enter as their midpoint."""
+    from vdwstack.closed_loop import Comparator, Pose, Stacking, extract_crop
+
+    img, p = res2_image
+    crop = extract_crop(img, p, None, FAST)
+    pose, stacking = Pose(30.0, 1.0, 35.0, 0.7), Stacking(**RES2_TRUTH)
+
+    def render(microscope):
+        comp = Comparator(crop, "ReS2", 2, FAST, microscope)
+        return np.fft.irfft2(comp.render_fft(stacking, pose.rotation_deg, pose.scale, pose.defocus_A))
+
+    default = render(None)
+    for mic in ({"energy_eV": 80e3}, {"semiangle_mrad": 30.0}, {"semiangle_mrad": [28.0, 32.0]}):
+        other = render(mic)
+        assert np.abs(other - default).max() > 0.05 * np.abs(default).max(), mic
+    np.testing.assert_array_equal(render({"semiangle_mrad": [28.0, 32.0]}), render({"semiangle_mrad": 30.0}))
+    np.testing.assert_array_equal(render({"energy_eV": 300e3}), default)
+    # Through the stage: the record says which microscope was simulated.
+    write_tiff(tmp_path / "res2.tif", img, p)
+    record = {"image_id": "res2", "material": "ReS2", "layers": 2, "task": "slip", "status": "ok",
+              "pixel_size_A": p, "pixel_size_source": "metadata",
+              "results": {"slip": {**RES2_TRUTH, "uncertainty_A": 0.02, "domains": []}}}
+    (tmp_path / "result.json").write_text(json.dumps(record))
+    check = closed_loop_to_files(tmp_path / "res2.tif", tmp_path / "result.json", None,
+                                 {**vars(FAST), "refine": False, "search_alternatives": "never", "max_evaluations": 5},
+                                 tmp_path / "out", microscope={"energy_eV": 200e3, "defocus_A": [30, 40]})
+    assert check["status"] == "ok", check
+    assert check["microscope"]["energy_eV"] == 200e3 and check["microscope"]["defocus_A"] == 35.0

@@ -87,3 +87,74 @@ def test_every_violation_is_listed_once(config):
     assert "datasets.extra.material: 'MoTe3'" in text and "datasets.extra.image_size_px: 8" in text
     assert "datasets.extra: needs 'slip_step_A' or 'twist_deg'" in text
     assert "regress.twist: missing required key(s) 'test_dataset'" in text
+
+
+def test_schema_file_is_generated_from_the_settings_dataclasses():
+    """One owner per setting: the committed schema is exactly what the dataclasses generate
+    (regenerate with `python -m vdwstack.config workflow/schemas/config.schema.yaml`)."""
+    from vdwstack.config import schema_yaml
+
+    assert SCHEMA.read_text() == schema_yaml()
+
+
+def _settings_blocks():
+    from vdwstack.closed_loop.settings import ClosedLoopSettings
+    from vdwstack.drit.networks import DritArchitecture
+    from vdwstack.drit.training import DritConfig, LossWeights
+    from vdwstack.infer.reading import InferenceSettings
+    from vdwstack.simulate.multislice import MultisliceSettings
+    from vdwstack.simulate.render import SimulationSettings
+    from vdwstack.synthesize.stage import SynthesizeSettings
+
+    # (path in the schema, dataclass, routing keys of the block that are not settings)
+    return [(("simulation",), SimulationSettings, set()), (("simulation", "multislice"), MultisliceSettings, set()),
+            (("infer",), InferenceSettings, {"on_error"}), (("closed_loop",), ClosedLoopSettings, {"enabled"}),
+            (("drit",), DritConfig, {"dataset", "eval_images"}), (("drit", "architecture"), DritArchitecture, set()),
+            (("drit", "weights"), LossWeights, set()), (("synthesize",), SynthesizeSettings, set())]
+
+
+@pytest.mark.parametrize("path,cls,routing", _settings_blocks(), ids=lambda v: ".".join(v) if isinstance(v, tuple) else "")
+def test_every_block_has_the_keys_types_and_defaults_of_its_dataclass(path, cls, routing):
+    import dataclasses
+
+    node = yaml.safe_load(SCHEMA.read_text())
+    for key in path:
+        node = node["properties"][key]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    assert set(node["properties"]) - routing == set(fields)
+    py = {"number": (int, float), "integer": int, "boolean": bool, "string": str, "array": (list, tuple), "null": type(None)}
+    for name, f in fields.items():
+        prop = node["properties"][name]
+        if dataclasses.is_dataclass(f.type) or "properties" in prop:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        assert prop["default"] == (list(default) if isinstance(default, tuple) else default), name
+        kinds = prop.get("type", [])
+        kinds = kinds if isinstance(kinds, list) else [kinds]
+        assert not kinds or any(isinstance(default, py[k]) for k in kinds), (name, kinds, default)
+        if "enum" in prop:
+            assert default in prop["enum"], name
+
+
+def test_merged_blocks_carry_no_schema_defaults():
+    """Snakemake fills schema defaults into every block it validates: a default on a dataset's own
+    microscope/realism or a study's settings would silently override the global block."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    for name in ("microscope", "realism", "regress_settings"):
+        assert all("default" not in p for p in schema["definitions"][name]["properties"].values()), name
+
+
+def test_cli_and_workflow_share_the_defaults():
+    """The demo config's infer and closed_loop blocks are the dataclasses' defaults: `vdwstack infer`
+    and the closed loop outside the workflow read images exactly as the workflow does."""
+    from vdwstack.closed_loop.settings import ClosedLoopSettings
+    from vdwstack.infer.reading import InferenceSettings
+
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    assert InferenceSettings.from_mapping(config["infer"]) == InferenceSettings()
+    assert ClosedLoopSettings.from_mapping(config["closed_loop"]) == ClosedLoopSettings()
+    # Each bound is enforced the same way outside the workflow.
+    with pytest.raises(ValueError, match=r"infer\.stride_A must be > 0"):
+        InferenceSettings.from_mapping({"stride_A": 0})
+    with pytest.raises(ValueError, match=r"closed_loop\.max_crop_px must be ≥ 32"):
+        ClosedLoopSettings.from_mapping({"max_crop_px": 8})

@@ -137,3 +137,19 @@ def test_config_rejects_bad_values():
         DritConfig.from_mapping({"crop_px": 30})
     with pytest.raises(ValueError, match="unknown setting"):
         DritConfig.from_mapping({"iters": 3})
+
+
+def test_deterministic_setting_trains_bit_identical_weights(tmp_path):
+    """drit.deterministic is a real setting: accepted by the config, and two runs with the same seed
+    give bit-identical weights (it used to pass validation and then fail the job)."""
+    cfg = DritConfig.from_mapping({"iterations": 3, "crop_px": 32, "batch_size": 1, "checkpoint_every": 100,
+                                   "sample_every": 100, "deterministic": True, "device": "cpu"})
+    assert cfg.deterministic is True
+    runs = []
+    for k in range(2):
+        trainer = train(_sampler(), DritConfig(**{**vars(cfg), "architecture": ARCH}), tmp_path / str(k), 0.1,
+                        progress=False)
+        runs.append({n: p.detach().clone() for n, p in trainer.model.state_dict().items()})
+    torch.use_deterministic_algorithms(False)
+    assert runs[0].keys() == runs[1].keys()
+    assert all(torch.equal(runs[0][n], runs[1][n]) for n in runs[0])

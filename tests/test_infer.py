@@ -13,7 +13,7 @@ import torch
 from helpers import make_row
 from vdwstack.cli import main as cli_main
 from vdwstack.core.images import read_image
-from vdwstack.infer.reading import InferenceSettings, atomic_model, domain_boundaries, infer_image, segment_domains
+from vdwstack.infer import InferenceSettings, atomic_model, domain_boundaries, infer_image, segment_domains
 from vdwstack.infer.stage import infer_to_files
 from vdwstack.core.io import write_tiff
 from vdwstack.structures.pixel_size import estimate_pixel_size

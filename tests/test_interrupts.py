@@ -110,7 +110,7 @@ def test_killed_simulation_leaves_no_dataset_and_reruns_identically(tmp_path):
     write_table(table, tmp_path / "table.tsv")
     def script(out):
         return textwrap.dedent(f"""
-            from vdwstack.simulate.render import simulate_table_to_zarr
+            from vdwstack.simulate.stage import simulate_table_to_zarr
             simulate_table_to_zarr({str(tmp_path / "table.tsv")!r}, {str(out)!r}, {{"batch_size": 1}})
         """)
 

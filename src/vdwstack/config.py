@@ -1,100 +1,33 @@
-"""Semantic checks of the workflow config that a JSON schema cannot express.
+"""The workflow's configuration: its JSON schema, made from the stages' settings dataclasses, and
+the semantic checks that a schema cannot express (run at workflow start-up, before any job).
 
-Run at workflow start-up so that a bad value fails before any job runs, with the field named.
+Each stage's settings dataclass owns its keys, defaults, bounds and descriptions
+(:mod:`vdwstack.core.settings`); :func:`config_schema` assembles them with the routing blocks
+(datasets, studies, sheets) into the schema that ``python -m vdwstack.config`` writes to
+``workflow/schemas/config.schema.yaml`` (a test checks that the file is up to date). Blocks that
+are merged key by key with others (``microscope``, ``realism``, ``regress.*.settings``) list no
+defaults in the schema: Snakemake would fill them into the overriding block and undo the merge.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from vdwstack.simulate.multislice import check_sampling
-from vdwstack.core.microscope import Optics
+from vdwstack.closed_loop.settings import ClosedLoopSettings
 from vdwstack.core.errors import ConfigError
-from vdwstack.core.microscope import MICROSCOPE_DEFAULTS
-from vdwstack.structures.enumeration import enumerate_dataset
+from vdwstack.core.microscope import MICROSCOPE_DEFAULTS, Optics
+from vdwstack.core.settings import settings_schema
+from vdwstack.core.validation import validate_config
+from vdwstack.infer.reading import InferenceSettings
+from vdwstack.simulate.degrade import Degradation
+from vdwstack.simulate.multislice import check_sampling
 from vdwstack.simulate.render import SimulationSettings
+from vdwstack.structures.enumeration import Realism, enumerate_dataset
+from vdwstack.structures.materials import MATERIALS
 
-
-_BOUNDS = (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("exclusiveMaximum", "<"))
-
-
-def _allowed(schema: Mapping) -> str:
-    """What a schema node accepts, in words: 'integer ≥ 32, multiple of 4', 'one of a, b'."""
-    if "enum" in schema:
-        return "one of " + ", ".join(map(str, schema["enum"]))
-    parts = []
-    kind = schema.get("type")
-    if kind:
-        parts.append(" or ".join(kind) if isinstance(kind, list) else kind)
-    parts += [f"{sym} {schema[key]}" for key, sym in _BOUNDS if key in schema]
-    if "multipleOf" in schema:
-        parts.append(f"multiple of {schema['multipleOf']}")
-    if "minItems" in schema or "maxItems" in schema:
-        lo, hi = schema.get("minItems", 0), schema.get("maxItems", "∞")
-        parts.append(f"{lo} items" if lo == hi else f"{lo}–{hi} items")
-    if "pattern" in schema:
-        parts.append(f"matching {schema['pattern']}")
-    if kind and len(parts) > 1:
-        return f"{parts[0]} {', '.join(parts[1:])}"
-    return ", ".join(parts)
-
-
-def _type_fits(value, kind) -> bool:
-    py = {"object": Mapping, "array": list, "string": str, "boolean": bool, "integer": int, "number": (int, float)}
-    kinds = kind if isinstance(kind, list) else [kind]
-    return any(k in py and isinstance(value, py[k]) and not (k in ("integer", "number") and isinstance(value, bool))
-               for k in kinds)
-
-
-def _describe(err) -> str:
-    """One line per schema violation: the dotted key, the value and what is allowed."""
-    from jsonschema.exceptions import best_match
-
-    where = ".".join(map(str, err.absolute_path)) or "config"
-    kind, value = err.validator, err.instance
-    if kind in ("oneOf", "anyOf") and err.context:
-        if kind == "anyOf" and all(e.validator == "required" for e in err.context):
-            need = " or ".join(repr(e.validator_value[0]) for e in err.context)
-            return f"{where}: needs {need}"
-        options = [_allowed(sub) for sub in err.validator_value if isinstance(sub, Mapping)]
-        # The branch written for this kind of value (a list, a mapping, ...) says what is wrong in it.
-        fits = [i for i, sub in enumerate(err.validator_value) if isinstance(sub, Mapping)
-                and _type_fits(value, sub.get("type"))]
-        if len(fits) == 1:
-            inner = [e for e in err.context if e.relative_schema_path and e.relative_schema_path[0] == fits[0]]
-            if inner:
-                deepest = best_match(inner)
-                if list(deepest.absolute_path) != list(err.absolute_path) or "description" not in err.schema:
-                    return _describe(deepest)
-        if "description" in err.schema:
-            return f"{where}: {value!r} is not allowed (allowed: {err.schema['description']})"
-        return f"{where}: {value!r} is not allowed (allowed: {' | '.join(o for o in options if o)})"
-    if kind == "additionalProperties" and isinstance(value, Mapping):
-        known = set(err.schema.get("properties", {}))
-        unknown = sorted(k for k in value if k not in known)
-        return f"{where}: unknown key(s) {', '.join(map(repr, unknown))} (allowed: {', '.join(sorted(known)) or 'none'})"
-    if kind == "required":
-        missing = [k for k in err.validator_value if isinstance(value, Mapping) and k not in value]
-        return f"{where}: missing required key(s) {', '.join(map(repr, missing))}"
-    if kind == "propertyNames":
-        return f"{where}: name {value!r} is not allowed (allowed: {_allowed(err.validator_value)})"
-    return f"{where}: {value!r} is not allowed (allowed: {_allowed(err.schema)})"
-
-
-def validate_config(config: Mapping, schema_path: str | Path) -> None:
-    """Check `config` against the JSON schema; raise ConfigError listing every violation, each
-    naming the dotted key, the offending value and the allowed type/range/choices (unknown keys
-    are listed with the allowed ones). Defaults are not filled in here."""
-    import jsonschema
-    import yaml
-
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
-    if errors:
-        lines = list(dict.fromkeys(_describe(e) for e in errors))
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+__all__ = ["ConfigError", "check_config", "config_schema", "regressor_settings", "slip_studies", "validate_config"]
 
 
 def _extreme(value, pick):
@@ -180,3 +113,190 @@ def regressor_settings(reg: Mapping, task: str, dataset: str) -> dict:
         if dataset in spec["train_datasets"]:
             settings.update(spec.get("settings") or {})
     return settings
+
+
+# --- the schema ----------------------------------------------------------------------------------
+def _without_defaults(schema: dict) -> dict:
+    """The same schema with each default moved into its description (for merged blocks)."""
+    out = {}
+    for k, v in schema.items():
+        if k == "properties":
+            out[k] = {}
+            for name, node in v.items():
+                node = _without_defaults(node)
+                if "default" in node:
+                    d = node.pop("default")
+                    node["description"] = f"{node.get('description', '')} (default {d})".strip()
+                out[k][name] = node
+        else:
+            out[k] = v
+    return out
+
+
+def _microscope_schema() -> dict:
+    """Every scalar of :class:`Optics`, a value or a uniform range [min, max]."""
+    from dataclasses import fields
+
+    props = {f.name: {"$ref": "#/definitions/number_or_range",
+                      "description": f"{f.metadata['doc']} (default {f.default:g})"}
+             for f in fields(Optics) if f.name in MICROSCOPE_DEFAULTS}
+    return {"description": "microscope of the simulations: a value, or [min, max] drawn uniformly per sample",
+            "type": "object", "additionalProperties": False, "properties": props}
+
+
+def _dataset_schema(materials: list[str]) -> dict:
+    return {
+        "description": "one simulated dataset: material, stackings (slip grid and/or twists), image grid",
+        "type": "object", "additionalProperties": False,
+        "required": ["material", "pixel_size_A", "image_size_px"],
+        "properties": {
+            "material": {"type": "string", "enum": materials, "description": "monolayer material"},
+            "layers": {"type": "integer", "enum": [2, 3], "default": 2, "description": "bilayer or trilayer"},
+            "slip_step_A": {"type": "number", "exclusiveMinimum": 0, "description": "slip grid step (Å)"},
+            "twist_deg": {
+                "description": "list of twists (degrees) or {start, stop, step}",
+                "oneOf": [{"type": "array", "items": {"type": "number"}, "minItems": 1},
+                          {"type": "object", "additionalProperties": False, "required": ["start", "stop", "step"],
+                           "properties": {"start": {"type": "number"}, "stop": {"type": "number"},
+                                          "step": {"type": "number", "exclusiveMinimum": 0}}}]},
+            "samples_per_stacking": {"type": "integer", "minimum": 1, "default": 1,
+                                     "description": "random realisations of each stacking"},
+            "pixel_size_A": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.4,
+                             "description": "pixel size of the simulations (Å/px)"},
+            "image_size_px": {"type": "integer", "minimum": 16, "maximum": 8192, "description": "image side (px)"},
+            "microscope": {"$ref": "#/definitions/microscope"},
+            "realism": {"$ref": "#/definitions/realism"},
+        },
+        "anyOf": [{"required": ["slip_step_A"]}, {"required": ["twist_deg"]}],
+    }
+
+
+def _pseudo_schema(materials: list[str]) -> dict:
+    single = {k: dict(v) for k, v in _microscope_schema()["properties"].items()}
+    for v in single.values():
+        v.pop("$ref")
+        v["type"] = "number"
+    for k in ("energy_eV", "semiangle_mrad", "adf_outer_mrad"):
+        single[k]["exclusiveMinimum"] = 0
+    for k in ("source_fwhm_A", "adf_inner_mrad"):
+        single[k]["minimum"] = 0
+    return {
+        "description": "demo images made by the pipeline (known truth): the stacking, the grid, the degradation",
+        "type": "object", "additionalProperties": False, "required": ["material", "pixel_size_A", "size_px"],
+        "properties": {
+            "material": {"type": "string", "enum": materials},
+            "layers": {"type": "integer", "enum": [1, 2, 3]},
+            "Da_A": {"type": "number", "description": "slip along â (Å)"},
+            "Db_A": {"type": "number", "description": "slip along b̂ (Å)"},
+            "theta_deg": {"type": "number", "description": "twist (°)"},
+            "rotation_deg": {"type": "number", "description": "in-plane rotation of the stack (°)"},
+            "vacancy_fraction": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+            "pixel_size_A": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.4},
+            "size_px": {"type": "integer", "minimum": 32},
+            "microscope": {"description": "single-valued overrides of the microscope defaults", "type": "object",
+                           "additionalProperties": False, "properties": single},
+            "degradation": _without_defaults(settings_schema(Degradation)),
+        },
+    }
+
+
+def _regress_schema() -> dict:
+    ref = {"$ref": "#/definitions/regress_settings"}
+    return {
+        "description": "slip and twist regressors: one slip study per material, the twist model, their settings",
+        "type": "object", "additionalProperties": False, "required": ["slip", "twist", "settings"],
+        "properties": {
+            "slip": {
+                "description": "slip studies, one per material (e.g. ReS2, MoS2): one model per training grid, "
+                               "all evaluated on the study's held-out test dataset",
+                "type": "object", "minProperties": 1, "propertyNames": {"pattern": "^[A-Za-z0-9_]+$"},
+                "additionalProperties": {
+                    "type": "object", "additionalProperties": False, "required": ["train_datasets", "test_dataset"],
+                    "properties": {"train_datasets": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                                   "test_dataset": {"type": "string"}, "settings": ref}}},
+            "twist": {"type": "object", "additionalProperties": False, "required": ["train_dataset", "test_dataset"],
+                      "properties": {"train_dataset": {"type": "string"}, "test_dataset": {"type": "string"},
+                                     "settings": ref}},
+            "settings": ref,
+        },
+    }
+
+
+def config_schema() -> dict:
+    """The JSON schema of the workflow's configuration (see the module docstring)."""
+    from vdwstack.drit.training import DritConfig
+    from vdwstack.regress.training import RegressorConfig
+    from vdwstack.synthesize.stage import SynthesizeSettings
+
+    materials = sorted(MATERIALS)
+    drit = settings_schema(DritConfig, "Trident-enhanced DRIT (simulation → experiment style)", extra={
+        "dataset": {"type": "string", "description": "simulation dataset used as domain A"},
+        "eval_images": {"type": "integer", "minimum": 1, "default": 12,
+                        "description": "simulations translated for the metrics"}})
+    drit["required"] = ["dataset"]
+    regress_settings = _without_defaults(settings_schema(RegressorConfig, skip=("task",)))
+    regress_settings["description"] = ("regressor training settings; a study's or the twist block's own settings "
+                                       "override regress.settings")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "description": "vdwstack workflow configuration",
+        "type": "object",
+        "definitions": {
+            "regress_settings": regress_settings,
+            "number_or_range": {"description": "a fixed value or a uniform range [min, max]",
+                                "oneOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"},
+                                                               "minItems": 2, "maxItems": 2}]},
+            "microscope": _microscope_schema(),
+            "realism": _without_defaults(settings_schema(Realism)),
+            "dataset": _dataset_schema(materials),
+        },
+        "properties": {
+            "seed": {"type": "integer", "minimum": 0, "description": "global seed (tables, simulations, training)"},
+            "images": {"type": "string", "description": "sample sheet of experimental images to analyse (TSV)"},
+            "style_references": {"type": "string",
+                                 "description": "sheet of experimental style references for DRIT (TSV)"},
+            "microscope": {"$ref": "#/definitions/microscope"},
+            "realism": {"$ref": "#/definitions/realism"},
+            "simulation": settings_schema(SimulationSettings),
+            "pseudo_experimental": {"type": "object", "propertyNames": {"pattern": "^[A-Za-z0-9_]+$"},
+                                    "additionalProperties": _pseudo_schema(materials)},
+            "infer": settings_schema(InferenceSettings, extra={"on_error": {
+                "type": "string", "enum": ["record", "fail"], "default": "record",
+                "description": "record: a failed image becomes an error entry in the report; fail: stop"}}),
+            "closed_loop": settings_schema(ClosedLoopSettings, extra={"enabled": {
+                "type": "boolean", "default": True, "description": "run the check and show it in the report"}}),
+            "drit": drit,
+            "synthesize": settings_schema(SynthesizeSettings),
+            "regress": _regress_schema(),
+            "datasets": {"type": "object", "minProperties": 1, "propertyNames": {"pattern": "^[A-Za-z0-9_]+$"},
+                         "additionalProperties": {"$ref": "#/definitions/dataset"}},
+        },
+        "required": ["seed", "images", "style_references", "simulation", "datasets", "drit", "synthesize", "regress"],
+        "additionalProperties": False,
+    }
+
+
+SCHEMA_HEADER = ("# Generated by `python -m vdwstack.config` from the stages' settings dataclasses: edit those,\n"
+                 "# then regenerate (tests/test_config_schema.py checks that this file is up to date).\n")
+
+
+def schema_yaml() -> str:
+    """The schema as the YAML text of workflow/schemas/config.schema.yaml."""
+    import yaml
+
+    return SCHEMA_HEADER + yaml.safe_dump(config_schema(), sort_keys=False, allow_unicode=True, width=100)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the schema to the given path (default: print it)."""
+    argv = sys.argv[1:] if argv is None else argv
+    text = schema_yaml()
+    if argv:
+        Path(argv[0]).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

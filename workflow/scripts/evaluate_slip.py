@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from vdwstack.regress.evaluate import evaluate_slip
+from vdwstack.regress.stage import evaluate_slip
 from vdwstack.core.logs import log_to_file
 
 log_to_file(snakemake.log[0])

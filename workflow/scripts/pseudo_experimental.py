@@ -1,7 +1,7 @@
 """Adapter: config block -> pseudo-experimental TIFF (known truth) for demos."""
 
 from vdwstack.core.logs import log_to_file
-from vdwstack.simulate.pseudo_experimental import make_pseudo_experimental
+from vdwstack.simulate.stage import make_pseudo_experimental
 
 log_to_file(snakemake.log[0])
 make_pseudo_experimental(

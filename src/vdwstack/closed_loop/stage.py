@@ -1,4 +1,4 @@
-"""One image of the sample sheet through the closed-loop check: `check.json` + `comparison.png`.
+"""Stage 7, closed_loop: one image of the sample sheet through the closed-loop check (`check.json`, `comparison.png`).
 
 Reads the infer stage's record (result.json) and maps (maps.npz), checks the whole-image reading
 and the largest slip domains (crops centred on each domain), and never fails the run: an image

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from vdwstack.core.settings import setting
+
 
 @dataclass(frozen=True)
 class Optics:
@@ -29,13 +31,13 @@ class Optics:
             "C21": 50.0, "C23": 100.0}); lengths in Å, angles in rad.
     """
 
-    energy_eV: float = 300e3
-    semiangle_mrad: float = 21.3
-    defocus_A: float = 35.0
-    Cs_A: float = 0.0
-    source_fwhm_A: float = 0.6
-    adf_inner_mrad: float = 39.0
-    adf_outer_mrad: float = 200.0
+    energy_eV: float = setting(300e3, "beam energy (eV)")
+    semiangle_mrad: float = setting(21.3, "probe-forming aperture semi-angle (mrad)")
+    defocus_A: float = setting(35.0, "defocus (Å; positive = underfocus)")
+    Cs_A: float = setting(0.0, "spherical aberration C30 (Å)")
+    source_fwhm_A: float = setting(0.6, "effective source size, FWHM (Å)")
+    adf_inner_mrad: float = setting(39.0, "ADF detector inner angle (mrad)")
+    adf_outer_mrad: float = setting(200.0, "ADF detector outer angle (mrad)")
     aberrations: tuple[tuple[str, float], ...] = field(default_factory=tuple)
 
     def __post_init__(self):

@@ -7,6 +7,7 @@ has torch, the others' does not.
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 from pathlib import Path
 
@@ -31,3 +32,13 @@ def load_weights_only(path: str | Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise ValueError(f"{path}: refused to load: not a plain weights file ({str(e).splitlines()[0]})") from None
+
+
+def make_deterministic(enabled: bool) -> None:
+    """Deterministic kernels (bit-identical training for the same seed and device), or back to
+    PyTorch's defaults. cuBLAS needs its workspace setting for that on the GPU; ops that have no
+    deterministic CUDA kernel (e.g. the backward of reflection padding) warn instead of failing."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    torch.backends.cudnn.benchmark = False if enabled else torch.backends.cudnn.benchmark

@@ -18,16 +18,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from vdwstack.core.settings import setting
+
 
 @dataclass(frozen=True)
 class DritArchitecture:
-    """Network sizes. ``nf``: base channel count; ``nz``: attribute dimension."""
+    """Network sizes (config ``drit.architecture``)."""
 
-    nf: int = 32
-    nz: int = 8
-    n_res: int = 3
-    disc_scales: int = 2
-    disc_layers: int = 3
+    nf: int = setting(32, "base channel count (paper: 64)", minimum=4)
+    nz: int = setting(8, "attribute (style) code dimension", minimum=1)
+    n_res: int = setting(3, "residual blocks of the content encoder and generators", minimum=0)
+    disc_scales: int = setting(2, "scales of the multi-scale discriminators", minimum=1)
+    disc_layers: int = setting(3, "convolution layers per discriminator scale", minimum=1)
 
     def to_dict(self) -> dict:
         return asdict(self)

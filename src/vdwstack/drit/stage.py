@@ -1,4 +1,4 @@
-"""The drit_train stage: simulations + style references → trained translator, samples, metrics."""
+"""Stage 3, drit_train: simulations + style references → trained translator, samples, metrics."""
 
 from __future__ import annotations
 

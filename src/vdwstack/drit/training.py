@@ -8,7 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,66 +19,56 @@ from vdwstack.drit.networks import Drit, DritArchitecture, Translator
 from vdwstack.drit.data import DomainSampler
 from vdwstack.drit.losses import content_preservation, kl_gaussian, lattice_consistency, lsgan, mode_seeking
 from vdwstack.core.io import open_loss_log, publish_loss_log
-from vdwstack.core.torch_utils import load_weights_only, resolve_device
+from vdwstack.core.settings import setting, settings_from_mapping
+from vdwstack.core.torch_utils import load_weights_only, make_deterministic, resolve_device
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class LossWeights:
-    adversarial: float = 1.0
-    content_adversarial: float = 1.0
-    cross_cycle: float = 10.0
-    self_recon: float = 10.0
-    kl_attribute: float = 0.01
-    content_l2: float = 0.01
-    latent_regression: float = 10.0
-    mode_seeking: float = 1.0
-    content_preservation: float = 10.0
-    lattice_consistency: float = 5.0
+    """Weights of the DRIT++ losses and of the two content enhancements (config ``drit.weights``)."""
+
+    adversarial: float = setting(1.0, "domain discriminators (LSGAN)", minimum=0)
+    content_adversarial: float = setting(1.0, "content discriminator", minimum=0)
+    cross_cycle: float = setting(10.0, "cross-cycle reconstruction (L1)", minimum=0)
+    self_recon: float = setting(10.0, "self reconstruction (L1)", minimum=0)
+    kl_attribute: float = setting(0.01, "KL of the attribute codes", minimum=0)
+    content_l2: float = setting(0.01, "L2 of the content codes", minimum=0)
+    latent_regression: float = setting(10.0, "random code recovered from its image (L1, trained)", minimum=0)
+    mode_seeking: float = setting(1.0, "mode-seeking (diversity, trained)", minimum=0)
+    content_preservation: float = setting(10.0, "enhancement 1: spatial content", minimum=0)
+    lattice_consistency: float = setting(5.0, "enhancement 2: Bragg peak positions and phases", minimum=0)
 
 
 @dataclass(frozen=True)
 class DritConfig:
-    """Training settings. The three enhancements each have a switch (for ablations)."""
+    """DRIT training settings (config block ``drit``). The three enhancements each have a switch (ablations)."""
 
-    iterations: int = 400
-    batch_size: int = 2
-    crop_px: int = 96
-    lr: float = 1e-4
-    lr_decay_start: int | None = None  # linear decay to 0 from here (paper: half-way)
-    betas: tuple[float, float] = (0.5, 0.999)
-    checkpoint_every: int = 100
-    sample_every: int = 100
-    seed: int = 0
-    device: str = "auto"
-    content_preservation: bool = True
-    lattice_consistency: bool = True
-    few_image_augmentation: bool = True
-    content_blur_A: float = 0.3
-    architecture: DritArchitecture = field(default_factory=DritArchitecture)
-    weights: LossWeights = field(default_factory=LossWeights)
+    iterations: int = setting(400, "training iterations", minimum=1)
+    batch_size: int = setting(2, "images per domain and iteration", minimum=1)
+    crop_px: int = setting(96, "training crop side (px)", minimum=32, multipleOf=4)
+    lr: float = setting(1e-4, "Adam learning rate", exclusiveMinimum=0)
+    lr_decay_start: int | None = setting(None, "linear decay to 0 from this iteration (paper: half-way; null: none)",
+                                         minimum=0)
+    betas: tuple[float, float] = setting((0.5, 0.999), "Adam betas")
+    checkpoint_every: int = setting(100, "iterations between checkpoints (resume after a kill)", minimum=1)
+    sample_every: int = setting(100, "iterations between sample grids", minimum=1)
+    seed: int = setting(0, "seed of weights and data stream", minimum=0)
+    deterministic: bool = setting(False, "bit-identical weights for the same seed and device "
+                                         "(deterministic kernels; slower on GPU)")
+    device: str = setting("auto", "auto (cuda when visible) | cpu | cuda", enum=["auto", "cpu", "cuda"])
+    content_preservation: bool = setting(True, "enhancement 1: spatial content loss")
+    lattice_consistency: bool = setting(True, "enhancement 2: Bragg peak positions and phases kept")
+    few_image_augmentation: bool = setting(True, "enhancement 3: rotations, scale jitter, matched pixel size")
+    content_blur_A: float = setting(0.3, "σ of the blur before the content comparison (Å)", minimum=0)
+    architecture: DritArchitecture = setting(factory=DritArchitecture, doc="network sizes")
+    weights: LossWeights = setting(factory=LossWeights, doc="loss weights")
 
     @classmethod
     def from_mapping(cls, m: Mapping | None) -> DritConfig:
-        m = dict(m or {})
-        arch = DritArchitecture(**(m.pop("architecture", None) or {}))
-        weights = LossWeights(**(m.pop("weights", None) or {}))
-        known = {f.name for f in fields(cls)}
-        unknown = set(m) - known
-        if unknown:
-            raise ValueError(f"drit: unknown setting(s) {sorted(unknown)}")
-        if "betas" in m:
-            m["betas"] = tuple(m["betas"])
-        cfg = cls(**m, architecture=arch, weights=weights)
-        for name in ("iterations", "batch_size", "crop_px", "checkpoint_every", "sample_every"):
-            if getattr(cfg, name) < 1:
-                raise ValueError(f"drit.{name} must be ≥ 1, got {getattr(cfg, name)}")
-        if cfg.crop_px % 4:
-            raise ValueError(f"drit.crop_px must be a multiple of 4, got {cfg.crop_px}")
-        if cfg.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"drit.device must be auto, cpu or cuda, got {cfg.device!r}")
-        return cfg
+        """From the config block without its routing keys (``dataset``, ``eval_images``)."""
+        return settings_from_mapping(cls, m, "drit", ignore=("dataset", "eval_images"))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,6 +81,7 @@ class DritTrainer:
         self.cfg = cfg
         self.pixel_size_A = pixel_size_A
         self.device = device or resolve_device(cfg.device)
+        make_deterministic(cfg.deterministic)
         torch.manual_seed(cfg.seed)
         self.model = Drit(cfg.architecture).to(self.device)
         self.opt_g = torch.optim.Adam(self.model.generator_parameters(), lr=cfg.lr, betas=cfg.betas)

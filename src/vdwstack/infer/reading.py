@@ -17,6 +17,7 @@ import numpy as np
 
 from vdwstack.core.images import normalize_unit
 from vdwstack.core.resample import resample
+from vdwstack.core.settings import setting, settings_from_mapping
 from vdwstack.infer.domains import domain_boundaries, segment_domains
 from vdwstack.regress.model import Regressor
 from vdwstack.structures.names import name_stacking
@@ -27,33 +28,21 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class InferenceSettings:
-    """Sliding-window geometry (Å), test-time augmentation and domain segmentation tolerances."""
+    """Sliding-window maps, test-time augmentation and domain segmentation (config block ``infer``)."""
 
-    window_A: float = 12.0          # window side; at least the model's field of view is used
-    stride_A: float = 6.0
-    whole_image_crops: int = 16
-    tta_rotations: int = 4          # 1, 2 or 4 quarter turns
-    batch_size: int = 32
-    domain_tol_A: float = 0.35      # windows closer than this (ΔD) belong to one stacking
-    domain_tol_deg: float = 2.0
-    min_domain_windows: int = 2
+    window_A: float = setting(12.0, "map window (Å); at least the model's field of view", exclusiveMinimum=0)
+    stride_A: float = setting(4.0, "step between map windows (Å)", exclusiveMinimum=0)
+    whole_image_crops: int = setting(16, "crops averaged for the whole-image reading", minimum=1)
+    tta_rotations: int = setting(4, "quarter turns averaged (labels do not change under rotation)", enum=[1, 2, 4])
+    batch_size: int = setting(32, "crops per network call", minimum=1)
+    domain_tol_A: float = setting(0.35, "windows within this ΔD (Å) form one stacking domain", exclusiveMinimum=0)
+    domain_tol_deg: float = setting(2.0, "windows within this Δθ (°) form one twist domain", exclusiveMinimum=0)
+    min_domain_windows: int = setting(2, "smaller domains stay unassigned (windows)", minimum=1)
 
     @classmethod
     def from_mapping(cls, m: Mapping | None) -> InferenceSettings:
-        m = dict(m or {})
-        unknown = set(m) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"infer: unknown setting(s) {sorted(unknown)}")
-        s = cls(**m)
-        for name in ("window_A", "stride_A", "domain_tol_A", "domain_tol_deg"):
-            v = getattr(s, name)
-            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
-                raise ValueError(f"infer.{name} must be a positive number, got {v!r}")
-        if s.tta_rotations not in (1, 2, 4):
-            raise ValueError(f"infer.tta_rotations must be 1, 2 or 4, got {s.tta_rotations!r}")
-        if s.whole_image_crops < 1 or s.batch_size < 1 or s.min_domain_windows < 1:
-            raise ValueError("infer.whole_image_crops, batch_size and min_domain_windows must be ≥ 1")
-        return s
+        """From the config block (``on_error``, a workflow switch, is not a setting of the reading)."""
+        return settings_from_mapping(cls, m, "infer", ignore=("on_error",))
 
 
 # --- predictions ---------------------------------------------------------------------------------

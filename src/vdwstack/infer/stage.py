@@ -1,4 +1,4 @@
-"""One image of the sample sheet through the trained models: JSON record, maps, atomic models."""
+"""Stage 6, infer: one image of the sample sheet through the trained models: JSON record, maps, atomic models."""
 
 from __future__ import annotations
 

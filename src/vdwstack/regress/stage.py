@@ -1,4 +1,5 @@
-"""The train_slip / train_twist stage: a synthesized dataset → a trained regressor + card."""
+"""Stage 5, regress: a synthesized dataset → a trained regressor + card (rules ``train_slip``,
+``train_twist``), and its evaluation on held-out generated images (``evaluate_slip``, ``evaluate_twist``)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ import torch
 from vdwstack.regress.augment import Augmentation
 from vdwstack.core.io import keep_checkpoints_only_for, open_image_dataset
 from vdwstack.regress.model import TargetCodec, export_regressor
+from vdwstack.regress.evaluate import evaluate_slip, evaluate_twist
 from vdwstack.regress.training import RegressorConfig, TrainingData, train_regressor
 
 log = logging.getLogger(__name__)
+
+__all__ = ["evaluate_slip", "evaluate_twist", "train_from_dataset"]
 
 
 def train_from_dataset(train_zarr: str | Path, settings: Mapping, task: str, out_dir: str | Path,

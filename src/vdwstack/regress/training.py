@@ -8,7 +8,7 @@ import math
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from vdwstack.core.io import open_loss_log, publish_loss_log
-from vdwstack.core.torch_utils import load_weights_only, resolve_device
+from vdwstack.core.settings import setting, settings_from_mapping
+from vdwstack.core.torch_utils import load_weights_only, make_deterministic, resolve_device
 from vdwstack.regress.augment import Augmentation, augment
 from vdwstack.regress.model import ARCHITECTURES, TargetCodec, build_resnet
 
@@ -26,41 +27,30 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RegressorConfig:
-    """Training settings of one regressor."""
+    """Training settings of one regressor (config ``regress.settings``, overridden per study / twist).
 
-    task: str = "slip"  # slip | twist
-    architecture: str = "resnet50"
-    crop_px: int = 128
-    batch_size: int = 16
-    steps: int = 2000
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 100
-    checkpoint_every: int = 200
-    seed: int = 0
-    device: str = "auto"
-    mixed_precision: bool = True  # on CUDA only
-    augment: bool = True
-    # Bit-identical weights for the same seed and device: deterministic kernels only, no mixed
-    # precision (slower on GPU; on the CPU training is reproducible either way, this makes it certain).
-    deterministic: bool = False
+    ``task`` is routing (which model is trained), set by the workflow, not a config key.
+    """
+
+    task: str = setting("slip", "slip | twist", enum=["slip", "twist"])
+    architecture: str = setting("resnet50", "torchvision ResNet (paper: resnet50)", enum=list(ARCHITECTURES))
+    crop_px: int = setting(128, "input crop side (px; paper: 512)", minimum=32)
+    batch_size: int = setting(16, "images per step", minimum=1)
+    steps: int = setting(2000, "optimiser steps", minimum=1)
+    lr: float = setting(1e-3, "AdamW peak learning rate (warm-up, then cosine decay)", exclusiveMinimum=0)
+    weight_decay: float = setting(1e-4, "AdamW weight decay", minimum=0)
+    warmup_steps: int = setting(100, "linear warm-up steps", minimum=0)
+    checkpoint_every: int = setting(200, "steps between checkpoints (resume after a kill)", minimum=1)
+    seed: int = setting(0, "seed of weights and data stream", minimum=0)
+    device: str = setting("auto", "auto (cuda when visible) | cpu | cuda", enum=["auto", "cpu", "cuda"])
+    mixed_precision: bool = setting(True, "autocast on CUDA (not with deterministic)")
+    augment: bool = setting(True, "noise, blur, contamination, rotations, scale jitter")
+    deterministic: bool = setting(False, "bit-identical weights for the same seed and device "
+                                         "(deterministic kernels, no mixed precision)")
 
     @classmethod
     def from_mapping(cls, m: Mapping | None) -> RegressorConfig:
-        m = dict(m or {})
-        unknown = set(m) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"regress: unknown setting(s) {sorted(unknown)}")
-        cfg = cls(**m)
-        if cfg.task not in ("slip", "twist"):
-            raise ValueError(f"regress.task must be slip or twist, got {cfg.task!r}")
-        if cfg.architecture not in ARCHITECTURES:
-            raise ValueError(f"regress.architecture must be one of {ARCHITECTURES}, got {cfg.architecture!r}")
-        for name in ("crop_px", "batch_size", "steps", "checkpoint_every"):
-            if getattr(cfg, name) < 1:
-                raise ValueError(f"regress.{name} must be ≥ 1, got {getattr(cfg, name)}")
-        return cfg
-
+        return settings_from_mapping(cls, m, "regress")
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -92,10 +82,7 @@ def train_regressor(data: TrainingData, cfg: RegressorConfig, out_dir: str | Pat
     out = Path(out_dir)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device if cfg.device != "cuda" else "cuda")
-    if cfg.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by cuBLAS for determinism
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
+    make_deterministic(cfg.deterministic)
     torch.manual_seed(cfg.seed)
     model = build_resnet(cfg.architecture, data.codec.dim).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

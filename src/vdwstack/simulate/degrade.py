@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter, map_coordinates
 
+from vdwstack.core.settings import setting
+
 
 @dataclass(frozen=True)
 class Degradation:
@@ -25,13 +27,14 @@ class Degradation:
     contamination_strength: blob intensity relative to the image mean.
     """
 
-    dose_e_per_A2: float | None = None
-    gaussian_noise: float = 0.0
-    scanline_jitter_px: float = 0.0
-    drift_px: tuple[float, float] = (0.0, 0.0)
-    contamination_blobs: float = 0.0
-    contamination_radius_A: float = 5.0
-    contamination_strength: float = 0.5
+    dose_e_per_A2: float | None = setting(None, "electron dose for Poisson noise (e⁻/Å²; null: none)",
+                                          exclusiveMinimum=0)
+    gaussian_noise: float = setting(0.0, "read noise (fraction of the image's standard deviation)", minimum=0)
+    scanline_jitter_px: float = setting(0.0, "RMS horizontal offset of each scan line (px)", minimum=0)
+    drift_px: tuple[float, float] = setting((0.0, 0.0), "linear drift over the frame along x, y (px)")
+    contamination_blobs: float = setting(0.0, "mean number of contamination blobs", minimum=0)
+    contamination_radius_A: float = setting(5.0, "typical blob radius (Å)", exclusiveMinimum=0)
+    contamination_strength: float = setting(0.5, "blob intensity relative to the image mean")
 
 
 def degrade(image: np.ndarray, pixel_size_A: float, params: Degradation, rng: np.random.Generator) -> np.ndarray:

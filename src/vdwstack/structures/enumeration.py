@@ -19,6 +19,7 @@ import pandas as pd
 
 from vdwstack.core.errors import ConfigError
 from vdwstack.core.microscope import MICROSCOPE_DEFAULTS, Optics
+from vdwstack.core.settings import setting
 from vdwstack.structures.materials import MATERIALS, get_material
 from vdwstack.structures.symmetry import symmetry_for
 
@@ -37,12 +38,13 @@ class Realism:
     rotation of each sample (else 0°).
     """
 
-    vacancy_fraction: float | tuple[float, float] = 0.0
-    metal_vacancy_fraction: float | tuple[float, float] = 0.0
-    displacement_rms_A: float | tuple[float, float] = 0.0
-    interlayer_jitter_A: float = 0.0
-    strain_max: float = 0.0
-    random_rotation: bool = False
+    vacancy_fraction: float | tuple[float, float] = setting(0.0, "chalcogen vacancies (fraction)")
+    metal_vacancy_fraction: float | tuple[float, float] = setting(0.0, "metal vacancies (fraction)")
+    displacement_rms_A: float | tuple[float, float] = setting(0.0, "static disorder (Å); thermal vibration "
+                                                                   "is the simulator's blur")
+    interlayer_jitter_A: float = setting(0.0, "uniform jitter of each interlayer distance (± Å)", minimum=0)
+    strain_max: float = setting(0.0, "largest in-plane strain component (uniform ±)", minimum=0, maximum=0.1)
+    random_rotation: bool = setting(False, "random in-plane rotation of each sample")
 
 
 REALISM_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Realism)}

@@ -1,6 +1,6 @@
 """Atoms of a stacked bilayer/trilayer, rebuilt deterministically from one table row.
 
-Geometry (DESIGN.md): layer 1 is the monolayer; layer k+1 is layer k copied, rotated by the twist
+Geometry (docs/architecture.md, "Conventions"): layer 1 is the monolayer; layer k+1 is layer k copied, rotated by the twist
 (layer 2 only), shifted in-plane by the slip D_k and raised by the interlayer distance. The whole
 stack is then strained, rotated in-plane by ``rotation_deg`` and placed in the image frame
 (x = col·p, y = row·p, Å) with its lattice origin at (``origin_x_A``, ``origin_y_A``). The beam

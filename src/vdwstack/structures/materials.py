@@ -12,7 +12,7 @@ used without installation falls back to the folder itself). See ``resources/READ
 
 A new material is one CIF and one table row.
 
-Every cell follows one frame (see DESIGN.md): lattice vector a along +x, b in the xy plane at the
+Every cell follows one frame (docs/architecture.md, "Conventions"): lattice vector a along +x, b in the xy plane at the
 angle γ counter-clockwise from a, the layer midplane at z = 0. Lengths in Å.
 
 ASE parses the CIF (``ase.io.cif.parse_cif``: tags, cell parameters, element symbols). The step

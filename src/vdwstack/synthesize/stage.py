@@ -1,8 +1,9 @@
-"""The synthesize stage: every clean simulation → k experiment-like images by the trained DRIT."""
+"""Stage 4, synthesize: every clean simulation → k experiment-like images by the trained DRIT."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vdwstack.drit.data import load_style_references, random_crop
+from vdwstack.core.settings import check_settings, setting
 from vdwstack.core.torch_utils import resolve_device
 from vdwstack.drit.training import load_translator
 from vdwstack.core.images import normalize_unit
@@ -19,18 +21,28 @@ from vdwstack.core.io import open_image_dataset, write_image_dataset
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class SynthesizeSettings:
+    """DRIT applied to every simulation (config block ``synthesize``)."""
+
+    style_draws: int = setting(2, "experiment-like images per simulation (labels copied)", minimum=1)
+    style_source: str = setting("references", "references (codes from the style images) | prior (N(0, I))",
+                                enum=["references", "prior"])
+    batch_size: int = setting(16, "images per generator call", minimum=1)
+    device: str = setting("auto", "auto (cuda when visible) | cpu | cuda", enum=["auto", "cpu", "cuda"])
+
+
 def synthesize_dataset(sim_zarr: str | Path, drit_dir: str | Path, style_sheet: str | Path, out_zarr: str | Path,
-                       style_draws: int = 2, style_source: str = "references", batch_size: int = 16,
-                       seed: int = 0, device: str = "auto", progress: bool = True) -> None:
+                       style_draws: int = SynthesizeSettings.style_draws,
+                       style_source: str = SynthesizeSettings.style_source,
+                       batch_size: int = SynthesizeSettings.batch_size, seed: int = 0,
+                       device: str = SynthesizeSettings.device, progress: bool = True) -> None:
     """Translate each simulation `style_draws` times; labels are copied (atoms do not move).
 
     style_source: "references" (attribute codes encoded from random crops of the style
     references) or "prior" (codes drawn from N(0, I)).
     """
-    if style_draws < 1:
-        raise ValueError(f"synthesize.style_draws must be ≥ 1, got {style_draws}")
-    if style_source not in ("references", "prior"):
-        raise ValueError(f"synthesize.style_source must be references or prior, got {style_source!r}")
+    check_settings(SynthesizeSettings(style_draws, style_source, batch_size, device), "synthesize")
     dev = resolve_device(device)
     translator, card = load_translator(drit_dir, device=str(dev))
     root, labels = open_image_dataset(sim_zarr)
