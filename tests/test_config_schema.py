@@ -101,7 +101,7 @@ def _settings_blocks():
     from vdwstack.closed_loop.settings import ClosedLoopSettings
     from vdwstack.drit.networks import DritArchitecture
     from vdwstack.drit.training import DritConfig, LossWeights
-    from vdwstack.infer.reading import InferenceSettings
+    from vdwstack.infer.settings import InferenceSettings
     from vdwstack.simulate.multislice import MultisliceSettings
     from vdwstack.simulate.render import SimulationSettings
     from vdwstack.synthesize.stage import SynthesizeSettings
@@ -148,7 +148,7 @@ def test_cli_and_workflow_share_the_defaults():
     """The demo config's infer and closed_loop blocks are the dataclasses' defaults: `vdwstack infer`
     and the closed loop outside the workflow read images exactly as the workflow does."""
     from vdwstack.closed_loop.settings import ClosedLoopSettings
-    from vdwstack.infer.reading import InferenceSettings
+    from vdwstack.infer.settings import InferenceSettings
 
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     assert InferenceSettings.from_mapping(config["infer"]) == InferenceSettings()

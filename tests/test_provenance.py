@@ -64,3 +64,22 @@ def test_canonical_order_makes_reordered_configs_identical():
     assert repr(canonical_order(a)) == repr(canonical_order(b))
     assert canonical_order(a) == a  # same content
     assert canonical_order({"l": [3, 1, 2]}) == {"l": [3, 1, 2]}  # list order is content
+
+
+def test_the_workflow_scripts_digests_cover_their_stage_modules():
+    """Each rule's digest follows the real package: the report script reaches every report module
+    (and the modules they use), the closed loop reaches the simulator it calls."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    pkg = root / "src" / "vdwstack"
+
+    def closure(script):
+        return {str(p.relative_to(pkg)) for p in module_closure(root / "workflow" / "scripts" / script)
+                if p.is_relative_to(pkg)}
+
+    report = closure("report.py")
+    assert {"report/stage.py", "report/figures.py", "report/tables.py", "report/__init__.py",
+            "__init__.py"} <= report
+    assert not any(p.startswith(("regress/", "drit/", "infer/")) for p in report)
+    assert {"closed_loop/comparator.py", "simulate/incoherent.py", "core/microscope.py"} <= closure("closed_loop.py")

@@ -202,7 +202,7 @@ def _assert_incremental_job_lists(work: Path) -> None:
     assert jobs == {"simulate": "2", **downstream_of_drit}
     config_file.write_text(original)
     # Report code: a comment changes nothing; a code change reruns only the report.
-    report_py = ROOT / "src" / "vdwstack" / "report.py"
+    report_py = ROOT / "src" / "vdwstack" / "report" / "stage.py"
     source = report_py.read_text()
     try:
         report_py.write_text(source + "\n# a comment\n")

@@ -12,6 +12,7 @@ import numpy as np
 from vdwstack.structures.materials import MATERIALS
 from vdwstack.core.errors import ConfigError
 from vdwstack.core.microscope import MICROSCOPE_DEFAULTS
+from vdwstack.infer.settings import InferenceSettings
 from vdwstack.structures.enumeration import sample_seed
 
 
@@ -135,9 +136,10 @@ def cmd_infer(args) -> None:
     torch.set_num_threads(args.threads)
     models = {t: _find_model(args.models, t, args.material, args.layers) for t in tasks_of(args.task)}
     out = args.out or Path(args.image).with_suffix("").with_name(Path(args.image).stem + "_vdwstack")
-    settings = {"window_A": args.window, "stride_A": args.stride} if args.window else ({"stride_A": args.stride} if args.stride else {})
+    # Unset options keep InferenceSettings' defaults: the workflow's (config/config.yaml's infer block).
+    settings = {k: v for k, v in (("window_A", args.window), ("stride_A", args.stride)) if v is not None}
     record = infer_to_files(args.image, Path(args.image).stem, args.material, args.layers, args.task, args.pixel_size,
-                            models, settings, out, on_error="raise")
+                            models, settings, out, on_error="raise", pixel_size_source="user")
     if args.json:
         brief = {"image": str(args.image), "pixel_size_A": record["pixel_size_A"],
                  "pixel_size_source": record["pixel_size_source"], "output": str(out)}
@@ -191,11 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task", choices=("slip", "twist", "both"), required=True)
     p.add_argument("--layers", type=int, default=2, choices=(2, 3))
     p.add_argument("--pixel-size", type=float, default=None, metavar="A",
-                   help="Å/px when the file does not record it (else estimated from the Bragg spots)")
+                   help="Å/px; wins over the file's calibration (a warning when they differ by > 2 %%); "
+                        "without either, estimated from the Bragg spots")
     p.add_argument("--models", type=Path, default=Path("results/models"),
                    help="results/models of a workflow run, or one model folder")
-    p.add_argument("--window", type=float, default=None, metavar="A", help="map window in Å")
-    p.add_argument("--stride", type=float, default=None, metavar="A", help="map stride in Å")
+    p.add_argument("--window", type=float, default=None, metavar="A",
+                   help=f"map window in Å (default {InferenceSettings.window_A:g}, as the workflow)")
+    p.add_argument("--stride", type=float, default=None, metavar="A",
+                   help=f"map stride in Å (default {InferenceSettings.stride_A:g}, as the workflow)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: next to the image)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -20,7 +20,7 @@ from vdwstack.core.errors import ConfigError
 from vdwstack.core.microscope import MICROSCOPE_DEFAULTS, Optics
 from vdwstack.core.settings import settings_schema
 from vdwstack.core.validation import validate_config
-from vdwstack.infer.reading import InferenceSettings
+from vdwstack.infer.settings import InferenceSettings
 from vdwstack.simulate.degrade import Degradation
 from vdwstack.simulate.multislice import check_sampling
 from vdwstack.simulate.render import SimulationSettings
@@ -288,14 +288,102 @@ def schema_yaml() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write the schema to the given path (default: print it)."""
+    """Write the schema to the given path (default: print it). ``--readme-table [README.md]``: the
+    README's configuration table instead, written between its markers in the file (or printed)."""
     argv = sys.argv[1:] if argv is None else argv
-    text = schema_yaml()
+    if argv[:1] == ["--readme-table"]:
+        argv, text = argv[1:], config_table_markdown()
+        if argv:
+            head, rest = Path(argv[0]).read_text().split(TABLE_START, 1)
+            text = f"{head}{TABLE_START}\n{text}{TABLE_END}{rest.split(TABLE_END, 1)[1]}"
+    else:
+        text = schema_yaml()
     if argv:
         Path(argv[0]).write_text(text)
     else:
         sys.stdout.write(text)
     return 0
+
+
+# --- the README's configuration table (``python -m vdwstack.config --readme-table README.md``) ------
+TABLE_START, TABLE_END = "<!-- config-table:start -->", "<!-- config-table:end -->"
+
+
+def _value(v) -> str:
+    """A value as a config file spells it: true, null, [0.3, 1.6], incoherent."""
+    import json
+    return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+
+
+def _kind(node: Mapping) -> str:
+    """What a schema node accepts, briefly: 'number > 0, ≤ 0.3', 'one of a, b', 'list of 2 numbers'."""
+    if node.get("$ref", "").endswith("/number_or_range"):
+        return "number, or range [min, max]"
+    if "enum" in node:
+        return "one of " + ", ".join(map(_value, node["enum"]))
+    if "oneOf" in node:
+        return ", or ".join(map(_kind, node["oneOf"]))
+    kinds = node.get("type", [])
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    text = next((k for k in kinds if k != "null"), "")
+    if text == "array":
+        word, _, bounds = _kind(node.get("items", {})).partition(" ")
+        lo, hi = node.get("minItems"), node.get("maxItems")
+        text = "non-empty list of " if lo == 1 and hi is None else f"list of {lo} " if lo == hi else "list of "
+        text += word + ("s" if word in ("number", "integer", "string") else "") + (f" {bounds}" if bounds else "")
+    elif text == "object":
+        text = "{" + ", ".join(node.get("properties", {})) + "}"
+    marks = [f"{sym} {node[key]}" for key, sym in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"),
+                                                   ("exclusiveMaximum", "<"), ("multipleOf", "multiple of")) if key in node]
+    return text + (" " + ", ".join(marks) if marks else "") + (", or null" if "null" in kinds else "")
+
+
+def _config_rows(node: Mapping, key: str, defs: Mapping, canon: dict | None):
+    """(key, node, required, ref) of every property below `node`, $refs resolved. With `canon`
+    (definition → the key it is expanded at) a definition used again gets one row, not its keys."""
+    for name, sub in node.get("properties", {}).items():
+        k = f"{key}.{name}" if key and name else key or name
+        ref = sub.get("$ref", "").rsplit("/", 1)[-1]
+        ref = ref if "properties" in defs.get(ref, {}) else ""
+        yield k, sub, name in node.get("required", ()), ref
+        if ref and canon is not None and canon[ref] != k:
+            continue
+        sub = {**defs[ref], **sub} if ref else sub
+        if isinstance(sub.get("additionalProperties"), dict):  # named blocks: datasets.<name>, regress.slip.<study>
+            item = {"properties": {"": sub["additionalProperties"]}}
+            yield from _config_rows(item, k + (".<study>" if k == "regress.slip" else ".<name>"), defs, canon)
+        yield from _config_rows(sub, k, defs, canon)
+
+
+def config_table_markdown() -> str:
+    """The README's configuration table: one row per key of :func:`config_schema` (dotted keys, a
+    definition expanded where it is nearest the top), what it allows, its default, its description."""
+    import re
+
+    schema = config_schema()
+    defs, canon = schema["definitions"], {}
+    for k, _, _, ref in _config_rows(schema, "", defs, None):
+        if ref and (ref not in canon or k.count(".") < canon[ref].count(".")):
+            canon[ref] = k
+    lines = ["| key | type / allowed | default | description |", "|---|---|---|---|"]
+    for k, node, required, ref in _config_rows(schema, "", defs, canon):
+        node = {**defs.get(ref, {}), **node}
+        desc = re.sub(r"``([^`]+)``", r"`\1`", node.get("description", ""))
+        default = _value(node["default"]) if "default" in node else ""
+        if m := re.search(r"\s*\(default ([^()]*)\)$", desc):  # merged blocks keep their defaults in the text
+            desc, default = desc[:m.start()], {"None": "null", "True": "true", "False": "false"}.get(m[1], m[1])
+        if ref and canon[ref] != k:
+            kind, desc = f"block: the keys of `{canon[ref]}`", f"overrides `{canon[ref]}` key by key"
+        elif isinstance(node.get("additionalProperties"), dict):
+            kind = f"blocks by name (`{node['propertyNames']['pattern']}`)"
+        elif "properties" in node:
+            needs = [" or ".join(f"`{r}`" for alt in node.get("anyOf", []) for r in alt.get("required", []))]
+            kind = "block" + (f", needs {needs[0]}" if needs[0] else "")
+        else:
+            kind = _kind(node)
+        cells = [f"`{k}`", kind + (", required" if required else ""), f"`{default}`" if default else "", desc]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,7 +2,7 @@
 
 Snakemake's own `code` rerun trigger looks only at a script's modification time and never at the
 package modules the script imports: touching a script reruns its rule and everything downstream,
-while editing `vdwstack/report.py` reruns nothing. The workflow therefore passes each rule a
+while editing `vdwstack/report/stage.py` reruns nothing. The workflow therefore passes each rule a
 `code` parameter (the digest below) and the default profile leaves `code` out of
 `rerun-triggers`: a rule reruns when the *meaning* of its script or of any vdwstack module it
 imports changes, and comments, docstrings, blank lines and touched files change nothing.
@@ -15,7 +15,7 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/vdwstack (this file is in core/)
 
 
 def _vdwstack_imports(tree: ast.AST) -> set[str]:

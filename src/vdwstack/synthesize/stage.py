@@ -72,6 +72,7 @@ def synthesize_dataset(sim_zarr: str | Path, drit_dir: str | Path, style_sheet: 
     rep["sample_id"] = [f"{sid}-s{j}" for sid in table["sample_id"] for j in range(style_draws)]
     rep["style_draw"] = np.tile(np.arange(style_draws), n)
     rep["height_px"], rep["width_px"] = Hc, Wc
+    rep["pixel_size_A"] = p  # the dataset attribute, written once again by write_image_dataset
 
     def batches():
         order = np.repeat(np.arange(n), style_draws)
