@@ -91,8 +91,8 @@ def test_every_violation_is_listed_once(config):
 
 def test_schema_file_is_generated_from_the_settings_dataclasses():
     """One owner per setting: the committed schema is exactly what the dataclasses generate
-    (regenerate with `python -m vdwstack.config workflow/schemas/config.schema.yaml`)."""
-    from vdwstack.config import schema_yaml
+    (regenerate with `python -m vdwstack.schema workflow/schemas/config.schema.yaml`)."""
+    from vdwstack.schema import schema_yaml
 
     assert SCHEMA.read_text() == schema_yaml()
 

@@ -185,7 +185,8 @@ def get_final_output():
 
 
 def closed_loop_enabled():
-    return bool(config.get("closed_loop", {}).get("enabled", False))
+    """closed_loop.enabled; a config without the block gets the schema's default (on)."""
+    return bool(config.get("closed_loop", {}).get("enabled", True))
 
 
 def closed_loop_settings(wildcards):

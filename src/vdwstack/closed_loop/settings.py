@@ -39,7 +39,8 @@ class ClosedLoopSettings:
     min_tolerance_deg: float = setting(0.5, "floor of the twist change that is flagged (°)", minimum=0)
     max_domains: int = setting(3, "slip domains checked besides the whole image (largest first)", minimum=0)
     search_alternatives: str = setting(
-        "flagged", "global search for a better-fitting reading: flagged (agreement < min_agreement), always, never",
+        "flagged", "global search for a better-fitting reading: flagged (agreement < min_agreement), always "
+        "(or true), never (or false)",
         enum=["flagged", "always", "never", True, False])
     alternative_margin: float = setting(0.05, "an alternative beating the reading's agreement by more is a "
                                               "warning (Pearson r)", minimum=0, maximum=1)

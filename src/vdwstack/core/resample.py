@@ -2,39 +2,47 @@
 
 scipy's ``zoom``/``map_coordinates`` interpolate but do not low-pass: coarsening an image with
 them folds everything above the new Nyquist frequency (noise, fine lattice detail) back into the
-band as spurious spots. Here the image is first band-limited in Fourier space to the new Nyquist
-frequency (a radial raised-cosine edge, so that nothing above it survives and little below it is
-lost; the image is mirror-padded first so that its edges do not ring), then sampled with cubic
-splines at exactly the new pixel size (x = col·p for input and output: pixel 0 stays at x = 0).
-No library offers this combination for arbitrary, non-integer factors on a given output grid.
+band as spurious spots. Here the image is first low-passed along rows and columns by a
+Kaiser-windowed FIR filter (scipy.signal's design: pass band to 0.8 of the new Nyquist frequency,
+stop band from the new Nyquist frequency on, 60 dB down; a separable filter is what the
+rectangular sampling grid needs, and unlike a Fourier-space cut it does not leak from the
+image's edges), then sampled with cubic splines at exactly the new pixel size (x = col·p for
+input and output: pixel 0 stays at x = 0). No library offers this for arbitrary, non-integer
+factors on a given output grid.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import scipy.fft
-from scipy.ndimage import map_coordinates
+from functools import lru_cache
 
-# Fraction of the new Nyquist frequency where the low-pass starts to roll off.
-_PASS_FRACTION = 0.8
+import numpy as np
+from scipy.ndimage import convolve1d, map_coordinates
+from scipy.signal import firwin, kaiserord
+
+_PASS_FRACTION = 0.8       # of the new Nyquist frequency: kept
+_STOP_ATTENUATION_DB = 60.0  # above the new Nyquist frequency
+
+
+@lru_cache(maxsize=32)
+def _lowpass_taps(factor: float) -> np.ndarray:
+    """FIR taps (odd length) for sampling every `factor` input pixels."""
+    nyq_new = 0.5 / factor  # cycles per input pixel
+    width = (1 - _PASS_FRACTION) * nyq_new / 0.5  # transition width relative to the input Nyquist
+    numtaps, beta = kaiserord(_STOP_ATTENUATION_DB, width)
+    numtaps |= 1
+    cutoff = (1 + _PASS_FRACTION) / 2 * nyq_new / 0.5
+    return firwin(numtaps, cutoff, window=("kaiser", beta))
 
 
 def antialias(image: np.ndarray, factor: float) -> np.ndarray:
     """Low-pass `image` (float64 [H, W]) so that it can be sampled every `factor` (> 1) input pixels:
-    all spatial frequencies above 0.5/factor cycles per pixel removed, those below 0.4/factor kept."""
+    spatial frequencies above 0.5/factor cycles per pixel (along rows or columns) are suppressed by
+    60 dB, those below 0.4/factor kept; edges are mirrored."""
     img = np.asarray(image, np.float64)
     if factor <= 1.0:
         return img
-    H, W = img.shape
-    pad = int(min(max(8, np.ceil(4 * factor)), H - 1, W - 1))
-    padded = np.pad(img, pad, mode="reflect")
-    k_cut = 0.5 / factor
-    ky = np.fft.fftfreq(padded.shape[0])[:, None]
-    kx = np.fft.rfftfreq(padded.shape[1])[None, :]
-    t = (np.hypot(ky, kx) / k_cut - _PASS_FRACTION) / (1 - _PASS_FRACTION)
-    gain = np.where(t <= 0, 1.0, np.where(t >= 1, 0.0, 0.5 * (1 + np.cos(np.pi * np.clip(t, 0, 1)))))
-    out = scipy.fft.irfft2(scipy.fft.rfft2(padded) * gain, s=padded.shape)
-    return out[pad:pad + H, pad:pad + W]
+    taps = _lowpass_taps(round(float(factor), 9))
+    return convolve1d(convolve1d(img, taps, axis=0, mode="reflect"), taps, axis=1, mode="reflect")
 
 
 def resample(image: np.ndarray, pixel_size_A: float, new_pixel_size_A: float,

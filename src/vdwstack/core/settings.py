@@ -4,7 +4,7 @@ Each stage's settings are a frozen dataclass whose fields are declared with :fun
 default, the JSON-schema constraints (``minimum``, ``exclusiveMinimum``, ``maximum``, ``enum``,
 ``minItems``, …) and a one-line description with the unit. :func:`settings_schema` turns a
 dataclass into the JSON schema of its config block, so the workflow's schema
-(``workflow/schemas/config.schema.yaml``, written by ``python -m vdwstack.config``), the README's
+(``workflow/schemas/config.schema.yaml``, written by ``python -m vdwstack.schema``), the README's
 configuration table and the CLI's defaults cannot disagree with the code; :func:`check_settings`
 enforces the same bounds when the dataclass is built outside the workflow (CLI, notebooks).
 """

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vdwstack.infer.reading import InferenceSettings, infer_image
+from vdwstack.infer.reading import infer_image
+from vdwstack.infer.settings import InferenceSettings
 from vdwstack.core.io import write_json_atomic
 from vdwstack.regress.model import Regressor
 from vdwstack.structures.pixel_size import read_calibrated_image
