@@ -13,6 +13,8 @@ from vdwstack.structures.materials import MATERIALS
 from vdwstack.core.errors import ConfigError
 from vdwstack.core.microscope import MICROSCOPE_DEFAULTS
 from vdwstack.infer.settings import InferenceSettings
+from vdwstack.simulate.multislice import MultisliceSettings
+from vdwstack.simulate.render import METHODS, SimulationSettings
 from vdwstack.structures.enumeration import sample_seed
 
 
@@ -66,8 +68,7 @@ def _row_from_args(args) -> dict:
 
 def cmd_simulate(args) -> None:
     from vdwstack.core.io import write_tiff
-    from vdwstack.simulate.multislice import MultisliceSettings
-    from vdwstack.simulate.render import SimulationSettings, simulate_row
+    from vdwstack.simulate.render import simulate_row
 
     row = _row_from_args(args)
     settings = SimulationSettings(method=args.method, multislice=MultisliceSettings(
@@ -168,10 +169,10 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("simulate", help="render one clean ADF-STEM image to a TIFF")
     _add_stack_args(p)
-    p.add_argument("--method", choices=("incoherent", "multislice", "prism"), default="incoherent")
-    p.add_argument("--potential-sampling", type=float, default=0.03, metavar="A",
+    p.add_argument("--method", choices=METHODS, default=SimulationSettings.method)
+    p.add_argument("--potential-sampling", type=float, default=MultisliceSettings.potential_sampling_A, metavar="A",
                    help="multislice/PRISM potential sampling in Å")
-    p.add_argument("--frozen-phonons", type=int, default=0)
+    p.add_argument("--frozen-phonons", type=int, default=MultisliceSettings.frozen_phonons)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, required=True, help="output .tif")
     p.set_defaults(func=cmd_simulate)
