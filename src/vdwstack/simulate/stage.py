@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import pandas as pd
 from tqdm.auto import tqdm
 
+from vdwstack.core.microscope import MICROSCOPE_DEFAULTS
 from vdwstack.simulate.pseudo_experimental import make_pseudo_experimental
 from vdwstack.simulate.render import SimulationSettings, simulate_rows
 
@@ -46,9 +47,7 @@ def simulate_table_to_zarr(table_path, out_path, simulation: Mapping | None, wor
     attrs = {
         "simulator": {"method": settings.method, "per_layer_defocus": settings.per_layer_defocus,
                       **({"multislice": asdict(settings.multislice)} if settings.method != "incoherent" else {})},
-        "microscope": {c: [float(table[c].min()), float(table[c].max())] for c in
-                       ("energy_eV", "semiangle_mrad", "defocus_A", "Cs_A", "source_fwhm_A",
-                        "adf_inner_mrad", "adf_outer_mrad")},
+        "microscope": {c: [float(table[c].min()), float(table[c].max())] for c in MICROSCOPE_DEFAULTS},
         "config_hash": config_hash({"simulation": dict(simulation or {}), "table": table.to_dict("list")}),
         "dataset": str(table["dataset"].iloc[0]),
     }
