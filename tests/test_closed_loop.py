@@ -1,4 +1,4 @@
-"""Closed-loop check: re-simulating a reading reproduces the image only when the reading is right."""
+"""Final readings: the stacking that reproduces the image best, both hands, calibrated intervals."""
 
 import json
 
@@ -6,17 +6,19 @@ import numpy as np
 import pytest
 
 from helpers import make_row
-from vdwstack.closed_loop import (ClosedLoopSettings, check_reading, rotation_candidates_deg,
-                                  spectral_orientation, stacking_change, Stacking)
+from vdwstack.closed_loop import (ClosedLoopSettings, Stacking, estimate_reading, rotation_candidates_deg,
+                                  spectral_orientation, stacking_change)
+from vdwstack.closed_loop.record import estimate_record
+from vdwstack.closed_loop.stacking import canonical_stacking, layer_orderings
 from vdwstack.closed_loop.stage import closed_loop_to_files, domain_centres_A
-from vdwstack.simulate.degrade import Degradation, degrade
 from vdwstack.core.io import write_tiff
-from vdwstack.structures.materials import get_material
+from vdwstack.simulate.degrade import Degradation, degrade
 from vdwstack.simulate.render import simulate_row
-from vdwstack.structures.symmetry import symmetry_for
+from vdwstack.structures.symmetry import projection_is_chiral, symmetry_for
 
-# Small crops and budgets: each check is a few seconds on 2 cores.
-FAST = ClosedLoopSettings(crop_A=13.0, work_pixel_size_A=0.1, max_evaluations=30, defocus_A=(25.0, 45.0))
+# Small crops and budgets: each reading is a few seconds on 2 cores.
+FAST = ClosedLoopSettings(crop_A=13.0, work_pixel_size_A=0.1, max_evaluations=30, defocus_A=(25.0, 45.0),
+                          search_peaks=2)
 RES2_TRUTH = {"Da_A": 1.3, "Db_A": -0.7}
 RES2_ROT_DEG = 71.3
 
@@ -25,6 +27,10 @@ def _image(row, seed, dose=2e5):
     clean = simulate_row(row)
     deg = Degradation(dose_e_per_A2=dose, gaussian_noise=0.1, scanline_jitter_px=0.3)
     return degrade(clean, row["pixel_size_A"], deg, np.random.default_rng(seed))
+
+
+def _slip_error(material, rec, truth):
+    return float(symmetry_for(material).slip_error_A(rec["Da_A"], rec["Db_A"], truth["Da_A"], truth["Db_A"]))
 
 
 @pytest.fixture(scope="module")
@@ -36,130 +42,122 @@ def res2_image():
 
 
 @pytest.fixture(scope="module")
-def res2_right(res2_image, tmp_path_factory):
-    """The pipeline on a pseudo-experimental TIFF whose reading is the truth."""
+def res2_record(res2_image, tmp_path_factory):
+    """The stage on a pseudo-experimental TIFF whose network reading is 3 Å off."""
     img, p = res2_image
     d = tmp_path_factory.mktemp("cl")
     write_tiff(d / "res2.tif", img, p, {"truth": {"material": "ReS2", **RES2_TRUTH}})
+    wrong = {"Da_A": 2.4, "Db_A": -3.2}
+    assert _slip_error("ReS2", wrong, RES2_TRUTH) > 2.5
     record = {"image_id": "res2", "path": str(d / "res2.tif"), "material": "ReS2", "layers": 2, "task": "slip",
               "status": "ok", "pixel_size_A": p, "pixel_size_source": "metadata",
-              "results": {"slip": {**RES2_TRUTH, "uncertainty_A": 0.02, "spread_A": 0.08, "domains": []}},
+              "results": {"slip": {**wrong, "uncertainty_A": 0.007, "spread_A": 0.08, "domains": [],
+                                   "model": {"architecture": "resnet18"}}},
               "truth": RES2_TRUTH}
     (d / "result.json").write_text(json.dumps(record))
     np.savez_compressed(d / "maps.npz", slip_domains=np.zeros((3, 3), int))
-    # The global search runs too (YAML `true` = "always"): on a right reading it must not warn.
-    check = closed_loop_to_files(d / "res2.tif", d / "result.json", d / "maps.npz",
-                                 {**vars(FAST), "enabled": True, "refine": False, "search_alternatives": True},
+    final = closed_loop_to_files(d / "res2.tif", d / "result.json", d / "maps.npz", {**vars(FAST), "enabled": True},
                                  d / "out")
-    return check, d / "out"
+    return final, d / "out"
 
 
-def test_right_reading_fits_pose_and_agrees(res2_right):
-    check, out = res2_right
-    assert check["status"] == "ok", check
-    assert json.loads((out / "check.json").read_text()) == json.loads(json.dumps(check))
-    assert (out / "comparison.png").stat().st_size > 10_000
-    c = check["checks"][0]
-    # Rotation recovered modulo the monolayer's 2-fold symmetry, pixel size within 1 %.
-    drot = (c["fit"]["rotation_deg"] - RES2_ROT_DEG + 90.0) % 180.0 - 90.0
-    assert abs(drot) < 1.0, c["fit"]
-    assert abs(c["fit"]["pixel_size_A"] / 0.06 - 1) < 0.01
-    assert c["agreement"] > 0.9 and check["agreement"] == c["agreement"]
-    assert check["warnings"] == []
-    assert check["errors_vs_truth"]["reading_dD_A"] < 1e-6
-    # The search's best is the reading itself (an equivalent), reported beside it at the top level.
-    alt = check["alternative"]["slip"]
-    assert alt == {k: v for k, v in c["alternative"].items() if k != "fit"}
-    assert alt["fits_better"] is False and alt["distance_A"] < 0.1, alt
-    assert alt["agreement"] < c["agreement"] + FAST.alternative_margin
+def test_a_reading_3A_off_is_corrected_and_the_record_leads_with_the_answer(res2_record):
+    final, out = res2_record
+    assert final["status"] == "ok", final
+    assert json.loads((out / "reading.json").read_text()) == json.loads(json.dumps(final))
+    rec = final["results"]["slip"]
+    assert _slip_error("ReS2", rec, RES2_TRUTH) < 0.05, rec
+    assert rec["source"] in ("search", "refined") and rec["mirrored"] is False
+    assert 0 < rec["uncertainty_A"] < 0.1 and rec["agreement"] > 0.9
+    assert rec["network"]["Da_A"] == 2.4 and rec["candidates"]["network"]["agreement"] < rec["agreement"]
+    assert rec["hand"]["agreement_as_is"] > rec["hand"]["agreement_mirrored"] + 0.02 and rec["hand"]["decided"]
+    assert rec["verdict"].startswith("reproduces the image: r = ") and "next best" in rec["verdict"]
+    assert final["errors_vs_truth"]["final_dD_A"] < 0.05 < final["errors_vs_truth"]["network_dD_A"]
+    assert {"reading.json", "comparison.png", "model.xyz", "model.cif"} <= {p.name for p in out.iterdir()}
 
 
-def test_half_cell_wrong_reading_agrees_clearly_worse_and_the_search_finds_the_truth(res2_image, res2_right):
+def test_mirrored_image_is_detected_and_read_in_its_own_frame(res2_image):
     img, p = res2_image
-    right = res2_right[0]["agreement"]
-    a = get_material("ReS2").a_A
+    est = estimate_reading(np.fliplr(img), p, "ReS2", 2, "slip", None, FAST)
+    rec = estimate_record(est)
+    assert rec["mirrored"] is True and rec["hand"]["decided"], rec["hand"]
+    assert rec["hand"]["agreement_mirrored"] > rec["hand"]["agreement_as_is"] + 0.02
+    assert _slip_error("ReS2", rec, RES2_TRUTH) < 0.05, rec
+    assert rec["source"] == "search" and "network" not in rec["candidates"]
+
+
+def test_chirality_of_the_projections():
+    assert projection_is_chiral("ReS2") and projection_is_chiral("ReSe2")
+    assert not projection_is_chiral("MoS2") and not projection_is_chiral("WSe2")
+
+
+def test_intervals_contain_the_truth_on_a_small_simulated_set():
+    rng = np.random.default_rng(4)
+    hits, widths = 0, []
+    cases = [(1.3, -0.7), (2.6, 0.4), (-0.5, 2.2), (0.9, 1.6)]
+    for i, (da, db) in enumerate(cases):
+        row = make_row("ReS2", size=190, pixel_size_A=0.08, rotation_deg=float(rng.uniform(0, 180)),
+                       defocus_A=float(rng.uniform(25, 45)), source_fwhm_A=0.7, Da_A=da, Db_A=db)
+        rec = estimate_record(estimate_reading(_image(row, 20 + i), 0.08, "ReS2", 2, "slip", None, FAST))
+        err = _slip_error("ReS2", rec, {"Da_A": da, "Db_A": db})
+        hits += err <= rec["uncertainty_A"]
+        widths.append(rec["uncertainty_A"])
+    assert hits >= 3 and max(widths) < 0.1, (hits, widths)
+
+
+def test_trilayer_both_slips_within_0p1A():
+    truth = Stacking(Da_A=2.1, Db_A=-0.8, Da2_A=-1.5, Db2_A=2.9)
+    row = make_row("ReS2", size=210, pixel_size_A=0.08, layers=3, rotation_deg=33.0, defocus_A=35.0,
+                   source_fwhm_A=0.6, Da_A=2.1, Db_A=-0.8, Da2_A=-1.5, Db2_A=2.9)
+    est = estimate_reading(_image(row, 9, dose=1e6), 0.08, "ReS2", 3, "slip", None, FAST)
+    got = est.final.match.stacking
     sym = symmetry_for("ReS2")
-    # The flag threshold sits just below the right reading's agreement; flagged readings are searched.
-    settings = ClosedLoopSettings(**{**vars(FAST), "refine": False, "min_agreement": right - 0.025})
-    reading = {"Da_A": RES2_TRUTH["Da_A"] + a / 2, "Db_A": RES2_TRUTH["Db_A"]}
-    wrong = check_reading(img, p, "ReS2", 2, reading, "slip", settings)
-    assert wrong.reading.agreement < right - 0.05, (wrong.reading.agreement, right)
-    assert any("poor agreement" in w for w in wrong.warnings)
-    # The global search (slip grid, then local fit) lands on the truth, up to the symmetry.
-    rec = wrong.to_record()
-    alt = rec["alternative"]
-    assert float(sym.slip_error_A(alt["Da_A"], alt["Db_A"], RES2_TRUTH["Da_A"], RES2_TRUTH["Db_A"])) < 0.3, alt
-    assert alt["agreement"] > rec["agreement"] + settings.alternative_margin and alt["fits_better"] is True
-    assert alt["distance_A"] == pytest.approx(float(sym.slip_error_A(alt["Da_A"], alt["Db_A"], *reading.values())),
-                                              abs=1e-3)
-    # The reading is kept (canonical form); the alternative is only reported, with a warning naming it.
-    assert rec["reading"] == {k: round(float(v), 4) for k, v in zip(("Da_A", "Db_A"),
-                                                                     sym.canonical_slip(*reading.values()))}
-    assert any(f"a different reading fits better: D = ({alt['Da_A']:.2f}, {alt['Db_A']:.2f}) Å" in w
-               for w in rec["warnings"]), rec["warnings"]
+    errs = []
+    for twin in layer_orderings(truth, 3)[:1] + [layer_orderings(truth, 3)[-1]]:  # (D1, D2) and (−D2, −D1)
+        errs.append(max(float(sym.slip_error_A(got.Da_A, got.Db_A, twin.Da_A, twin.Db_A)),
+                        float(sym.slip_error_A(got.Da2_A, got.Db2_A, twin.Da2_A, twin.Db2_A))))
+    assert min(errs) < 0.1, (got, errs)
+    rec = estimate_record(est)
+    assert {"Da2_A", "Db2_A", "uncertainty_A"} <= set(rec)
 
 
-def test_refinement_moves_a_perturbed_reading_towards_the_truth(res2_image):
-    img, p = res2_image
-    sym = symmetry_for("ReS2")
-    reading = {"Da_A": RES2_TRUTH["Da_A"] + 0.24, "Db_A": RES2_TRUTH["Db_A"] - 0.18}
-    before = float(sym.slip_error_A(reading["Da_A"], reading["Db_A"], RES2_TRUTH["Da_A"], RES2_TRUTH["Db_A"]))
-    res = check_reading(img, p, "ReS2", 2, reading, "slip", FAST, uncertainty=0.05)
-    rec = res.to_record()
-    after = float(sym.slip_error_A(rec["refined"]["Da_A"], rec["refined"]["Db_A"], RES2_TRUTH["Da_A"], RES2_TRUTH["Db_A"]))
-    assert after < before / 2 and after < 0.1, (before, after)
-    assert rec["refined_agreement"] >= rec["agreement"]
-    assert rec["change_A"] == pytest.approx(stacking_change("ReS2", res.reading.stacking, res.refined.stacking, False),
-                                            abs=1e-3)
-    # It moved more than the reading's stated uncertainty: flagged.
-    assert any("refinement moved the slip" in w for w in rec["warnings"])
+def test_noise_is_no_match_and_no_number(tmp_path):
+    noise = np.random.default_rng(0).normal(1.0, 0.2, (200, 200))
+    est = estimate_reading(noise, 0.08, "ReS2", 2, "slip", None, FAST)
+    rec = estimate_record(est)
+    assert rec["status"] == "no_match" and "Da_A" not in rec and "uncertainty_A" not in rec
+    assert "no ReS2 stacking reproduces the image" in rec["warnings"][0]
+    # Through the stage: the image's record says so and names the file.
+    write_tiff(tmp_path / "noise.tif", noise.astype(np.float32), 0.08)
+    record = {"image_id": "noise", "material": "ReS2", "layers": 2, "task": "slip", "status": "ok",
+              "pixel_size_A": 0.08, "pixel_size_source": "user",
+              "results": {"slip": {"task": "slip", "model": None, "message": "no trained slip model"}}}
+    (tmp_path / "result.json").write_text(json.dumps(record))
+    final = closed_loop_to_files(tmp_path / "noise.tif", tmp_path / "result.json", None, vars(FAST), tmp_path / "out")
+    assert final["status"] == "no_match" and str(tmp_path / "noise.tif") in final["message"]
+    assert final["models"] == []
 
 
-@pytest.fixture(scope="module")
-def twist13_image():
-    """MoS2 bilayer twisted by 13°, rotated, translated, noisy."""
+def test_twist_read_by_search_alone():
     row = make_row("MoS2", size=150, pixel_size_A=0.1, rotation_deg=-23.0, theta_deg=13.0, Da_A=0.7, Db_A=1.1,
                    defocus_A=30.0, source_fwhm_A=0.7, origin_x_A=5.3, origin_y_A=9.9)
-    return _image(row, 5)
+    rec = estimate_record(estimate_reading(_image(row, 5), 0.1, "MoS2", 2, "twist", None, FAST))
+    assert rec["status"] == "ok" and rec["source"] == "search" and "hand" not in rec
+    assert float(symmetry_for("MoS2").twist_error_deg(rec["theta_deg"], 13.0)) < 0.1, rec
+    assert 0 < rec["uncertainty_deg"] < 0.5
 
 
-def test_wrong_twist_scores_lower_than_the_right_one(twist13_image):
-    img = twist13_image
-    s = ClosedLoopSettings(**{**vars(FAST), "refine": False})
-    right = check_reading(img, 0.1, "MoS2", 2, {"theta_deg": 13.0}, "twist", s)
-    wrong = check_reading(img, 0.1, "MoS2", 2, {"theta_deg": 19.0}, "twist", s)
-    assert right.reading.agreement > 0.85
-    assert wrong.reading.agreement < right.reading.agreement - 0.05, (wrong.reading.agreement, right.reading.agreement)
-
-
-def test_twist_scan_finds_the_right_twist_for_a_flagged_reading(twist13_image):
-    """A 35° reading of a 13° image: the local fit cannot leave it; the scan over [0°, 60°] can."""
-    sym = symmetry_for("MoS2")
-    s = ClosedLoopSettings(**{**vars(FAST), "refine": False, "min_agreement": 0.8})  # 35° agrees at ~0.6
-    res = check_reading(twist13_image, 0.1, "MoS2", 2, {"theta_deg": 35.0}, "twist", s)
-    rec = res.to_record()
-    assert rec["agreement"] < 0.8 and any("poor agreement" in w for w in rec["warnings"])
-    alt = rec["alternative"]
-    assert float(sym.twist_error_deg(alt["theta_deg"], 13.0)) < 1.5, alt
-    assert alt["agreement"] > 0.9 and alt["fits_better"] is True
-    assert alt["distance_deg"] == pytest.approx(abs(alt["theta_deg"] - 35.0), abs=1e-3)
-    assert rec["reading"] == {"theta_deg": 35.0}
-    w = next(w for w in rec["warnings"] if "a different reading fits better" in w)
-    assert f"θ = {alt['theta_deg']:.1f}°" in w and f"vs {rec['agreement']:.2f}" in w
-    # "flagged" searches only flagged readings; "never" never.
-    quiet = check_reading(twist13_image, 0.1, "MoS2", 2, {"theta_deg": 35.0}, "twist",
-                          ClosedLoopSettings(**{**vars(s), "search_alternatives": "never"}))
-    assert quiet.alternative is None and "alternative" not in quiet.to_record()
-
-
-def test_alternative_settings_are_checked():
-    assert ClosedLoopSettings.from_mapping({"search_alternatives": False}).search_alternatives == "never"
-    assert ClosedLoopSettings.from_mapping({"search_alternatives": True}).search_alternatives == "always"
-    assert ClosedLoopSettings().search_alternatives == "flagged"
-    for bad in ({"search_alternatives": "sometimes"}, {"alternative_margin": -0.1}, {"alternative_step_A": 0},
-                {"alternative_step_deg": -1.0}):
-        with pytest.raises(ValueError, match=next(iter(bad))):
-            ClosedLoopSettings.from_mapping(bad)
+def test_layer_orderings_keep_the_positions():
+    s = Stacking(Da_A=1.0, Db_A=0.5, Da2_A=-0.3, Db2_A=2.0)
+    outs = layer_orderings(s, 3)
+    assert outs[0] == s and len(outs) == 6
+    rev = outs[-1]  # the stack read from the other side: (−D2, −D1)
+    assert (rev.Da_A, rev.Db_A, rev.Da2_A, rev.Db2_A) == pytest.approx((0.3, -2.0, -1.0, -0.5))
+    assert layer_orderings(Stacking(Da_A=1.0, Db_A=0.5), 2)[1] == Stacking(Da_A=-1.0, Db_A=-0.5)
+    # The canonical form turns both slips by the same symmetry operation.
+    a = canonical_stacking("ReS2", Stacking(Da_A=2.097, Db_A=-0.797, Da2_A=-1.497, Db2_A=2.893), False)
+    b = canonical_stacking("ReS2", Stacking(Da_A=-2.097, Db_A=0.797, Da2_A=1.497, Db2_A=-2.893), False)
+    assert (a.Da_A, a.Db_A, a.Da2_A, a.Db2_A) == pytest.approx((b.Da_A, b.Db_A, b.Da2_A, b.Db2_A))
 
 
 def test_rotation_candidates_follow_the_lattice():
@@ -189,21 +187,21 @@ def test_failed_inference_and_bad_inputs_give_records_naming_the_file(tmp_path):
     out = tmp_path / "out"
     check = closed_loop_to_files(img, result, None, {}, out)
     assert check["status"] == "skipped" and str(img) in check["message"] and "no trained slip model" in check["message"]
-    assert sorted(p.name for p in out.iterdir()) == ["check.json", "comparison.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["comparison.png", "reading.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "result.json"]  # nothing else touched
     # An ok record whose image file is missing: an error record naming the image.
     result.write_text(json.dumps({"image_id": "x", "material": "ReS2", "layers": 2, "status": "ok",
                                   "pixel_size_A": 0.05, "results": {"slip": {"Da_A": 0.0, "Db_A": 0.0}}}))
     check = closed_loop_to_files(img, result, None, {}, out)
     assert check["status"] == "error" and str(img) in check["error"]
-    assert json.loads((out / "check.json").read_text())["status"] == "error"
+    assert json.loads((out / "reading.json").read_text())["status"] == "error"
     # A damaged record and an unknown setting: errors naming the record / the setting.
     result.write_text("{not json")
     check = closed_loop_to_files(img, result, None, {}, out)
     assert check["status"] == "error" and str(result) in check["error"]
     check = closed_loop_to_files(img, result, None, {"crop_size": 3}, out)
     assert check["status"] == "error" and "crop_size" in check["error"]
-    assert sorted(p.name for p in out.iterdir()) == ["check.json", "comparison.png"]  # no partial files left
+    assert sorted(p.name for p in out.iterdir()) == ["comparison.png", "reading.json"]  # no partial files left
 
 
 def test_spectral_orientation_finds_the_lattice(res2_image):
@@ -223,26 +221,28 @@ def test_equivalent_hexagonal_readings_all_agree():
                    origin_x_A=2.1, origin_y_A=4.4, Da_A=truth[0], Db_A=truth[1])
     img = _image(row, 3)
     sym = symmetry_for("MoS2")
-    s = ClosedLoopSettings(**{**vars(FAST), "refine": False})
+    s = FAST
     t = np.deg2rad(120.0)  # with the old 120° search this reading scored 0.88 (the truth 0.99)
     R = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
     da, db = sym.cartesian_to_slip(R @ sym.slip_to_cartesian(*truth))
-    res = check_reading(img, 0.1, "MoS2", 2, {"Da_A": float(da), "Db_A": float(db)}, "slip", s)
-    assert res.reading.agreement > 0.95, res.reading.agreement
+    est = estimate_reading(img, 0.1, "MoS2", 2, "slip", {"Da_A": float(da), "Db_A": float(db)}, s)
+    assert est.candidate("network").match.agreement > 0.95, est.candidate("network").match.agreement
 
 
-def test_report_shows_the_alternative():
-    from vdwstack.report.stage import _closed_loop_summary, closed_loop_table
+def test_report_leads_with_the_final_reading(res2_record):
+    from vdwstack.report.tables import details_table, final_table
 
-    alt = {"theta_deg": 13.02, "agreement": 0.95, "distance_deg": 21.98, "fits_better": True}
-    check = {"status": "ok", "image_id": "t", "agreement": 0.54, "warnings": ["w"], "alternative": {"twist": alt},
-             "checks": [{"task": "twist", "region": "whole image", "reading": {"theta_deg": 35.0}, "agreement": 0.54,
-                         "fit": {"pixel_size_A": 0.1, "defocus_A": 35.0, "source_fwhm_A": 0.7},
-                         "alternative": {**alt, "fit": {}}, "warnings": ["w"]}]}
-    assert _closed_loop_summary(check)["alternative"] == "θ = 13.02°, r = 0.950 (fits better)"
-    row = closed_loop_table([check]).iloc[0]
-    assert row["alternative_theta_deg"] == 13.02 and row["alternative_fits_better"]
-    assert "alternative" not in _closed_loop_summary({**check, "alternative": {}})
+    final, _ = res2_record
+    infer_rec = {"image_id": "res2", "material": "ReS2", "status": "ok", "results": {}}
+    table = final_table([infer_rec], {"res2": (final, "x.png")})
+    row = table.iloc[0]
+    assert list(table.columns[:6]) == ["image", "material", "task", "status", "reading", "agreement"]
+    assert row["reading"].startswith("D = (") and row["reading"].endswith(" Å") and "±" in row["reading"]
+    assert row["network reading"].startswith("D = (2.400, -3.200) Å")
+    assert row["source"] == final["results"]["slip"]["source"] and row["hand"].startswith("as is")
+    assert "next best" in row["verdict"]
+    details = details_table([final]).iloc[0]
+    assert "network" in details and "runner-up" in details
 
 
 def test_configured_microscope_reaches_the_simulated_crop(res2_image, tmp_path):
@@ -270,8 +270,8 @@ def test_configured_microscope_reaches_the_simulated_crop(res2_image, tmp_path):
               "pixel_size_A": p, "pixel_size_source": "metadata",
               "results": {"slip": {**RES2_TRUTH, "uncertainty_A": 0.02, "domains": []}}}
     (tmp_path / "result.json").write_text(json.dumps(record))
-    check = closed_loop_to_files(tmp_path / "res2.tif", tmp_path / "result.json", None,
-                                 {**vars(FAST), "refine": False, "search_alternatives": "never", "max_evaluations": 5},
+    final = closed_loop_to_files(tmp_path / "res2.tif", tmp_path / "result.json", None,
+                                 {**vars(FAST), "max_evaluations": 5, "try_mirror": False},
                                  tmp_path / "out", microscope={"energy_eV": 200e3, "defocus_A": [30, 40]})
-    assert check["status"] == "ok", check
-    assert check["microscope"]["energy_eV"] == 200e3 and check["microscope"]["defocus_A"] == 35.0
+    assert final["status"] == "ok", final
+    assert final["microscope"]["energy_eV"] == 200e3 and final["microscope"]["defocus_A"] == 35.0

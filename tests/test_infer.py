@@ -13,7 +13,8 @@ import torch
 from helpers import make_row
 from vdwstack.cli import main as cli_main
 from vdwstack.core.images import read_image
-from vdwstack.infer import InferenceSettings, atomic_model, domain_boundaries, infer_image, segment_domains
+from vdwstack.infer import InferenceSettings, domain_boundaries, infer_image, segment_domains
+from vdwstack.structures.geometry import reading_atoms
 from vdwstack.infer.stage import infer_to_files
 from vdwstack.core.io import write_tiff
 from vdwstack.structures.pixel_size import estimate_pixel_size
@@ -194,8 +195,12 @@ def test_stacking_names():
     assert name_stacking("ReS2", 1.5, 1.0) == "other"
 
 
-def test_atomic_model_holds_the_inferred_slip():
-    atoms = atomic_model("MoS2", 2, {"Da_A": 1.0, "Db_A": 0.0}, size_A=20.0)
+def test_atomic_model_holds_the_reading_and_its_mirror():
+    atoms = reading_atoms("MoS2", 2, {"Da_A": 1.0, "Db_A": 0.0}, size_A=20.0)
+    mirror = reading_atoms("ReS2", 2, {"Da_A": 1.0, "Db_A": 0.5}, size_A=20.0, mirrored=True)
+    plain = reading_atoms("ReS2", 2, {"Da_A": 1.0, "Db_A": 0.5}, size_A=20.0)
+    np.testing.assert_allclose(mirror.positions[:, 0], 20.0 - plain.positions[:, 0])
+    assert mirror.info["mirrored"] is True and plain.info["mirrored"] is False
     tags = atoms.get_tags()
     assert set(tags) == {1, 2} and set(atoms.get_chemical_symbols()) == {"Mo", "S"}
     mo1 = atoms.positions[(tags == 1) & (atoms.numbers == 42), :2]
@@ -215,11 +220,7 @@ def test_infer_to_files_json_models_and_truth(models, res2_tif, tmp_path):
     slip = on_disk["results"]["slip"]
     assert np.array(slip["maps"]["Da_A"]).shape == (slip["map"]["rows"], slip["map"]["cols"])
     assert "dD_A" in on_disk["errors_vs_truth"] and on_disk["truth"]["Da_A"] == 1.0
-    from ase.io import read
-
-    atoms = read(out / "model.xyz")
-    assert set(atoms.get_tags()) == {1, 2} and "Re" in atoms.get_chemical_symbols()
-    assert read(out / "model.cif").get_chemical_formula() == atoms.get_chemical_formula()
+    assert not list(out.glob("model*"))  # atomic models are of final readings (closed loop), not proposals
     assert set(np.load(out / "maps.npz").files) >= {"image", "slip_Da_A", "slip_Db_A", "slip_domains"}
     assert rec["results"]["slip"]["n_domains"] >= 1
 
@@ -249,9 +250,10 @@ def test_bad_image_becomes_an_error_record(models, tmp_path, content, material, 
                        on_error="raise")
 
 
-def test_missing_model_for_material_is_named(tmp_path, res2_tif):
+def test_missing_model_for_material_leaves_the_reading_to_the_search(tmp_path, res2_tif):
     rec = infer_to_files(res2_tif, "x", "ReSe2", 2, "slip", None, {"slip": None}, None, tmp_path / "x")
-    assert rec["status"] == "error" and "no trained slip model for ReSe2" in rec["error"]
+    assert rec["status"] == "ok" and rec["results"]["slip"]["model"] is None
+    assert "no trained slip model for 2-layer ReSe2" in rec["results"]["slip"]["message"]
 
 
 def test_cli_infer_json(models, res2_tif, tmp_path, capsys):
@@ -259,11 +261,11 @@ def test_cli_infer_json(models, res2_tif, tmp_path, capsys):
                    "--window", "6", "--stride", "3", "--out", str(tmp_path / "cli"), "--threads", "1", "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
-    assert {"Da_A", "Db_A", "uncertainty_A", "pixel_size_A", "pixel_size_source"} <= set(out)
+    assert {"Da_A", "Db_A", "uncertainty_A", "pixel_size_A", "pixel_size_source", "agreement", "source",
+            "mirrored", "network_Da_A", "network_Db_A"} <= set(out)
     assert out["pixel_size_source"] == "metadata" and out["pixel_size_A"] == pytest.approx(0.1)
-    rc = cli_main(["infer", str(res2_tif), "--material", "MoS2", "--task", "twist", "--models", str(tmp_path)])
-    assert rc == 2
-    assert "no trained twist model" in capsys.readouterr().err
+    assert out["status"] == "ok" and out["source"] in ("network", "refined", "search")
+    assert (tmp_path / "cli" / "reading.json").exists() and (tmp_path / "cli" / "model.cif").exists()
 
 
 def test_report_html_lists_every_image_and_opens_in_a_browser(models, res2_tif, tmp_path):

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vdwstack.structures.materials import MATERIALS
 from vdwstack.core.errors import ConfigError
 from vdwstack.core.microscope import MICROSCOPE_DEFAULTS
 from vdwstack.infer.settings import InferenceSettings
 from vdwstack.simulate.multislice import MultisliceSettings
 from vdwstack.simulate.render import METHODS, SimulationSettings
 from vdwstack.structures.enumeration import sample_seed
+from vdwstack.structures.materials import MATERIALS
 
 
 def _add_stack_args(p: argparse.ArgumentParser) -> None:
@@ -106,8 +106,9 @@ def cmd_structures(args) -> None:
     print(f"wrote {args.out} ({len(table)} samples)")
 
 
-def _find_model(models: Path, task: str, material: str, layers: int) -> Path:
-    """The model folder under `models` (results/models or one model folder) for task + material.
+def _find_model(models: Path, task: str, material: str, layers: int) -> Path | None:
+    """The model folder under `models` (results/models or one model folder) for task + material;
+    None when there is none (the reading then comes from the physics search alone).
 
     Among several slip models of the material, the one trained on the finest grid wins.
     """
@@ -122,9 +123,31 @@ def _find_model(models: Path, task: str, material: str, layers: int) -> Path:
         if enc.get("task") == task and enc.get("material") == material and (task == "twist" or enc.get("layers") == layers):
             step = (card.get("training") or {}).get("slip_step_A") or 0.0
             cands.append((step, str(card_path.parent)))
-    if not cands:
-        raise ValueError(f"no trained {task} model for {layers}-layer {material} under {models}")
-    return Path(min(cands)[1])
+    return Path(min(cands)[1]) if cands else None
+
+
+def brief_record(reading: dict, output: Path) -> dict:
+    """The flat summary ``vdwstack infer --json`` prints: the final values under the keys of the
+    per-task record (Da_A, Db_A, theta_deg, uncertainty_A/_deg, agreement, source, mirrored), the
+    network's values as network_*; with two tasks the twist's agreement, source and hand get a
+    ``twist_`` prefix."""
+    brief = {"image": reading["path"], "status": reading["status"], "pixel_size_A": reading.get("pixel_size_A"),
+             "pixel_size_source": reading.get("pixel_size_source"), "output": str(output)}
+    if reading["status"] in ("error", "skipped"):
+        brief["error"] = reading.get("error") or reading.get("message")
+        return brief
+    for t, r in reading["results"].items():
+        pre = "twist_" if t == "twist" and len(reading["results"]) > 1 else ""
+        brief.update({k: r[k] for k in ("Da_A", "Db_A", "Da2_A", "Db2_A", "theta_deg", "uncertainty_A",
+                                        "uncertainty_deg") if k in r})
+        brief.update({f"{pre}{k}": r[k] for k in ("agreement", "source", "mirrored", "verdict")})
+        net = r.get("network") or {}
+        brief.update({f"network_{k}": net[k] for k in ("Da_A", "Db_A", "Da2_A", "Db2_A", "theta_deg") if k in net})
+        if t == "slip":
+            brief["n_domains"] = len(r.get("domains", []))
+    if reading.get("message"):
+        brief["message"] = reading["message"]
+    return brief
 
 
 def cmd_infer(args) -> None:
@@ -132,6 +155,7 @@ def cmd_infer(args) -> None:
 
     import torch
 
+    from vdwstack.closed_loop.stage import closed_loop_to_files
     from vdwstack.infer.stage import infer_to_files, tasks_of
 
     torch.set_num_threads(args.threads)
@@ -139,27 +163,26 @@ def cmd_infer(args) -> None:
     out = args.out or Path(args.image).with_suffix("").with_name(Path(args.image).stem + "_vdwstack")
     # Unset options keep InferenceSettings' defaults: the workflow's (config/config.yaml's infer block).
     settings = {k: v for k, v in (("window_A", args.window), ("stride_A", args.stride)) if v is not None}
-    record = infer_to_files(args.image, Path(args.image).stem, args.material, args.layers, args.task, args.pixel_size,
-                            models, settings, out, on_error="raise", pixel_size_source="user")
+    infer_to_files(args.image, Path(args.image).stem, args.material, args.layers, args.task, args.pixel_size,
+                   models, settings, out, on_error="raise", pixel_size_source="user")
+    reading = closed_loop_to_files(args.image, out / "result.json", out / "maps.npz", None, out)
     if args.json:
-        brief = {"image": str(args.image), "pixel_size_A": record["pixel_size_A"],
-                 "pixel_size_source": record["pixel_size_source"], "output": str(out)}
-        for t, r in record["results"].items():
-            brief.update({k: v for k, v in r.items() if k.endswith(("_A", "_deg")) and not k.startswith(("window", "stride"))
-                          and k not in ("pixel_size_A",)})
-            brief[f"{t}_n_domains"] = r["n_domains"]
-            if "stacking" in r:
-                brief["stacking"] = r["stacking"]
-        print(json.dumps(brief, indent=1))
+        print(json.dumps(brief_record(reading, out), indent=1))
+    elif reading["status"] in ("error", "skipped"):
+        raise ValueError(reading.get("error") or reading.get("message"))
     else:
-        for t, r in record["results"].items():
-            if t == "slip":
-                print(f"{args.image}: Da = {r['Da_A']:.3f} Å, Db = {r['Db_A']:.3f} Å "
-                      f"(± {r['uncertainty_A']:.3f} Å, spread {r['spread_A']:.3f} Å), {r['stacking']}, "
-                      f"{r['n_domains']} domain(s)")
-            else:
-                print(f"{args.image}: θ = {r['theta_deg']:.2f}° (± {r['uncertainty_deg']:.2f}°, spread {r['spread_deg']:.2f}°)")
-        print(f"pixel size {record['pixel_size_A']:.4f} Å/px ({record['pixel_size_source']}); results in {out}/")
+        from vdwstack.report.tables import reading_text
+
+        for t, r in reading["results"].items():
+            net = r.get("network")
+            print(f"{args.image}: {t}: {reading_text(r, t) or 'no reading'} — {r['verdict']}; source {r['source']}"
+                  f"{', mirror lattice' if r.get('mirrored') else ''}; network: "
+                  f"{reading_text(net, t) if net else 'no model'}")
+            for w in r["warnings"]:
+                print(f"  warning: {w}")
+        print(f"pixel size {reading['pixel_size_A']:.4f} Å/px ({reading['pixel_size_source']}); results in {out}/")
+    if reading["status"] != "ok":
+        raise ValueError(reading.get("message") or reading.get("error"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_structures)
 
-    p = sub.add_parser("infer", help="slip / twist of one experimental image with trained models")
+    p = sub.add_parser("infer", help="slip / twist of one experimental image: the stacking that reproduces it best")
     p.add_argument("image", type=Path, help="TIFF, PNG/JPEG, DM3/DM4, EMD, SER or MRC")
     p.add_argument("--material", required=True)
     p.add_argument("--task", choices=("slip", "twist", "both"), required=True)

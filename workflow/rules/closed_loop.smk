@@ -2,7 +2,7 @@ rule closed_loop:
     input:
         unpack(closed_loop_inputs),
     output:
-        check="results/closed_loop/{image}/check.json",
+        reading="results/closed_loop/{image}/reading.json",
         figure=report(
             "results/closed_loop/{image}/comparison.png",
             caption="../report/closed_loop.rst",

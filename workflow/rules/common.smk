@@ -149,7 +149,7 @@ def report_inputs(wildcards):
     return {
         "results": expand("results/infer/{image}/result.json", image=IMAGES.index),
         "maps": expand("results/infer/{image}/maps.npz", image=IMAGES.index),
-        "closed_loop": closed_loop_outputs("check.json"),
+        "closed_loop": closed_loop_outputs("reading.json"),
         "closed_loop_figures": closed_loop_outputs("comparison.png"),
         "evaluation": [
             *expand("results/evaluation/slip_{study}.json", study=SLIP_STUDIES),

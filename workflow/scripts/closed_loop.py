@@ -1,4 +1,4 @@
-"""Adapter: image + results/infer/<image>/ -> results/closed_loop/<image>/ (check.json, comparison.png)."""
+"""Adapter: image + results/infer/<image>/ -> results/closed_loop/<image>/ (reading.json, comparison.png, models)."""
 
 from pathlib import Path
 
@@ -11,6 +11,6 @@ closed_loop_to_files(
     snakemake.input.result,
     snakemake.input.maps,
     snakemake.params.settings,
-    Path(snakemake.output.check).parent,
+    Path(snakemake.output.reading).parent,
     microscope=snakemake.params.microscope,
 )

@@ -1,4 +1,4 @@
-"""Adapter: infer records + closed-loop checks + evaluation + benchmarks -> results/report/index.html."""
+"""Adapter: infer records + final readings + evaluation + benchmarks -> results/report/index.html."""
 
 import json
 from pathlib import Path
@@ -20,14 +20,13 @@ figures = [
     (p, next((c for k, c in captions.items() if k in Path(p).stem), Path(p).stem))
     for p in snakemake.input.figures
 ]
-# Closed-loop checks (empty when closed_loop.enabled is false).
+# Final readings (empty when closed_loop.enabled is false).
 closed_loop = {}
-for check_json, png in zip(
+for reading_json, png in zip(
     getattr(snakemake.input, "closed_loop", []),
     getattr(snakemake.input, "closed_loop_figures", []),
 ):
-    check = json.loads(Path(check_json).read_text())
-    closed_loop[Path(check_json).parent.name] = (check, png)
+    closed_loop[Path(reading_json).parent.name] = (json.loads(Path(reading_json).read_text()), png)
 write_report(
     records,
     maps,

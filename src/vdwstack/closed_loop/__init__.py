@@ -24,20 +24,29 @@ rendered once and every slip (or relative layer translation) is a Fourier phase 
 Images are [row, col] = [y, x]; x = col·p, y = row·p (Å); angles in degrees.
 """
 
-from vdwstack.closed_loop.check import CheckResult, check_reading
 from vdwstack.closed_loop.comparator import Comparator
 from vdwstack.closed_loop.crop import Crop, extract_crop
-from vdwstack.closed_loop.figure import comparison_figure
+from vdwstack.closed_loop.estimate import Candidate, Estimate, estimate_reading
 from vdwstack.closed_loop.fit import fit_pose, refine_stacking
-from vdwstack.closed_loop.orientation import initial_poses, rotation_candidates_deg, spectral_orientation
-from vdwstack.closed_loop.search import scan_slip, scan_twist, search_alternative
+from vdwstack.closed_loop.orientation import (
+    initial_poses,
+    rotation_candidates_deg,
+    spectral_orientation,
+)
+from vdwstack.closed_loop.search import scan_slip, scan_trilayer, scan_twist
 from vdwstack.closed_loop.settings import ClosedLoopSettings
-from vdwstack.closed_loop.stacking import Match, Pose, Stacking, canonical_stacking, stacking_change
-from vdwstack.closed_loop.stage import closed_loop_record, closed_loop_to_files
+from vdwstack.closed_loop.stacking import (
+    Match,
+    Pose,
+    Stacking,
+    canonical_stacking,
+    stacking_change,
+)
+from vdwstack.closed_loop.uncertainty import Interval, reading_interval
 
 __all__ = [
-    "CheckResult", "ClosedLoopSettings", "Comparator", "Crop", "Match", "Pose", "Stacking", "canonical_stacking",
-    "check_reading", "closed_loop_record", "closed_loop_to_files", "comparison_figure", "extract_crop", "fit_pose",
-    "initial_poses", "refine_stacking", "rotation_candidates_deg", "scan_slip", "scan_twist", "search_alternative",
+    "Candidate", "ClosedLoopSettings", "Comparator", "Crop", "Estimate", "Interval", "Match", "Pose", "Stacking",
+    "canonical_stacking", "estimate_reading", "extract_crop", "fit_pose", "initial_poses", "reading_interval",
+    "refine_stacking", "rotation_candidates_deg", "scan_slip", "scan_trilayer", "scan_twist",
     "spectral_orientation", "stacking_change",
 ]

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 import numpy as np
 import scipy.fft
 from scipy.ndimage import gaussian_filter
-from scipy.ndimage import shift as nd_shift
 
 from vdwstack.closed_loop.crop import Crop
 from vdwstack.closed_loop.settings import ClosedLoopSettings
@@ -42,7 +41,11 @@ class Comparator:
         # The crop matches the periodic model at some translation inside the Wigner–Seitz cell, whose
         # radius is below max(|a|, |b|): search that far, plus 5 px for the sub-pixel interpolation.
         reach_A = float(np.max(np.linalg.norm(lat, axis=1)))
-        self.margin = int(np.ceil(reach_A / pw)) + 5
+        # Slips are applied as Fourier shifts of the layers (:meth:`stack_fft`), which wrap a strip
+        # as wide as the shift round the canvas: the guard keeps that strip out of every window.
+        # Shifts are reduced modulo the layers' lattices and centred, so each is below 0.6·reach.
+        self.guard = int(np.ceil(0.6 * reach_A / pw)) + 4
+        self.margin = int(np.ceil(reach_A / pw)) + 5 + self.guard
         self.N = scipy.fft.next_fast_len(self.n + 2 * self.margin, real=True)
         self.target = self._bandpass_crop(crop.raw)
         Tp = np.zeros((self.N, self.N))
@@ -50,6 +53,13 @@ class Comparator:
         self._T_conj = np.conj(scipy.fft.rfft2(Tp))
         self._ky = np.fft.fftfreq(self.N)[:, None]
         self._kx = np.fft.rfftfreq(self.N)[None, :]
+        self._k2 = self._kx ** 2 + self._ky ** 2
+        # rfft2 keeps half the spectrum: the other half's columns count twice in Parseval's sum.
+        self._rfft_weight = np.full(self.N // 2 + 1, 2.0)
+        self._rfft_weight[0] = 1.0
+        if self.N % 2 == 0:
+            self._rfft_weight[-1] = 1.0
+        self._offset_maps: dict = {}
         self._cache: OrderedDict = OrderedDict()
         self.evaluations = 0
 
@@ -99,7 +109,8 @@ class Comparator:
         atoms = build_stack(geom, (-m, N * ps + m, -m, N * ps + m))
         if layer is not None:
             atoms = atoms[atoms.get_tags() == layer]
-        img = render_incoherent([job_from_atoms(atoms, optics, self.material, heights)], ps, (N, N), True)[0]
+        img = render_incoherent([job_from_atoms(atoms, optics, self.material, heights)], ps, (N, N), True,
+                                quiet=True)[0]
         F = scipy.fft.rfft2(img.astype(np.float64))
         self.evaluations += 1
         self._cache[key] = F
@@ -111,12 +122,13 @@ class Comparator:
         ps = self.crop.pixel_size_A * scale
         s_src_px = source_fwhm_A / _FWHM_PER_SIGMA / ps
         s_lp_px = self.settings.denoise_A / self.crop.pixel_size_A if denoise else 0.0
-        g = np.exp(-2 * np.pi ** 2 * (s_src_px ** 2 + s_lp_px ** 2) * (self._kx ** 2 + self._ky ** 2))
+        g = np.exp(-2 * np.pi ** 2 * (s_src_px ** 2 + s_lp_px ** 2) * self._k2)
         return F * g
 
     def shifted(self, F: np.ndarray, d_row: float, d_col: float) -> np.ndarray:
         """Spectrum of the canvas whose content is moved by (d_row, d_col) pixels (periodic)."""
-        return F * np.exp(-2j * np.pi * (self._ky * d_row + self._kx * d_col))
+        # Separable phase ramps: two short exp() vectors instead of one over the whole spectrum.
+        return F * np.exp(-2j * np.pi * self._ky * d_row) * np.exp(-2j * np.pi * self._kx * d_col)
 
     def image_shift_to_slip(self, d_row: float, d_col: float, pose: Pose, theta_deg: float = 0.0
                             ) -> tuple[float, float]:
@@ -128,11 +140,17 @@ class Comparator:
         return float(da), float(db)
 
     def score_fft(self, F: np.ndarray, pose: Pose) -> float:
-        """Quick agreement of a canvas spectrum: the best Pearson r over whole-pixel translations
-        (no sub-pixel window; for scans, a little below :meth:`evaluate_fft`'s)."""
-        _, ncc = self._ncc(self._blurred(F, pose.scale, pose.source_fwhm_A, denoise=True))
-        nv = ncc.shape[0]
-        return float(ncc[4:nv - 4, 4:nv - 4].max())
+        """Quick agreement of a canvas spectrum for scans: the best correlation over whole-pixel
+        translations, each window's variance taken as the canvas's (Parseval; the model is periodic
+        and the window holds many cells, so they differ by ~1 %). Slightly below
+        :meth:`evaluate_fft`'s exact, sub-pixel agreement."""
+        Fs = self._blurred(F, pose.scale, pose.source_fwhm_A, denoise=True)
+        N, n, g = self.N, self.n, self.guard
+        C = scipy.fft.irfft2(Fs * self._T_conj, s=(N, N))
+        nv = N - n + 1
+        power = (np.abs(Fs) ** 2 * self._rfft_weight).sum() / N ** 2
+        var_px = power / N ** 2 - (Fs[0, 0].real / N ** 2) ** 2
+        return float(C[g:nv - g, g:nv - g].max() / np.sqrt(max(var_px, 1e-30) * n * n))
 
     def best_translation(self, F: np.ndarray, pose: Pose) -> tuple[float, float]:
         """(row, col) of the crop's corner in the canvas (sub-pixel) that correlates best with F."""
@@ -160,7 +178,7 @@ class Comparator:
         """Best translation of the crop in the canvas: (canvas, row, col, sub-pixel d_row, d_col)."""
         S, ncc = self._ncc(Fs)
         nv = ncc.shape[0]
-        lo, hi = 4, nv - 5  # room for the sub-pixel window
+        lo, hi = self.guard, nv - 1 - self.guard  # room for the sub-pixel window, no wrapped strip
         sub = ncc[lo:hi + 1, lo:hi + 1]
         r, c = np.unravel_index(int(np.argmax(sub)), sub.shape)
         r, c = r + lo, c + lo
@@ -173,36 +191,90 @@ class Comparator:
         dc = para(ncc[r, c - 1], ncc[r, c], ncc[r, c + 1])
         return S, int(r), int(c), dr, dc
 
-    def _window(self, S: np.ndarray, r: int, c: int, dr: float, dc: float) -> np.ndarray:
-        """The canvas under the crop at the sub-pixel translation (cubic-spline shift)."""
+    def _window(self, Fs: np.ndarray, r: int, c: int, dr: float, dc: float) -> np.ndarray:
+        """The canvas under the crop at the sub-pixel translation (a Fourier shift: exact for the
+        band-limited canvas, and cheaper than a spline)."""
         n = self.n
-        region = S[r - 3:r + n + 3, c - 3:c + n + 3]
-        return nd_shift(region, (-dr, -dc), order=3, mode="nearest")[3:3 + n, 3:3 + n]
+        S = scipy.fft.irfft2(self.shifted(Fs, -dr, -dc), s=(self.N, self.N))
+        return S[r:r + n, c:c + n]
+
+    def _offset_map(self, pose: Pose, theta_deg: float) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        """(lattice→image map F, each layer's lattice in the image (columns), the 3×3 neighbour
+        cells) for one pose and θ, cached: scans evaluate thousands of slips per pose."""
+        key = (pose.rotation_deg, pose.scale, theta_deg)
+        if key not in self._offset_maps:
+            sym = symmetry_for(self.material)
+            F = lattice_to_image(pose, theta_deg)
+            t = np.deg2rad(theta_deg)
+            Rt = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+            Ls = [F @ (Rt if k == 1 else np.eye(2)) @ sym.lattice.T for k in range(self.layers)]
+            nb = np.array([(i, j) for i in (-1, 0, 1) for j in (-1, 0, 1)], float)
+            if len(self._offset_maps) > 256:
+                self._offset_maps.clear()
+            self._offset_maps[key] = (F, Ls, nb)
+        return self._offset_maps[key]
+
+    def layer_offsets_px(self, stacking: Stacking, pose: Pose) -> np.ndarray:
+        """(row, col) canvas shift of each layer (shape layers×2) that turns the layers rendered at zero
+        slip into the stack `stacking`: layer k sits at F·(D1 + … + D(k−1)) (F: the geometry's
+        lattice→image map), each reduced modulo its own lattice and all centred (a common shift is
+        the translation, fitted anyway), so that no shift exceeds the guard."""
+        F, Ls, nb = self._offset_map(pose, stacking.theta_deg)
+        u = symmetry_for(self.material).material.unit_vectors
+        slips = [stacking.Da_A * u[0] + stacking.Db_A * u[1], stacking.Da2_A * u[0] + stacking.Db2_A * u[1]]
+        offs, cum = np.zeros((self.layers, 2)), np.zeros(2)
+        for k in range(self.layers):
+            if k:
+                cum = cum + slips[k - 1]
+            off = F @ cum
+            L = Ls[k]
+            cands = off[None] - (np.round(np.linalg.solve(L, off))[None] + nb) @ L.T
+            offs[k] = cands[int(np.argmin(np.einsum("ij,ij->i", cands, cands)))]
+        offs -= offs.mean(axis=0)
+        return offs[:, ::-1] / self.crop.pixel_size_A  # (x, y) Å → (row, col) px
+
+    def layer_spectra(self, stacking: Stacking, pose: Pose) -> list[np.ndarray]:
+        """rfft2 of each layer alone at zero slip (cached; only layer 2 depends on θ)."""
+        base = Stacking(theta_deg=stacking.theta_deg)
+        return [self.render_fft(base, pose.rotation_deg, pose.scale, pose.defocus_A, layer=k)
+                for k in range(1, self.layers + 1)]
+
+    def stack_fft(self, stacking: Stacking, pose: Pose) -> np.ndarray:
+        """Spectrum of the stack: its layers, rendered once per pose, moved by Fourier shifts (the
+        incoherent image is linear in the atoms; a slip only moves whole layers)."""
+        spectra = self.layer_spectra(stacking, pose)
+        offs = self.layer_offsets_px(stacking, pose)
+        return sum(self.shifted(F, d[0], d[1]) for F, d in zip(spectra, offs))
 
     def evaluate(self, stacking: Stacking, pose: Pose, keep_window: bool = False) -> Match:
         """Agreement of one model with the crop (translation fitted)."""
-        F = self.render_fft(stacking, pose.rotation_deg, pose.scale, pose.defocus_A)
-        return self.evaluate_fft(F, stacking, pose, keep_window)
+        return self.evaluate_fft(self.stack_fft(stacking, pose), stacking, pose, keep_window)
 
     def evaluate_fft(self, F: np.ndarray, stacking: Stacking, pose: Pose, keep_window: bool = False) -> Match:
         """Agreement of a canvas given by its spectrum (the model `stacking` it stands for)."""
-        S, r, c, dr, dc = self._peak(self._blurred(F, pose.scale, pose.source_fwhm_A, denoise=True))
-        w = self._window(S, r, c, dr, dc)
+        Fs = self._blurred(F, pose.scale, pose.source_fwhm_A, denoise=True)
+        _, r, c, dr, dc = self._peak(Fs)
+        w = self._window(Fs, r, c, dr, dc)
         w = w - w.mean()
         nrm = np.linalg.norm(w)
         agreement = float(np.sum(w * self.target) / nrm) if nrm > 0 else 0.0
         return Match(agreement, stacking, pose, (r + dr - self.margin, c + dc - self.margin),
                      w if keep_window else None)
 
+    def window_at(self, stacking: Stacking, pose: Pose, translation_px: tuple[float, float],
+                  denoise: bool = True) -> np.ndarray:
+        """The simulation of `stacking` under the crop at a fixed translation (crop corner in the
+        canvas, px, as in :attr:`Match.translation_px`), band-passed like the target (denoise) or
+        with the source blur only."""
+        Fs = self._blurred(self.stack_fft(stacking, pose), pose.scale, pose.source_fwhm_A, denoise=denoise)
+        tr, tc = translation_px[0] + self.margin, translation_px[1] + self.margin
+        r, c = int(np.floor(tr)), int(np.floor(tc))
+        return self._window(Fs, r, c, tr - r, tc - c)
+
     def simulated_crop(self, match: Match) -> tuple[np.ndarray, float, float]:
         """Simulation under the crop with the source blur only, scaled to the crop's intensities:
         (a·sim + b, a, b) with (a, b) from least squares."""
-        pose = match.pose
-        F = self.render_fft(match.stacking, pose.rotation_deg, pose.scale, pose.defocus_A)
-        S = scipy.fft.irfft2(self._blurred(F, pose.scale, pose.source_fwhm_A, denoise=False), s=(self.N, self.N))
-        tr, tc = match.translation_px
-        r, c = int(np.floor(tr)) + self.margin, int(np.floor(tc)) + self.margin
-        w = self._window(S, r, c, tr + self.margin - r, tc + self.margin - c)
+        w = self.window_at(match.stacking, match.pose, match.translation_px, denoise=False)
         A = np.column_stack([w.ravel(), np.ones(w.size)])
         (a, b), *_ = np.linalg.lstsq(A, self.crop.raw.ravel(), rcond=None)
         return a * w + b, float(a), float(b)

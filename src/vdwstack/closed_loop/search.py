@@ -1,20 +1,17 @@
-"""Global search for the stacking that reproduces the crop best: a slip grid over the cell or a
-twist scan over the material's range (layers rendered once, slips as Fourier shifts), then the local fit."""
+"""Global scans for the stackings that reproduce a crop best: a slip grid over the slip cell
+(bilayers), a grid over both slips (trilayers), a twist scan over the material's range. Layers are
+rendered once per pose and moved by Fourier shifts, so a scan costs one cross-correlation per point."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
 
 from vdwstack.closed_loop.comparator import Comparator
-from vdwstack.closed_loop.fit import fit_layer_translation, fit_optics, fit_rotation_scale, refine_stacking
-from vdwstack.closed_loop.stacking import Match, Pose, Stacking, lattice_to_image, stacking_change
+from vdwstack.closed_loop.stacking import Match, Pose, Stacking, stacking_change
 from vdwstack.structures.symmetry import symmetry_for
-
-log = logging.getLogger(__name__)
 
 
 def scan_slip(comp: Comparator, starts: Sequence[Pose], step_A: float) -> list[Match]:
@@ -28,17 +25,15 @@ def scan_slip(comp: Comparator, starts: Sequence[Pose], step_A: float) -> list[M
         raise ValueError("the slip scan is for bilayers")
     sym = symmetry_for(comp.material)
     da, db = sym.slip_grid(step_A)
-    D = sym.slip_to_cartesian(da, db)
-    ps = comp.crop.pixel_size_A
+    grid = [Stacking(Da_A=float(a), Db_A=float(b)) for a, b in zip(da, db)]
     best: dict[int, Match] = {}
     for pose in starts:
-        F1 = comp.render_fft(Stacking(), pose.rotation_deg, pose.scale, pose.defocus_A, layer=1)
-        F2 = comp.render_fft(Stacking(), pose.rotation_deg, pose.scale, pose.defocus_A, layer=2)
-        shift_xy = D @ lattice_to_image(pose).T / ps  # (x, y) in canvas pixels
-        for j in range(len(da)):
-            r = comp.score_fft(F1 + comp.shifted(F2, shift_xy[j, 1], shift_xy[j, 0]), pose)
+        F1, F2 = comp.layer_spectra(Stacking(), pose)
+        for j, st in enumerate(grid):
+            (r1, c1), (r2, c2) = comp.layer_offsets_px(st, pose)
+            r = comp.score_fft(comp.shifted(F1, r1, c1) + comp.shifted(F2, r2, c2), pose)
             if j not in best or r > best[j].agreement:
-                best[j] = Match(r, Stacking(Da_A=float(da[j]), Db_A=float(db[j])), pose, (np.nan, np.nan))
+                best[j] = Match(r, st, pose, (np.nan, np.nan))
     return sorted(best.values(), key=lambda m: -m.agreement)
 
 
@@ -70,38 +65,60 @@ def scan_twist(comp: Comparator, starts: Sequence[Pose], step_deg: float) -> lis
     return sorted(out, key=lambda m: -m.agreement)
 
 
-def search_alternative(comp: Comparator, starts: Sequence[Pose], twist: bool, optics_from: Pose | None = None
-                       ) -> Match | None:
-    """The stacking that reproduces the crop best, found globally: a coarse scan (:func:`scan_twist`
-    with ``alternative_step_deg``, or :func:`scan_slip` with ``alternative_step_A``), then the
-    local fit (layer translation, rotation, scale, optics) and refinement of the best point (and of
-    the runner-up when it is as good and a different stacking). Start poses: rotation and scale
-    from the Bragg spots; defocus and source size from `optics_from` (the reading's fit) if given.
-    None for trilayers (a grid over two slips is too large)."""
-    if comp.layers != 2:
-        log.info("no alternative search for trilayers")
-        return None
-    s = comp.settings
-    if optics_from is not None:
-        starts = [replace(p, defocus_A=optics_from.defocus_A, source_fwhm_A=optics_from.source_fwhm_A) for p in starts]
-    step = s.alternative_step_deg if twist else s.alternative_step_A
-    coarse = scan_twist(comp, starts, step) if twist else scan_slip(comp, starts, step)
-    picks = [coarse[0]]
-    for m in coarse[1:]:
-        if m.agreement < coarse[0].agreement - 0.03:
-            break
-        if stacking_change(comp.material, m.stacking, coarse[0].stacking, twist) > 2 * step:
-            picks.append(m)
-            break
-    budget = s.max_evaluations
-    best = None
-    for m in picks:
-        m = comp.evaluate(m.stacking, m.pose)
-        if twist:
-            m = fit_layer_translation(comp, m.stacking, m.pose, maxfev=max(12, budget // 3))
-        m = fit_rotation_scale(comp, m.stacking, m.pose, maxfev=max(12, budget // 3))
-        m = fit_optics(comp, m.stacking, m.pose)
-        m = refine_stacking(comp, m, twist)
-        if best is None or m.agreement > best.agreement:
-            best = m
-    return best
+def scan_trilayer(comp: Comparator, starts: Sequence[Pose], step_A: float) -> list[Match]:
+    """Agreement of every pair of slips (D1 over the symmetry-reduced cell, D2 over the whole cell,
+    both on a grid of `step_A`) in every start pose: the three layers rendered once per pose and
+    moved by Fourier shifts. (D1, D2) ≡ (−D2, −D1) (the stack read from the other side) is kept
+    once. Returns one Match per pair (its best pose), best first."""
+    if comp.layers != 3:
+        raise ValueError("the trilayer scan is for trilayers")
+    sym = symmetry_for(comp.material)
+    d1a, d1b = sym.slip_grid(step_A)
+    k = max(2, int(np.ceil(float(np.max(np.linalg.norm(sym.lattice, axis=1))) / step_A)))
+    frac = np.stack(np.meshgrid(np.arange(k) / k, np.arange(k) / k, indexing="ij"), -1).reshape(-1, 2)
+    d2a, d2b = sym.cartesian_to_slip(sym.wigner_seitz(frac @ sym.lattice))
+    pairs, seen = [], set()
+    for a1, b1 in zip(d1a, d1b):
+        for a2, b2 in zip(d2a, d2b):
+            key = _pair_key(sym, (a1, b1), (a2, b2))
+            if key not in seen:
+                seen.add(key)
+                pairs.append(Stacking(Da_A=float(a1), Db_A=float(b1), Da2_A=float(a2), Db2_A=float(b2)))
+    best: dict[int, Match] = {}
+    for pose in starts:
+        spectra = comp.layer_spectra(Stacking(), pose)
+        for j, st in enumerate(pairs):
+            offs = comp.layer_offsets_px(st, pose)
+            F = sum(comp.shifted(S, d[0], d[1]) for S, d in zip(spectra, offs))
+            r = comp.score_fft(F, pose)
+            if j not in best or r > best[j].agreement:
+                best[j] = Match(r, st, pose, (np.nan, np.nan))
+    return sorted(best.values(), key=lambda m: -m.agreement)
+
+
+def _pair_key(sym, d1, d2) -> tuple:
+    """One key for (D1, D2) and its relabelled twin (−D2, −D1), both in canonical-slip form."""
+    def canon(a, b):
+        ca, cb = sym.canonical_slip(a, b)
+        return round(float(ca), 3), round(float(cb), 3)
+
+    def ws(a, b):
+        x, y = sym.cartesian_to_slip(sym.wigner_seitz(sym.slip_to_cartesian(a, b)))
+        return round(float(x), 3), round(float(y), 3)
+
+    one = (canon(*d1), ws(*d2))
+    two = (canon(-d2[0], -d2[1]), ws(-d1[0], -d1[1]))
+    return min(one, two)
+
+
+def distinct_peaks(matches: Sequence[Match], material: str, twist: bool, layers: int, n: int,
+                   min_distance: float) -> list[Match]:
+    """The best `n` matches of a scan (best first) that are pairwise farther apart than
+    `min_distance` (Å or degrees, symmetry-aware)."""
+    out: list[Match] = []
+    for m in matches:
+        if all(stacking_change(material, m.stacking, o.stacking, twist, layers) > min_distance for o in out):
+            out.append(m)
+            if len(out) == n:
+                break
+    return out

@@ -60,7 +60,12 @@ def canonical_stacking(material: str, s: Stacking, twist: bool) -> Stacking:
     if twist:
         return replace(s, theta_deg=float(sym.fold_twist(s.theta_deg)))
     da, db = sym.canonical_slip(s.Da_A, s.Db_A)
-    da2, db2 = sym.cartesian_to_slip(sym.wigner_seitz(sym.slip_to_cartesian(s.Da2_A, s.Db2_A)))
+    d1 = sym.slip_to_cartesian(s.Da_A, s.Db_A)
+    d2 = sym.slip_to_cartesian(s.Da2_A, s.Db2_A)
+    # The rotation g that makes D1 canonical turns the whole stack: D2 turns with it.
+    target = sym.slip_to_cartesian(da, db)
+    g = min(sym.rotations, key=lambda R: float(np.linalg.norm(sym.wigner_seitz(R @ d1) - target)))
+    da2, db2 = sym.cartesian_to_slip(sym.wigner_seitz(g @ d2))
     return replace(s, Da_A=float(da), Db_A=float(db), Da2_A=float(da2), Db2_A=float(db2))
 
 
@@ -73,6 +78,34 @@ def stacking_change(material: str, a: Stacking, b: Stacking, twist: bool, layers
     if layers == 3:
         d = max(d, float(sym.slip_error_A(a.Da2_A, a.Db2_A, b.Da2_A, b.Db2_A)))
     return d
+
+
+def layer_orderings(s: Stacking, layers: int) -> list[Stacking]:
+    """The stackings whose layers sit at the same in-plane positions in another order along the
+    beam: their projections are alike (only the layers' depths, through the per-layer defocus,
+    tell them apart). Bilayers: D and −D; trilayers: all 6 orders of the positions 0, D1, D1 + D2
+    (the reversed order is the relabelling (D1, D2) ≡ (−D2, −D1)). The first is `s` itself."""
+    if layers == 2:
+        return [s, replace(s, Da_A=-s.Da_A, Db_A=-s.Db_A)]
+    pos = [np.zeros(2), np.array([s.Da_A, s.Db_A]), np.array([s.Da_A + s.Da2_A, s.Db_A + s.Db2_A])]
+    out = [s]
+    for a, b, c in ((0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)):
+        d1, d2 = pos[b] - pos[a], pos[c] - pos[b]
+        out.append(replace(s, Da_A=float(d1[0]), Db_A=float(d1[1]), Da2_A=float(d2[0]), Db2_A=float(d2[1])))
+    return out
+
+
+def symmetry_orbit(material: str, s: Stacking) -> list[Stacking]:
+    """The readings equivalent to `s` under the material's rotations g (D → g·D, both slips of a
+    trilayer turned together): one image, seen in a pose turned by g. With the pose fixed only one
+    of them fits, so a reading from elsewhere (a network) is tried in all of them."""
+    sym = symmetry_for(material)
+    d1, d2 = sym.slip_to_cartesian(s.Da_A, s.Db_A), sym.slip_to_cartesian(s.Da2_A, s.Db2_A)
+    out = []
+    for g in sym.rotations:
+        (a1, b1), (a2, b2) = sym.cartesian_to_slip(g @ d1), sym.cartesian_to_slip(g @ d2)
+        out.append(replace(s, Da_A=float(a1), Db_A=float(b1), Da2_A=float(a2), Db2_A=float(b2)))
+    return out
 
 
 # --- global search for an alternative reading -------------------------------------------------------

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 MICROSCOPE_FORMATS = {".dm3": "digitalmicrograph", ".dm4": "digitalmicrograph", ".emd": "emd",
                       ".ser": "tia", ".mrc": "mrc"}
 UNIT_TO_A = {"Å": 1.0, "A": 1.0, "angstrom": 1.0, "nm": 10.0, "pm": 0.01, "µm": 1e4, "um": 1e4, "m": 1e10}

@@ -56,7 +56,9 @@ class Optics:
 
     @property
     def wavelength_A(self) -> float:
-        from abtem.core.energy import energy2wavelength  # relativistic λ (lazy: abTEM is heavy)
+        from abtem.core.energy import (
+            energy2wavelength,  # relativistic λ (lazy: abTEM is heavy)
+        )
 
         return float(energy2wavelength(self.energy_eV))
 

@@ -12,11 +12,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vdwstack.drit.data import DomainSampler, load_style_references, random_crop
-from vdwstack.drit.metrics import bragg_slip_A, column_displacement_A, style_distance
-from vdwstack.drit.training import DritConfig, export_translator, save_sample_grid, train
 from vdwstack.core.images import normalize_unit
 from vdwstack.core.io import keep_checkpoints_only_for, open_image_dataset
+from vdwstack.drit.data import DomainSampler, load_style_references, random_crop
+from vdwstack.drit.metrics import bragg_slip_A, column_displacement_A, style_distance
+from vdwstack.drit.training import (
+    DritConfig,
+    export_translator,
+    save_sample_grid,
+    train,
+)
 from vdwstack.simulate.render import simulate_row
 from vdwstack.structures.symmetry import symmetry_for
 

@@ -15,12 +15,22 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from vdwstack.drit.networks import Drit, DritArchitecture, Translator
-from vdwstack.drit.data import DomainSampler
-from vdwstack.drit.losses import content_preservation, kl_gaussian, lattice_consistency, lsgan, mode_seeking
 from vdwstack.core.io import open_loss_log, publish_loss_log
 from vdwstack.core.settings import setting, settings_from_mapping
-from vdwstack.core.torch_utils import load_weights_only, make_deterministic, resolve_device
+from vdwstack.core.torch_utils import (
+    load_weights_only,
+    make_deterministic,
+    resolve_device,
+)
+from vdwstack.drit.data import DomainSampler
+from vdwstack.drit.losses import (
+    content_preservation,
+    kl_gaussian,
+    lattice_consistency,
+    lsgan,
+    mode_seeking,
+)
+from vdwstack.drit.networks import Drit, DritArchitecture, Translator
 
 log = logging.getLogger(__name__)
 

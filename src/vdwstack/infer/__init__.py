@@ -10,5 +10,5 @@ from vdwstack.core.lazy import lazy_exports
 __getattr__, __all__ = lazy_exports(__name__, {
     "InferenceSettings": "settings", "InferenceResult": "reading", "infer_image": "reading",
     "domain_boundaries": "domains", "segment_domains": "domains",
-    "atomic_model": "stage", "infer_to_files": "stage", "read_truth": "stage", "tasks_of": "stage",
+    "infer_to_files": "stage", "read_truth": "stage", "tasks_of": "stage",
 })

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from vdwstack.simulate.degrade import Degradation, degrade
-from vdwstack.drit.data import random_crop
 from vdwstack.core.images import normalize_unit
+from vdwstack.drit.data import random_crop
+from vdwstack.simulate.degrade import Degradation, degrade
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vdwstack.simulate.degrade import Degradation, degrade
 from vdwstack.core.io import open_image_dataset
-from vdwstack.structures.reciprocal import fft_twist_deg
 from vdwstack.regress.model import Regressor
+from vdwstack.simulate.degrade import Degradation, degrade
+from vdwstack.structures.reciprocal import fft_twist_deg
 from vdwstack.structures.symmetry import symmetry_for
 
 log = logging.getLogger(__name__)

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vdwstack.regress.augment import Augmentation
 from vdwstack.core.io import keep_checkpoints_only_for, open_image_dataset
-from vdwstack.regress.model import TargetCodec, export_regressor
+from vdwstack.regress.augment import Augmentation
 from vdwstack.regress.evaluate import evaluate_slip, evaluate_twist
+from vdwstack.regress.model import TargetCodec, export_regressor
 from vdwstack.regress.training import RegressorConfig, TrainingData, train_regressor
 
 log = logging.getLogger(__name__)

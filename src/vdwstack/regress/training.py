@@ -18,7 +18,11 @@ from tqdm.auto import tqdm
 
 from vdwstack.core.io import open_loss_log, publish_loss_log
 from vdwstack.core.settings import setting, settings_from_mapping
-from vdwstack.core.torch_utils import load_weights_only, make_deterministic, resolve_device
+from vdwstack.core.torch_utils import (
+    load_weights_only,
+    make_deterministic,
+    resolve_device,
+)
 from vdwstack.regress.augment import Augmentation, augment
 from vdwstack.regress.model import ARCHITECTURES, TargetCodec, build_resnet
 

@@ -17,28 +17,38 @@ from pathlib import Path
 
 import pandas as pd
 
-from vdwstack.report.figures import image_figure, slip_cell_histogram, training_curves, twist_histogram
+from vdwstack.report.figures import (
+    image_figure,
+    slip_cell_histogram,
+    training_curves,
+    twist_histogram,
+)
 from vdwstack.report.page import error_paragraph, img_tag, page
-from vdwstack.report.tables import (  # noqa: F401  (_closed_loop_summary: imported from here by tests)
-    _closed_loop_summary,
+from vdwstack.report.tables import (
     benchmark_table,
-    closed_loop_table,
+    details_table,
+    final_table,
+    reading_text,
     slip_evaluation_table,
     stacking_counts,
-    summary_with_closed_loop,
 )
 
 log = logging.getLogger(__name__)
 
-# image_id → (check.json record, comparison.png) of the closed-loop check
+# image_id → (reading.json record, comparison.png): the final readings of the closed loop
 ClosedLoop = Mapping[str, tuple[Mapping, str | Path]]
 
 
 def _summary_section(records: Sequence[Mapping], closed_loop: ClosedLoop, out: Path) -> list[str]:
-    """The all-images table; also written to out/summary.tsv."""
-    table = summary_with_closed_loop(records, closed_loop)
+    """The answer table (final reading ± 95 % interval, agreement, hand, source, verdict first);
+    also written to out/summary.tsv."""
+    table = final_table(records, closed_loop)
     table.to_csv(out / "summary.tsv", sep="\t", index=False)
-    return ["<h2>All images</h2>", table.to_html(index=False, na_rep="", classes="tbl", escape=True)]
+    return ["<h2>Readings</h2>",
+            "<p>Final reading = the stacking whose simulation reproduces the image best (network proposal, "
+            "its refinement and a global search, both hands for chiral lattices), with its calibrated 95 % "
+            "interval; agreement = Pearson r of the band-passed image and simulation.</p>",
+            table.to_html(index=False, na_rep="", classes="tbl", escape=True)]
 
 
 def _statistics_section(records: Sequence[Mapping], maps: Mapping[str, str | Path], out: Path,
@@ -55,15 +65,19 @@ def _statistics_section(records: Sequence[Mapping], maps: Mapping[str, str | Pat
             pd.DataFrame([counts]).T.rename(columns={0: "count"}).to_html(classes="tbl")]
 
 
-def _closed_loop_image_parts(image_id: str, check: Mapping, comparison_png: str | Path) -> list[str]:
-    """One image's closed-loop comparison figure (when the check ran) and its warnings or error."""
+def _closed_loop_image_parts(image_id: str, reading: Mapping, comparison_png: str | Path) -> list[str]:
+    """One image's final readings (one line each), their comparison figure, warnings or error."""
     parts = []
-    if check.get("status") == "ok":
-        parts.append(img_tag(comparison_png, f"{image_id}: closed-loop check — experimental crop, the "
-                                             "re-simulated (refined) reading, difference; r = agreement."))
-    for w in check.get("warnings", []) or [check.get("message") or check.get("error")]:
+    for task, rec in (reading.get("results") or {}).items():
+        parts.append(f"<p><b>{html.escape(task)}: {html.escape(reading_text(rec, task) or rec['status'])}</b> — "
+                     f"{html.escape(rec['verdict'])} (source: {html.escape(rec['source'])}"
+                     f"{', mirror lattice' if rec.get('mirrored') else ''})</p>")
+    if reading.get("status") == "ok":
+        parts.append(img_tag(comparison_png, f"{image_id}: experimental crop, the simulation of the final "
+                                             "reading, difference; r = agreement."))
+    for w in reading.get("warnings", []) or [reading.get("message") or reading.get("error")]:
         if w:
-            parts.append(error_paragraph(f"closed loop: {w}"))
+            parts.append(error_paragraph(w))
     return parts
 
 
@@ -85,15 +99,15 @@ def _image_section(record: Mapping, maps: Mapping[str, str | Path], out: Path, c
 
 
 def _closed_loop_section(closed_loop: ClosedLoop) -> list[str]:
-    """What the closed-loop check does, and the table of all its checks."""
-    return ["<h2>Closed-loop check</h2>",
-            "<p>Every reading re-simulated and fitted to its image (rotation, scale, translation, "
-            "defocus, source size); agreement = Pearson r of the band-passed crop and simulation; "
-            "refined = the reading that maximises it near the reading; alternative = the best "
-            "stacking of a global search (slip grid or twist scan, then refined), shown beside the "
-            "reading, never instead of it.</p>",
-            closed_loop_table([c for c, _ in closed_loop.values()]).to_html(
-                index=False, na_rep="", classes="tbl", float_format="%.3f", escape=True)]
+    """How the final readings were reached: every reading's candidates, runner-up and fitted optics."""
+    return ["<details><summary><b>How each reading was reached</b> (candidates, runner-up, fitted optics)"
+            "</summary>",
+            "<p>Every candidate — the network's proposal, its refinement, the global search's best stackings "
+            "(slip grid, both slips of a trilayer, or a θ scan), in the image and its mirror for chiral "
+            "lattices — is simulated and fitted to its image (rotation, scale, translation, defocus, source "
+            "size); the final reading is the one that agrees best.</p>",
+            details_table([c for c, _ in closed_loop.values()]).to_html(
+                index=False, na_rep="", classes="tbl", float_format="%.3f", escape=True), "</details>"]
 
 
 def _twist_evaluation_text(ev: Mapping) -> str:
@@ -139,7 +153,7 @@ def write_report(records: Sequence[Mapping], maps: Mapping[str, str | Path], out
                  closed_loop: Mapping[str, tuple[Mapping, str | Path]] | None = None) -> Path:
     """Write figures and `index.html` into out_dir; returns the HTML path.
 
-    closed_loop: image_id → (check.json record, comparison.png) of the closed-loop check, if run.
+    closed_loop: image_id → (reading.json record, comparison.png) of the final readings, if run.
     Also writes out_dir/summary.tsv and out_dir/stacking_counts.json.
     """
     out = Path(out_dir)
@@ -148,10 +162,10 @@ def write_report(records: Sequence[Mapping], maps: Mapping[str, str | Path], out
     counts = stacking_counts(records)
     parts = ["<h1>vdwstack report</h1>"]
     parts += _summary_section(records, closed_loop, out)
-    parts += _statistics_section(records, maps, out, counts)
     parts.append("<h2>Per image</h2>")
     for r in records:
         parts += _image_section(r, maps, out, closed_loop)
+    parts += _statistics_section(records, maps, out, counts)
     if closed_loop:
         parts += _closed_loop_section(closed_loop)
     if evaluation:

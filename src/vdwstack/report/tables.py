@@ -41,69 +41,89 @@ def summary_table(records: Sequence[Mapping]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _check_row(image_id: str, ch: Mapping) -> dict:
-    """The table row of one closed-loop check (one task, one region) of an ok closed-loop record."""
-    unit = "deg" if ch["task"] == "twist" else "A"
-    row = {"image": image_id, "status": "ok", "task": ch["task"], "region": ch["region"],
-           **{f"reading_{k}": v for k, v in ch["reading"].items()}, "agreement": ch["agreement"]}
-    if "refined" in ch:
-        row.update({f"refined_{k}": v for k, v in ch["refined"].items()})
-        row.update(refined_agreement=ch["refined_agreement"], **{f"change_{unit}": ch[f"change_{unit}"]})
-    alt = ch.get("alternative")
-    if alt:
-        row.update({f"alternative_{k}": alt[k] for k in ("Da_A", "Db_A", "theta_deg") if k in alt})
-        row.update(alternative_agreement=alt["agreement"], alternative_fits_better=alt["fits_better"])
-    row.update(pixel_size_fit_A=ch["fit"]["pixel_size_A"], defocus_A=ch["fit"]["defocus_A"],
-               source_fwhm_A=ch["fit"]["source_fwhm_A"], warnings="; ".join(ch["warnings"]))
-    return row
+def reading_text(rec: Mapping, task: str, prefix: str = "") -> str:
+    """A reading as people write it: "D = (2.100, −0.800) ± 0.015 Å", "θ = 7.30 ± 0.05°"."""
+    g = {k: rec.get(prefix + k) for k in ("Da_A", "Db_A", "Da2_A", "Db2_A", "theta_deg", "uncertainty_A",
+                                          "uncertainty_deg")}
+    if task == "twist":
+        if g["theta_deg"] is None:
+            return ""
+        text = f"θ = {g['theta_deg']:.2f}°"
+        return text + (f" ± {g['uncertainty_deg']:.2f}°" if g["uncertainty_deg"] is not None else "")
+    if g["Da_A"] is None:
+        return ""
+    text = f"D = ({g['Da_A']:.3f}, {g['Db_A']:.3f}) Å"
+    if g["Da2_A"] is not None:
+        text += f", D2 = ({g['Da2_A']:.3f}, {g['Db2_A']:.3f}) Å"
+    return text + (f" ± {g['uncertainty_A']:.3f} Å" if g["uncertainty_A"] is not None else "")
 
 
-def closed_loop_table(checks: Sequence[Mapping]) -> pd.DataFrame:
-    """One row per closed-loop check (whole image and domains): reading, agreement, refined reading,
-    change and warnings."""
+def _hand(rec: Mapping) -> str:
+    if "hand" not in rec:
+        return "n/a (achiral)"
+    h = rec["hand"]
+    name = "mirrored" if rec.get("mirrored") else "as is"
+    return f"{name} (r {h['agreement_as_is']:.3f} as is, {h['agreement_mirrored']:.3f} mirrored)" + (
+        "" if h["decided"] else ", undecided")
+
+
+def final_rows(reading: Mapping) -> list[dict]:
+    """The rows of one image's final record (reading.json): one per task, the answer first."""
+    base = {"image": reading.get("image_id"), "material": reading.get("material")}
+    if reading.get("status") in ("skipped", "error"):
+        return [{**base, "status": reading["status"], "reading": "",
+                 "verdict": reading.get("message") or reading.get("error")}]
     rows = []
-    for c in checks:
-        if c.get("status") != "ok":
-            rows.append({"image": c.get("image_id"), "status": c.get("status"),
-                         "warnings": c.get("message") or c.get("error")})
-            continue
-        rows.extend(_check_row(c["image_id"], ch) for ch in c["checks"])
+    for task, rec in reading["results"].items():
+        net = rec.get("network") or {}
+        row = {**base, "task": task, "status": rec["status"], "reading": reading_text(rec, task),
+               "agreement": rec["agreement"], "hand": _hand(rec), "source": rec["source"], "verdict": rec["verdict"],
+               "network reading": reading_text(net, task) if net else "no model",
+               "pixel_size_A": round(reading["pixel_size_A"], 4), "pixel_size_source": reading.get("pixel_size_source"),
+               "domains": len(rec.get("domains", [])), "warnings": len(rec.get("warnings", []))}
+        for k, v in (reading.get("errors_vs_truth") or {}).items():
+            if k.endswith("dD_A") == (task == "slip"):
+                row[f"error {k}"] = round(v, 4)
+        rows.append(row)
+    return rows
+
+
+def final_table(records: Sequence[Mapping], closed_loop: Mapping[str, tuple[Mapping, object]]) -> pd.DataFrame:
+    """The answer table: one row per image and task, the final reading with its 95 % interval, the
+    agreement, hand, source and verdict first; the network's reading and the rest beside them.
+    Images without a final record (closed loop switched off) show the network's reading."""
+    rows = []
+    for r in records:
+        if r["image_id"] in closed_loop:
+            rows += final_rows(closed_loop[r["image_id"]][0])
+        elif r.get("status") == "ok":
+            for task, res in r["results"].items():
+                rows.append({"image": r["image_id"], "material": r["material"], "task": task, "status": "ok",
+                             "reading": "", "source": "network only (closed loop off)",
+                             "network reading": reading_text(res, task)})
+        else:
+            rows.append({"image": r["image_id"], "material": r.get("material"), "status": r.get("status"),
+                         "verdict": r.get("error")})
     return pd.DataFrame(rows)
 
 
-def _closed_loop_summary(check: Mapping) -> dict:
-    """The closed-loop columns of the summary table for one image."""
-    if check.get("status") != "ok":
-        return {"closed_loop": check.get("status")}
-    out = {"closed_loop": "ok", "agreement": check.get("agreement")}
-    for k in ("refined_Da_A", "refined_Db_A", "refined_Da2_A", "refined_Db2_A", "refined_theta_deg",
-              "change_A", "change_deg"):
-        if k in check:
-            out[k] = check[k]
-    alts = []
-    for task, alt in (check.get("alternative") or {}).items():
-        value = (f"θ = {alt['theta_deg']:.2f}°" if "theta_deg" in alt
-                 else f"D = ({alt['Da_A']:.2f}, {alt['Db_A']:.2f}) Å")
-        alts.append(f"{value}, r = {alt['agreement']:.3f}" + (" (fits better)" if alt.get("fits_better") else ""))
-    if alts:
-        out["alternative"] = "; ".join(alts)
-    out["warnings"] = len(check.get("warnings", []))
-    return out
-
-
-def summary_with_closed_loop(records: Sequence[Mapping], closed_loop: Mapping[str, tuple[Mapping, object]]
-                             ) -> pd.DataFrame:
-    """The summary table, with the closed-loop columns appended when any check ran.
-
-    closed_loop: image_id → (check.json record, comparison figure); images without a check get
-    empty closed-loop cells.
-    """
-    table = summary_table(records)
-    if closed_loop and len(table):
-        extra = pd.DataFrame([_closed_loop_summary(closed_loop[i][0]) if i in closed_loop else {}
-                              for i in table["image"]])
-        table = pd.concat([table, extra], axis=1)
-    return table
+def details_table(readings: Sequence[Mapping]) -> pd.DataFrame:
+    """Every final reading (whole image and domains) with its candidates, runner-up and fitted optics."""
+    rows = []
+    for rd in readings:
+        for task, rec in (rd.get("results") or {}).items():
+            for region, r in [("whole image", rec)] + [(f"domain {d['id']}", d) for d in rec.get("domains", [])
+                                                       if "agreement" in d]:
+                row = {"image": rd["image_id"], "task": task, "region": region, "reading": reading_text(r, task),
+                       "agreement": r["agreement"], "source": r["source"], "mirrored": r["mirrored"]}
+                for name, c in (r.get("candidates") or {}).items():
+                    row[f"{name}"] = f"{reading_text(c, task)} (r {c['agreement']:.3f})"
+                if r.get("runner_up"):
+                    row["runner-up"] = f"{reading_text(r['runner_up'], task)} (r {r['runner_up']['agreement']:.3f})"
+                fit = r.get("fit") or {}
+                row.update({k: fit.get(k) for k in ("pixel_size_A", "defocus_A", "source_fwhm_A")})
+                rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def stacking_counts(records: Sequence[Mapping]) -> dict[str, int]:

@@ -17,12 +17,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import scipy.fft
 
+from vdwstack.simulate.optics import (
+    Optics,
+    adf_cross_section_A2,
+    probe_intensity,
+    psf_radius_A,
+)
 from vdwstack.structures.materials import get_material
-from vdwstack.simulate.optics import Optics, adf_cross_section_A2, probe_intensity, psf_radius_A
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +110,31 @@ def _deposit(job: RenderJob, pixel_size_A: float, grid_shape: tuple[int, int], o
     out += np.bincount(flat.ravel(), weights=vals.ravel(), minlength=L * H * W).reshape(L, H, W)
 
 
+@lru_cache(maxsize=32)
+def _psf_otf(optics: Optics, pixel_size_A: float, n_psf: int, shape: tuple[int, int]) -> np.ndarray:
+    """Transfer function (rfft2) of the probe intensity as the point-spread function on the padded
+    grid, cached: fits render many images with the same optics."""
+    Hp, Wp = shape
+    psf = probe_intensity(optics, pixel_size_A, n_psf)
+    # Embed the wrapped probe into the padded grid; PSF(r) = I(−r) ⇒ FT is the conjugate.
+    big = np.zeros((Hp, Wp))
+    h = n_psf // 2
+    big[:h + 1, :h + 1] = psf[:h + 1, :h + 1]
+    big[:h + 1, Wp - (n_psf - h - 1):] = psf[:h + 1, h + 1:]
+    big[Hp - (n_psf - h - 1):, :h + 1] = psf[h + 1:, :h + 1]
+    big[Hp - (n_psf - h - 1):, Wp - (n_psf - h - 1):] = psf[h + 1:, h + 1:]
+    otf = np.conj(scipy.fft.rfft2(big))
+    otf.setflags(write=False)
+    return otf
+
+
 def render_incoherent(
     jobs: Sequence[RenderJob],
     pixel_size_A: float,
     shape_px: tuple[int, int],
     per_layer_defocus: bool = True,
     workers: int = 1,
+    quiet: bool = False,
 ) -> np.ndarray:
     """Render a batch of incoherent ADF-STEM images.
 
@@ -119,6 +144,7 @@ def render_incoherent(
         shape_px: output (height, width) in pixels.
         per_layer_defocus: shift each layer's focus by its depth (raises agreement with multislice).
         workers: threads for the FFTs.
+        quiet: a blur below the grid's resolution is logged at debug level (coarse fitting grids).
 
     Returns:
         float32 array (B, H, W): fraction of the incident beam reaching the ADF detector.
@@ -152,7 +178,7 @@ def render_incoherent(
         if s2 < 0:
             gain = np.exp(-2 * np.pi**2 * s2 * (2 * optics.aperture_k) ** 2)
             if gain > _MAX_DECONV_GAIN:
-                log.warning("blur below the pixel grid's resolution: image is %.3f Å wider", np.sqrt(-s2))
+                (log.debug if quiet else log.warning)("blur below the pixel grid's resolution: image is %.3f Å wider", np.sqrt(-s2))
                 s2 = 0.0
         gauss = np.exp(-2 * np.pi**2 * s2 * k2)
 
@@ -160,15 +186,7 @@ def render_incoherent(
         acc = np.zeros((Hp, Wp // 2 + 1), np.complex128)
         n_psf = scipy.fft.next_fast_len(2 * pad + 1)
         for li, z in enumerate(depths):
-            psf = probe_intensity(optics.with_defocus(optics.defocus_A - z), p, n_psf)
-            # Embed the wrapped probe into the padded grid; PSF(r) = I(−r) ⇒ FT is the conjugate.
-            big = np.zeros((Hp, Wp))
-            h = n_psf // 2
-            big[:h + 1, :h + 1] = psf[:h + 1, :h + 1]
-            big[:h + 1, Wp - (n_psf - h - 1):] = psf[:h + 1, h + 1:]
-            big[Hp - (n_psf - h - 1):, :h + 1] = psf[h + 1:, :h + 1]
-            big[Hp - (n_psf - h - 1):, Wp - (n_psf - h - 1):] = psf[h + 1:, h + 1:]
-            acc += F[li] * np.conj(scipy.fft.rfft2(big, workers=workers))
+            acc += F[li] * _psf_otf(optics.with_defocus(optics.defocus_A - z), p, n_psf, (Hp, Wp))
         img = scipy.fft.irfft2(acc * gauss, s=(Hp, Wp), workers=workers) * p**2
         out[b] = img[pad:pad + H, pad:pad + W]
     return out

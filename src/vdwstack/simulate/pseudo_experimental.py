@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vdwstack.simulate.degrade import Degradation, degrade
 from vdwstack.core.io import write_tiff
-from vdwstack.simulate.render import simulate_row
 from vdwstack.core.microscope import MICROSCOPE_DEFAULTS
+from vdwstack.simulate.degrade import Degradation, degrade
+from vdwstack.simulate.render import simulate_row
 from vdwstack.structures.enumeration import sample_seed
 
 GEOMETRY_KEYS = ("material", "layers", "Da_A", "Db_A", "Da2_A", "Db2_A", "theta_deg", "rotation_deg",

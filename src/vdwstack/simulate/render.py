@@ -10,10 +10,19 @@ import numpy as np
 
 from vdwstack.core.settings import setting, settings_from_mapping
 from vdwstack.simulate.incoherent import job_from_atoms, padding_px, render_incoherent
-from vdwstack.structures.materials import get_material
-from vdwstack.simulate.multislice import MultisliceSettings, check_sampling, simulate_abtem
+from vdwstack.simulate.multislice import (
+    MultisliceSettings,
+    check_sampling,
+    simulate_abtem,
+)
 from vdwstack.simulate.optics import Optics, psf_radius_A
-from vdwstack.structures.geometry import StackGeometry, build_stack, field_of_view_A, layer_heights_A
+from vdwstack.structures.geometry import (
+    StackGeometry,
+    build_stack,
+    field_of_view_A,
+    layer_heights_A,
+)
+from vdwstack.structures.materials import get_material
 
 log = logging.getLogger(__name__)
 

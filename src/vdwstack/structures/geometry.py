@@ -162,6 +162,22 @@ def build_stack(
     return atoms
 
 
+def reading_atoms(material: str, layers: int, reading: Mapping, size_A: float = 30.0, mirrored: bool = False) -> Atoms:
+    """ASE Atoms of a reading (slips Da_A, Db_A[, Da2_A, Db2_A] and/or theta_deg, Å and degrees) over a
+    size_A × size_A patch in the lattice frame; `mirrored`: the mirror image x → −x (moved back into
+    the patch), the model of a reading made on the mirror image of a chiral lattice."""
+    row = {"material": material, "layers": layers, "rotation_deg": 0.0,
+           **{k: float(reading.get(k, 0.0)) for k in ("Da_A", "Db_A", "Da2_A", "Db2_A", "theta_deg")}}
+    atoms = build_stack(StackGeometry.from_row(row), (0.0, size_A, 0.0, size_A))
+    if mirrored:
+        pos = atoms.positions.copy()
+        pos[:, 0] = size_A - pos[:, 0]
+        atoms.positions = pos
+    atoms.info.update({k: float(v) for k, v in reading.items() if isinstance(v, (int, float))})
+    atoms.info["mirrored"] = bool(mirrored)
+    return atoms
+
+
 def layer_heights_A(geom: StackGeometry) -> np.ndarray:
     """Midplane z of each layer (Å), layer 1 at 0; z grows along the beam."""
     return np.array([z for _, _, z in _layer_transforms(geom)])

@@ -162,6 +162,41 @@ class StackingSymmetry:
 
 
 @lru_cache(maxsize=None)
+def projection_is_chiral(material: str, tol_A: float = 0.05) -> bool:
+    """True when the monolayer's projection along z has no mirror line: its mirror image is then a
+    different lattice (ReX2), which an image taken of the specimen upside down, or a transposed
+    or flipped scan, shows; False when the mirror image equals a rotated, translated copy (2H MX2).
+
+    Tested on the projected cell: the mirror x → −x, followed by each 60°·k rotation that maps the
+    lattice onto itself within `tol_A`, must map every projected atom onto one of the same element
+    (modulo the lattice) after one common translation.
+    """
+    from vdwstack.structures.materials import monolayer
+
+    atoms = monolayer(material)
+    lat = get_material(material).lattice_2d
+    xy, sym = atoms.positions[:, :2], np.array(atoms.get_chemical_symbols())
+    inv = np.linalg.inv(lat)
+
+    def mod_lattice(d: np.ndarray) -> np.ndarray:  # shortest lattice-equivalent vectors, (..., 2)
+        f = d @ inv
+        return (f - np.round(f)) @ lat
+
+    M = np.diag([-1.0, 1.0])
+    for k in range(6):
+        g = _rotation(np.pi * k / 3) @ M
+        if np.any(np.linalg.norm(mod_lattice(lat @ g.T), axis=1) > tol_A):
+            continue  # g does not map the lattice onto itself
+        moved = xy @ g.T
+        for j in np.nonzero(sym == sym[0])[0]:
+            t = xy[j] - moved[0]
+            d = np.linalg.norm(mod_lattice((moved + t)[:, None] - xy[None]), axis=-1)
+            if np.all(np.min(np.where(sym[:, None] == sym[None], d, np.inf), axis=1) < tol_A):
+                return False
+    return True
+
+
+@lru_cache(maxsize=None)
 def symmetry_for(material: str) -> StackingSymmetry:
     """The stacking symmetry of a material by name (ValueError for unknown materials)."""
     return StackingSymmetry(get_material(material))

@@ -11,12 +11,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from vdwstack.drit.data import load_style_references, random_crop
-from vdwstack.core.settings import check_settings, setting
-from vdwstack.core.torch_utils import resolve_device
-from vdwstack.drit.training import load_translator
 from vdwstack.core.images import normalize_unit
 from vdwstack.core.io import open_image_dataset, write_image_dataset
+from vdwstack.core.settings import check_settings, setting
+from vdwstack.core.torch_utils import resolve_device
+from vdwstack.drit.data import load_style_references, random_crop
+from vdwstack.drit.training import load_translator
 
 log = logging.getLogger(__name__)
 

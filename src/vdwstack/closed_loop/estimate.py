@@ -1,0 +1,305 @@
+"""The final reading of one crop: every candidate stacking fitted to the image, the best one kept.
+
+Candidates, each fitted in pose (rotation, scale, translation) and optics (defocus, source size):
+- ``network``: the network's proposal (when a model exists) as it is, ``refined``: its local
+  refinement (Nelder–Mead on the reading);
+- ``search``: the best distinct stackings of the global scan (slip grid, both slips of a trilayer,
+  or θ over the material's range; on a coarse crop, layers moved by Fourier shifts), each refined.
+For projections without a mirror line (ReX2) every candidate is fitted in both hands: the image as
+given and its mirror (a flipped or transposed scan, a specimen upside down shows the mirror
+lattice). The answer is the candidate with the highest agreement, with the runner-up (the best
+candidate that is a different stacking, or the other hand) and the margin between them, and a
+calibrated 95 % interval (:mod:`vdwstack.closed_loop.uncertainty`). When even the best agreement
+stays below ``min_agreement`` the image is not reproduced by any stacking of the material: the
+estimate says so and gives no value.
+
+Readings of a mirrored image are given in the frame of the image as supplied: the slip (Da, Db)
+of the mirror lattice along its own â, b̂, and the atomic model is the mirror image (x → −x) of
+the stack, which reproduces the supplied image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from vdwstack.closed_loop.comparator import Comparator
+from vdwstack.closed_loop.crop import Crop, extract_crop
+from vdwstack.closed_loop.fit import (
+    fit_layer_translation,
+    fit_optics,
+    fit_rotation_scale,
+    gauss_newton,
+    refine_stacking,
+    twist_nuisance_grid,
+)
+from vdwstack.closed_loop.orientation import initial_poses
+from vdwstack.closed_loop.search import (
+    distinct_peaks,
+    scan_slip,
+    scan_trilayer,
+    scan_twist,
+)
+from vdwstack.closed_loop.settings import ClosedLoopSettings
+from vdwstack.closed_loop.stacking import (
+    Match,
+    Pose,
+    Stacking,
+    layer_orderings,
+    stacking_change,
+)
+from vdwstack.closed_loop.uncertainty import Interval, reading_interval
+from vdwstack.structures.symmetry import projection_is_chiral
+
+
+@dataclass
+class Candidate:
+    """One fitted stacking: where it came from, the hand it was fitted in, the fit."""
+
+    source: str  # network | refined | search
+    match: Match
+    mirrored: bool
+
+
+@dataclass
+class HandFit:
+    """The fits in one hand: comparators of the (mirrored) crop — full resolution and the coarse
+    one of the search —, the pose fitted on the coarse crop, the candidates (coarse fits)."""
+
+    mirrored: bool
+    comp: Comparator
+    coarse: Comparator
+    pose: Pose
+    candidates: list[Candidate] = field(default_factory=list)
+
+    @property
+    def best(self) -> Candidate:
+        return max(self.candidates, key=lambda c: c.match.agreement)
+
+
+@dataclass
+class Estimate:
+    """The final reading of one crop and how it was reached (see the module docstring)."""
+
+    material: str
+    layers: int
+    twist: bool
+    status: str  # ok | no_match
+    final: Candidate
+    hands: list[HandFit]
+    runner_up: Candidate | None
+    interval: Interval | None
+    settings: ClosedLoopSettings
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def comparator(self) -> Comparator:
+        return next(h.comp for h in self.hands if h.mirrored == self.final.mirrored)
+
+    @property
+    def margin(self) -> float | None:
+        return None if self.runner_up is None else self.final.match.agreement - self.runner_up.match.agreement
+
+    def candidate(self, source: str) -> Candidate | None:
+        cands = [c for h in self.hands for c in h.candidates if c.source == source]
+        return max(cands, key=lambda c: c.match.agreement) if cands else None
+
+
+def _mirrored(crop: Crop) -> Crop:
+    return replace(crop, raw=np.ascontiguousarray(np.fliplr(crop.raw)))
+
+
+def _slip_of(reading: Mapping | None) -> Stacking | None:
+    if not reading:
+        return None
+    return Stacking(**{k: float(v) for k, v in reading.items() if k in Stacking.__dataclass_fields__})
+
+
+def _scan(coarse: Comparator, starts: list[Pose], twist: bool, s: ClosedLoopSettings) -> list[Match]:
+    """The global scan's best distinct stackings (on the coarse crop), best first."""
+    if twist:
+        scan = scan_twist(coarse, starts, s.search_step_deg)
+        return distinct_peaks(scan, coarse.material, True, 2, s.search_peaks, 2 * s.search_step_deg)
+    if coarse.layers == 3:
+        step = 3 * s.search_step_A
+        scan = scan_trilayer(coarse, starts, step)
+        return distinct_peaks(scan, coarse.material, False, 3, s.search_peaks + 2, 1.5 * step)
+    scan = scan_slip(coarse, starts, s.search_step_A)
+    return distinct_peaks(scan, coarse.material, False, 2, s.search_peaks, 2 * s.search_step_A)
+
+
+def _fit_pose(comp: Comparator, m: Match, twist: bool) -> Match:
+    """Pose and optics of the image, fitted at one stacking (the scan's best): a property of the
+    image that every candidate of the hand then shares."""
+    budget = comp.settings.max_evaluations
+    m = comp.evaluate(m.stacking, m.pose)
+    if twist:
+        m = fit_layer_translation(comp, m.stacking, m.pose, maxfev=max(12, budget // 3))
+    m = fit_rotation_scale(comp, m.stacking, m.pose, maxfev=max(12, budget // 3))
+    m = fit_optics(comp, m.stacking, m.pose)
+    return fit_rotation_scale(comp, m.stacking, m.pose, maxfev=max(8, budget // 5), step_deg=0.15,
+                              step_scale=0.003)
+
+
+def _pose_at(pose: Pose, base_theta: float, theta: float) -> Pose:
+    """The hand's pose for another θ (the pose holds the layers' mean orientation)."""
+    return replace(pose, rotation_deg=pose.rotation_deg + (theta - base_theta) / 2)
+
+
+def _network_candidates(comp: Comparator, pose: Pose, base_theta: float, proposal: Stacking,
+                        twist: bool) -> list[Candidate]:
+    """The proposal as it is (layer translation fitted for twists, both signs of θ) and refined."""
+    if twist:
+        best = None
+        for theta in (abs(proposal.theta_deg), -abs(proposal.theta_deg)):
+            p = _pose_at(pose, base_theta, theta)
+            for da, db in twist_nuisance_grid(comp.material, theta):
+                m = comp.evaluate(replace(proposal, theta_deg=theta, Da_A=da, Db_A=db), p)
+                if best is None or m.agreement > best.agreement:
+                    best = m
+        m0 = fit_layer_translation(comp, best.stacking, best.pose, maxfev=24)
+        m0 = replace(m0, stacking=replace(m0.stacking, theta_deg=best.stacking.theta_deg))
+    else:
+        m0 = max((comp.evaluate(g, pose) for g in symmetry_orbit(comp.material, proposal)),
+                 key=lambda m: m.agreement)
+    return [Candidate("network", m0, False),
+            Candidate("refined", refine_stacking(comp, m0, twist, refit_pose=False), False)]
+
+
+def _fit_hand(crop: Crop, coarse_crop: Crop, image: np.ndarray, pixel_size_A: float, material: str, layers: int,
+              twist: bool, s: ClosedLoopSettings, microscope: Mapping | None, mirrored: bool,
+              proposal: Stacking | None, start: Pose | None) -> HandFit:
+    """On the coarse crop: scan, fit the pose at the scan's best, refine every peak (and the
+    network's proposal)."""
+    flip = _mirrored if mirrored else (lambda c: c)
+    comp = Comparator(flip(crop), material, layers, s, microscope)
+    coarse = Comparator(flip(coarse_crop), material, layers, s, microscope)
+    starts = [start] if start is not None else initial_poses(
+        coarse, np.fliplr(image) if mirrored else image, pixel_size_A, Stacking(), twist)
+    peaks = _scan(coarse, starts, twist, s)
+    fitted = _fit_pose(coarse, peaks[0], twist)
+    hand = HandFit(mirrored, comp, coarse, fitted.pose)
+    base_theta = fitted.stacking.theta_deg
+    hand.candidates.append(Candidate("search", refine_stacking(coarse, fitted, twist, refit_pose=False), mirrored))
+    for pk in peaks[1:]:
+        m = coarse.evaluate(pk.stacking, _pose_at(fitted.pose, base_theta, pk.stacking.theta_deg))
+        if twist:
+            m = fit_layer_translation(coarse, m.stacking, m.pose, maxfev=24)
+        hand.candidates.append(Candidate("search", refine_stacking(coarse, m, twist, refit_pose=False), mirrored))
+    if proposal is not None and not mirrored:
+        hand.candidates += _network_candidates(coarse, fitted.pose, base_theta, proposal, twist)
+    return hand
+
+
+def _relabelled_twist(comp: Comparator, m: Match) -> Match:
+    """The twist read with the layers swapped (θ → −θ, same mean orientation), its layers'
+    translation searched on a grid and refined."""
+    theta = -m.stacking.theta_deg
+    best = None
+    for da, db in twist_nuisance_grid(comp.material, theta):
+        e = comp.evaluate(replace(m.stacking, theta_deg=theta, Da_A=da, Db_A=db), m.pose)
+        if best is None or e.agreement > best.agreement:
+            best = e
+    return fit_layer_translation(comp, best.stacking, best.pose, maxfev=24)
+
+
+def _lift(hand: HandFit, c: Candidate, twist: bool) -> Candidate:
+    """A coarse candidate fitted again on the full-resolution crop (the network's unrefined
+    proposal only evaluated; the others refined from their coarse fit)."""
+    m = hand.comp.evaluate(c.match.stacking, c.match.pose)
+    if twist:
+        # The same two lattices with the other layer at the bottom: θ → −θ about the same mean
+        # orientation; only the layers' depths (per-layer defocus) tell the two apart.
+        m = max(m, _relabelled_twist(hand.comp, m), key=lambda x: x.agreement)
+    else:
+        # The layers at the same positions in another order project alike; only their depths
+        # (per-layer defocus) tell the orders apart, a little: take the best.
+        for other in layer_orderings(c.match.stacking, hand.comp.layers)[1:]:
+            m = max(m, hand.comp.evaluate(other, c.match.pose), key=lambda x: x.agreement)
+    if c.source != "network":
+        m = gauss_newton(hand.comp, m, twist)
+    return Candidate(c.source, m, c.mirrored)
+
+
+def estimate_reading(image: np.ndarray, pixel_size_A: float, material: str, layers: int, task: str,
+                     proposal: Mapping | None = None, settings: ClosedLoopSettings | None = None,
+                     microscope: Mapping | None = None, centre_A: tuple[float, float] | None = None,
+                     context: Estimate | None = None) -> Estimate:
+    """The final reading of the crop of `image` (grey, [H, W], `pixel_size_A` Å/px) centred on
+    `centre_A` (x, y in Å; None: the image centre).
+
+    proposal: the network's reading ({"Da_A", "Db_A"[, "Da2_A", "Db2_A"]} or {"theta_deg"}); None when
+        no model exists (the reading then comes from the global search alone).
+    context: the whole image's estimate, for a domain of it: its hand and pose are reused.
+    """
+    if task not in ("slip", "twist"):
+        raise ValueError(f"task must be 'slip' or 'twist', got {task!r}")
+    twist = task == "twist"
+    s = settings or ClosedLoopSettings()
+    crop = extract_crop(image, pixel_size_A, centre_A, s)
+    # The search's coarse crop: search_pixel_size_A, but never fewer than 48 px across.
+    coarse_px = max(s.work_pixel_size_A, min(s.search_pixel_size_A, s.crop_A / 48))
+    coarse_crop = extract_crop(image, pixel_size_A, centre_A,
+                               replace(s, work_pixel_size_A=coarse_px, max_crop_px=max(48, s.max_crop_px // 2)))
+    if context is not None:
+        hands = [(context.final.mirrored, context.final.match.pose)]
+    else:
+        chiral = s.try_mirror and projection_is_chiral(material)
+        hands = [(False, None)] + ([(True, None)] if chiral else [])
+    fits = [_fit_hand(crop, coarse_crop, image, pixel_size_A, material, layers, twist, s, microscope, m,
+                      _slip_of(proposal), start) for m, start in hands]
+    return _conclude(material, layers, twist, fits, s)
+
+
+def _conclude(material: str, layers: int, twist: bool, fits: list[HandFit], s: ClosedLoopSettings) -> Estimate:
+    """Lift the contenders to full resolution (each hand's best, the best distinct stacking, the
+    network's), polish the winner (pose re-fitted), pick the runner-up, the interval, the warnings."""
+    tol = s.distinct_deg if twist else s.distinct_A
+
+    def distinct(a: Candidate, b: Candidate) -> bool:
+        return a.mirrored != b.mirrored or stacking_change(material, a.match.stacking, b.match.stacking,
+                                                           twist, layers) > tol
+
+    for h in fits:
+        ranked = sorted(h.candidates, key=lambda c: -c.match.agreement)
+        keep = [ranked[0]] + [c for c in ranked[1:] if c.source != "search"]
+        second = next((c for c in ranked[1:] if c.source == "search" and distinct(c, ranked[0])), None)
+        h.candidates = [_lift(h, c, twist) for c in keep + ([second] if second else [])]
+    best_hand = max(fits, key=lambda h: h.best.match.agreement)
+    best = best_hand.best
+    comp = best_hand.comp
+    m = fit_rotation_scale(comp, best.match.stacking, best.match.pose, maxfev=12, step_deg=0.1, step_scale=0.002)
+    m = fit_optics(comp, m.stacking, m.pose)
+    m = gauss_newton(comp, m, twist)
+    final = Candidate(best.source, m if m.agreement >= best.match.agreement else best.match, best.mirrored)
+    best_hand.candidates[best_hand.candidates.index(best)] = final
+    others = [c for h in fits for c in h.candidates if distinct(c, final)]
+    runner = max(others, key=lambda c: c.match.agreement) if others else None
+    ok = final.match.agreement >= s.min_agreement
+    est = Estimate(material, layers, twist, "ok" if ok else "no_match", final, fits, runner,
+                   reading_interval(comp, final.match, twist, s) if ok else None, s)
+    est.warnings += _warnings(est)
+    return est
+
+
+def _warnings(est: Estimate) -> list[str]:
+    s, out = est.settings, []
+    r = est.final.match.agreement
+    if est.status != "ok":
+        return [(f"no {est.material} stacking reproduces the image: best agreement r = {r:.2f} < "
+                 f"{s.min_agreement:.2f} (no lattice, another material, or a scale far off)")]
+    if len(est.hands) == 2:
+        rs = {h.mirrored: h.best.match.agreement for h in est.hands}
+        if abs(rs[True] - rs[False]) <= s.hand_margin:
+            out.append(f"hand undecided: the image and its mirror fit equally well (r = {rs[False]:.3f} vs "
+                       f"{rs[True]:.3f}, margin ≤ {s.hand_margin:.2f})")
+    if est.margin is not None and est.margin <= s.hand_margin and est.runner_up.mirrored == est.final.mirrored:
+        out.append(f"ambiguous: another stacking fits almost as well (r = {est.runner_up.match.agreement:.3f} "
+                   f"vs {r:.3f})")
+    scale = est.final.match.pose.scale
+    if abs(scale - 1) > 0.02:
+        out.append(f"the fitted scale is {scale:.3f}× the given pixel size: the pixel size is likely "
+                   f"{100 * (scale - 1):+.1f} % off")
+    return out

@@ -1,0 +1,123 @@
+"""The 95 % interval of a fitted reading: the agreement surface's curvature scaled by the residual.
+
+At the fit, crop ≈ a·sim(p) + b + noise. Linearising the simulation in the reading p (slips, or θ
+with the layers' translation as a nuisance), in the crop's translation and in (a, b) gives the
+Gauss–Newton covariance σ²·c·(XᵀX)⁻¹, X the Jacobian of the band-passed simulation, σ² the
+residual variance and c the number of pixels per independent noise sample (the band-pass
+low-pass of σ_lp px correlates white noise over 4π·σ_lp² px). The translation and (a, b) are
+marginalised (their rows are solved for, not fixed). This statistical part misses what the model
+gets wrong in a systematic way (aberrations, drift, contamination), so the stated interval is
+calibrated once against images with known truth made differently from the training data:
+
+    Σ = k²·Σ_fit + f²·1,
+
+k = ``interval_scale`` and f = ``interval_floor_A`` / ``interval_floor_deg`` of
+:class:`ClosedLoopSettings`, re-measured by ``benchmarks/final_readings.py --calibrate``. The
+interval is the 95 % quantile of the error that Σ implies: of |ΔD| (Cartesian Å) for a slip, of
+max(|ΔD1|, |ΔD2|) for a trilayer's two slips, of |Δθ| for a twist.
+
+The Jacobian is taken by central differences: slips move whole layers (Fourier shifts, no new
+render), θ re-renders layer 2 twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from vdwstack.closed_loop.comparator import Comparator
+from vdwstack.closed_loop.settings import ClosedLoopSettings
+from vdwstack.closed_loop.stacking import Match, Pose, Stacking
+from vdwstack.structures.symmetry import symmetry_for
+
+_Z = np.random.default_rng(20250101).standard_normal((20000, 4))  # fixed draws: deterministic quantiles
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Calibrated 95 % interval of a reading.
+
+    radius: the interval (Å radius for slips, degrees half-width for θ).
+    sigma: the fit's statistical standard errors of the reading's parameters before calibration
+        (Å or degrees), by name.
+    residual: rms of (band-passed crop − fitted simulation), in units of the crop's rms.
+    """
+
+    radius: float
+    sigma: dict[str, float]
+    residual: float
+
+
+def reading_parameters(twist: bool, layers: int) -> tuple[list[str], list[float]]:
+    """Names of a reading's fitted parameters and their finite-difference steps (Å, degrees)."""
+    if twist:
+        return ["theta_deg", "Da_A", "Db_A"], [0.05, 0.02, 0.02]
+    names = ["Da_A", "Db_A"] + (["Da2_A", "Db2_A"] if layers == 3 else [])
+    return names, [0.02] * len(names)
+
+
+def pose_for_theta(pose: Pose, base_theta: float, theta: float) -> Pose:
+    """The pose for another θ with layer 1 kept in place (the pose holds the layers' mean orientation)."""
+    return replace(pose, rotation_deg=pose.rotation_deg + (theta - base_theta) / 2)
+
+
+def design_matrix(comp: Comparator, stacking: Stacking, pose: Pose, translation_px: tuple[float, float],
+                  twist: bool) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Linearisation of crop ≈ a·sim + b at a fit: (X, simulated window w0 (n×n), a, b), X's columns
+    the derivatives a·∂w/∂p of the reading's parameters (:func:`reading_parameters`), then a·∂w/∂t of
+    the translation (row, col px), then w0 and 1 (intensity scale and offset)."""
+    names, steps = reading_parameters(twist, comp.layers)
+    w0 = comp.window_at(stacking, pose, translation_px)
+    A = np.column_stack([w0.ravel(), np.ones(w0.size)])
+    (a, b), *_ = np.linalg.lstsq(A, comp.target.ravel(), rcond=None)
+    cols = []
+    for name, h in zip(names, steps):
+        v = getattr(stacking, name)
+        sp, sm = replace(stacking, **{name: v + h}), replace(stacking, **{name: v - h})
+        pp, pm = (pose_for_theta(pose, v, v + h), pose_for_theta(pose, v, v - h)) if name == "theta_deg" \
+            else (pose, pose)
+        cols.append(a * (comp.window_at(sp, pp, translation_px) - comp.window_at(sm, pm, translation_px)).ravel()
+                    / (2 * h))
+    tr = translation_px
+    for d in ((0.5, 0.0), (0.0, 0.5)):
+        wp = comp.window_at(stacking, pose, (tr[0] + d[0], tr[1] + d[1]))
+        wm = comp.window_at(stacking, pose, (tr[0] - d[0], tr[1] - d[1]))
+        cols.append(a * (wp - wm).ravel())
+    X = np.column_stack(cols + [w0.ravel(), np.ones(w0.size)])
+    return X, w0, float(a), float(b)
+
+
+def fit_covariance(comp: Comparator, match: Match, twist: bool) -> tuple[list[str], np.ndarray, float]:
+    """(parameter names, statistical covariance of the reading's parameters — Å², degrees² —, relative
+    residual rms) at a fitted match, translation and intensity marginalised."""
+    names, _ = reading_parameters(twist, comp.layers)
+    X, w0, a, b = design_matrix(comp, match.stacking, match.pose, match.translation_px, twist)
+    t = comp.target
+    res = t.ravel() - a * w0.ravel() - b
+    dof = max(res.size - X.shape[1], 1)
+    sigma2 = float(res @ res) / dof
+    corr_px = 4 * np.pi * (comp.settings.denoise_A / comp.crop.pixel_size_A) ** 2
+    cov = sigma2 * max(corr_px, 1.0) * np.linalg.pinv(X.T @ X)
+    k = len(names)
+    return names, cov[:k, :k], float(np.sqrt(np.mean(res ** 2)) / max(np.sqrt(np.mean(t ** 2)), 1e-30))
+
+
+def reading_interval(comp: Comparator, match: Match, twist: bool,
+                     settings: ClosedLoopSettings | None = None) -> Interval:
+    """The calibrated 95 % interval of a fitted match (see the module docstring)."""
+    s = settings or comp.settings
+    names, cov, resid = fit_covariance(comp, match, twist)
+    sigma = {n: float(np.sqrt(max(cov[i, i], 0.0))) for i, n in enumerate(names)}
+    if twist:
+        sd = np.hypot(s.interval_scale * sigma["theta_deg"], s.interval_floor_deg)
+        return Interval(float(1.959964 * sd), sigma, resid)
+    # Slip parameters (Da, Db along the unit cell vectors) → Cartesian Å, layer by layer.
+    B = symmetry_for(comp.material).material.unit_vectors.T  # columns â, b̂
+    n_slips = len(names) // 2
+    T = np.kron(np.eye(n_slips), B)
+    cart = s.interval_scale ** 2 * (T @ cov @ T.T) + s.interval_floor_A ** 2 * np.eye(2 * n_slips)
+    L = np.linalg.cholesky(cart + 1e-18 * np.eye(2 * n_slips))
+    e = _Z[:, :2 * n_slips] @ L.T
+    err = np.max(np.linalg.norm(e.reshape(len(e), n_slips, 2), axis=-1), axis=1)
+    return Interval(float(np.quantile(err, 0.95)), sigma, resid)
