@@ -59,8 +59,9 @@ def main() -> None:
             "train_images_per_s": round(r["train_images_per_s"], 2),
             "inference_tiles_per_s": round(r["inference_tiles_per_s"], 2)} for r in reg["results"]},
     }
-    cl = _run("closed_loop.py", out / "closed_loop.json", *(["--quick"] if args.quick else []))
-    summary["closed_loop"] = {k: v for k, v in cl["simulated"].items() if k != "images"}
+    fr = _run("final_readings.py", out / "final_readings_test.json", "--set", "test",
+              *(["--limit", "4"] if args.quick else []))
+    summary["final_readings"] = {"scores": fr["scores"], "seconds_per_reading": fr["seconds_per_reading"]}
     if not args.skip_workflow:
         config_dir = ROOT / ".test" / "config" if args.quick else ROOT / "config"
         wf = _run("workflow.py", out / "workflow.json", "--cores", str(args.cores), "--config-dir", str(config_dir))

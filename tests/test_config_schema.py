@@ -46,9 +46,9 @@ def test_shipped_configs_are_valid(name):
     (("regress", "settings", "architecture"), "vgg16", "regress.settings.architecture: 'vgg16' is not allowed (allowed: one of resnet18, resnet34, resnet50)"),
     (("infer", "tta_rotations"), 3, "infer.tta_rotations: 3"),
     (("drit", "weights", "self_recon"), -1, "drit.weights.self_recon: -1 is not allowed (allowed: number ≥ 0)"),
-    (("closed_loop", "search_alternatives"), "sometimes", "closed_loop.search_alternatives: 'sometimes' is not allowed"),
-    (("closed_loop", "alternative_margin"), 1.5, "closed_loop.alternative_margin: 1.5 is not allowed (allowed: number ≥ 0, ≤ 1)"),
-    (("closed_loop", "alternative_step_deg"), 0, "closed_loop.alternative_step_deg: 0 is not allowed (allowed: number > 0, ≤ 10)"),
+    (("closed_loop", "try_mirror"), "sometimes", "closed_loop.try_mirror: 'sometimes' is not allowed"),
+    (("closed_loop", "hand_margin"), 1.5, "closed_loop.hand_margin: 1.5 is not allowed (allowed: number ≥ 0, ≤ 1)"),
+    (("closed_loop", "search_step_deg"), 0, "closed_loop.search_step_deg: 0 is not allowed (allowed: number > 0, ≤ 10)"),
 ])
 def test_bad_value_names_key_and_allowed_range(config, path, value, expected):
     node = config

@@ -42,11 +42,13 @@ class Interval:
     sigma: the fit's statistical standard errors of the reading's parameters before calibration
         (Å or degrees), by name.
     residual: rms of (band-passed crop − fitted simulation), in units of the crop's rms.
+    covariance: the fit's statistical covariance of the parameters (order of `sigma`), uncalibrated.
     """
 
     radius: float
     sigma: dict[str, float]
     residual: float
+    covariance: list[list[float]]
 
 
 def reading_parameters(twist: bool, layers: int) -> tuple[list[str], list[float]]:
@@ -103,21 +105,29 @@ def fit_covariance(comp: Comparator, match: Match, twist: bool) -> tuple[list[st
     return names, cov[:k, :k], float(np.sqrt(np.mean(res ** 2)) / max(np.sqrt(np.mean(t ** 2)), 1e-30))
 
 
+def interval_radius(material: str, twist: bool, names: list[str], cov: np.ndarray, scale: float,
+                    floor: float) -> float:
+    """The 95 % interval implied by Σ = scale²·Σ_fit + floor²·1 (see the module docstring): of |Δθ|
+    (degrees), of |ΔD| (Cartesian Å), of max(|ΔD1|, |ΔD2|) for a trilayer."""
+    if twist:
+        return float(1.959964 * np.hypot(scale * np.sqrt(max(cov[0, 0], 0.0)), floor))
+    # Slip parameters (Da, Db along the unit cell vectors) → Cartesian Å, layer by layer.
+    B = symmetry_for(material).material.unit_vectors.T  # columns â, b̂
+    n_slips = len(names) // 2
+    T = np.kron(np.eye(n_slips), B)
+    cart = scale ** 2 * (T @ cov @ T.T) + floor ** 2 * np.eye(2 * n_slips)
+    L = np.linalg.cholesky(cart + 1e-18 * np.eye(2 * n_slips))
+    e = _Z[:, :2 * n_slips] @ L.T
+    err = np.max(np.linalg.norm(e.reshape(len(e), n_slips, 2), axis=-1), axis=1)
+    return float(np.quantile(err, 0.95))
+
+
 def reading_interval(comp: Comparator, match: Match, twist: bool,
                      settings: ClosedLoopSettings | None = None) -> Interval:
     """The calibrated 95 % interval of a fitted match (see the module docstring)."""
     s = settings or comp.settings
     names, cov, resid = fit_covariance(comp, match, twist)
     sigma = {n: float(np.sqrt(max(cov[i, i], 0.0))) for i, n in enumerate(names)}
-    if twist:
-        sd = np.hypot(s.interval_scale * sigma["theta_deg"], s.interval_floor_deg)
-        return Interval(float(1.959964 * sd), sigma, resid)
-    # Slip parameters (Da, Db along the unit cell vectors) → Cartesian Å, layer by layer.
-    B = symmetry_for(comp.material).material.unit_vectors.T  # columns â, b̂
-    n_slips = len(names) // 2
-    T = np.kron(np.eye(n_slips), B)
-    cart = s.interval_scale ** 2 * (T @ cov @ T.T) + s.interval_floor_A ** 2 * np.eye(2 * n_slips)
-    L = np.linalg.cholesky(cart + 1e-18 * np.eye(2 * n_slips))
-    e = _Z[:, :2 * n_slips] @ L.T
-    err = np.max(np.linalg.norm(e.reshape(len(e), n_slips, 2), axis=-1), axis=1)
-    return Interval(float(np.quantile(err, 0.95)), sigma, resid)
+    floor = s.interval_floor_deg if twist else s.interval_floor_A
+    radius = interval_radius(comp.material, twist, names, cov, s.interval_scale, floor)
+    return Interval(radius, sigma, resid, cov.tolist())
