@@ -124,20 +124,25 @@ def test_tiny_workflow_runs_and_is_deterministic(tmp_path):
     # Inference and report: one record per sheet row; a row without a model is an error record.
     ok = json.loads((work / "results" / "infer" / "test_style" / "result.json").read_text())
     assert ok["status"] == "ok" and "dD_A" in ok["errors_vs_truth"] and ok["pixel_size_source"] == "metadata"
-    assert (work / "results" / "infer" / "test_style" / "model.cif").exists()
     tw = json.loads((work / "results" / "infer" / "test_twist" / "result.json").read_text())
     assert tw["status"] == "ok" and "theta_deg" in tw["results"]["twist"]
-    bad = json.loads((work / "results" / "infer" / "test_unknown_model" / "result.json").read_text())
-    assert bad["status"] == "error" and "no trained slip model for WS2" in bad["error"]
+    none = json.loads((work / "results" / "infer" / "test_unknown_model" / "result.json").read_text())
+    assert none["status"] == "ok" and "no trained slip model for 2-layer WS2" in none["results"]["slip"]["message"]
     html = (work / "results" / "report" / "index.html").read_text()
     assert all(i in html for i in ("test_style", "test_twist", "test_unknown_model"))
-    # Closed-loop check: every image gets a record; a failed inference is skipped, naming the image.
-    cl = json.loads((work / "results" / "closed_loop" / "test_style" / "check.json").read_text())
-    assert cl["status"] == "ok" and -1 <= cl["agreement"] <= 1 and "refined_Da_A" in cl
+    # Final readings: every image gets one record holding the answer; without a model, the search alone.
+    final = json.loads((work / "results" / "closed_loop" / "test_style" / "reading.json").read_text())
+    slip_final = final["results"]["slip"]
+    assert final["status"] == "ok" and -1 <= slip_final["agreement"] <= 1 and "uncertainty_A" in slip_final
+    assert slip_final["network"]["Da_A"] == ok["results"]["slip"]["Da_A"] and "final_dD_A" in final["errors_vs_truth"]
     assert (work / "results" / "closed_loop" / "test_style" / "comparison.png").stat().st_size > 1000
-    skipped = json.loads((work / "results" / "closed_loop" / "test_unknown_model" / "check.json").read_text())
-    assert skipped["status"] == "skipped" and "test_style.tif" in skipped["message"]
-    assert "Closed-loop check" in html
+    assert (work / "results" / "closed_loop" / "test_style" / "model.cif").exists()
+    searched = json.loads((work / "results" / "closed_loop" / "test_unknown_model" / "reading.json").read_text())
+    if searched["status"] == "ok":
+        assert searched["results"]["slip"]["source"] == "search" and searched["results"]["slip"]["network"] is None
+    else:  # a ReS2 image read as WS2 may match no WS2 stacking: then it says so, naming the file
+        assert searched["status"] == "no_match" and "test_style.tif" in searched["message"]
+    assert "How each reading was reached" in html and "Readings" in html
     _assert_incremental_job_lists(work)
     # A new sheet row, for real: only its infer job and the report run.
     sheet = work / "config" / "images.tsv"

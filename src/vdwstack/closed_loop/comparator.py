@@ -75,17 +75,22 @@ class Comparator:
         return x / norm
 
     def render_fft(self, stacking: Stacking, rotation_deg: float, scale: float, defocus_A: float,
-                    layer: int | None = None) -> np.ndarray:
+                   layer: int | None = None, strain: tuple[float, float] = (0.0, 0.0),
+                   astig_A: tuple[float, float] = (0.0, 0.0), cs_A: float = 0.0) -> np.ndarray:
         """rfft2 of the canvas simulated without source blur (the blur is applied in Fourier space).
 
         layer: only this layer's atoms (1-based; the image of the stack is the sum of its layers'
         images, the incoherent model being linear in the atoms); None: the whole stack.
+        strain: the scan distortion (:class:`Pose`: strain_aniso, strain_shear).
+        astig_A: two-fold astigmatism, Cartesian components (:class:`Pose`: astig_x_A, astig_y_A).
+        cs_A: spherical aberration added to the configured one (Å).
         """
         if layer == 1:
             # Layer 1 depends neither on the slips nor on θ (it sits at the pose's rotation − θ/2).
             rotation_deg, stacking = rotation_deg - stacking.theta_deg / 2, Stacking()
         key = (tuple(np.round(list(stacking.as_dict().values()), 6)), round(rotation_deg, 6), round(scale, 8),
-               round(defocus_A, 4), layer)
+               round(defocus_A, 4), layer, round(strain[0], 7), round(strain[1], 7), round(astig_A[0], 4),
+               round(astig_A[1], 4), round(cs_A, 2))
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
@@ -94,12 +99,17 @@ class Comparator:
         ps = self.crop.pixel_size_A
         N = self.N
         row = {**self.microscope, "defocus_A": defocus_A, "source_fwhm_A": 0.0}
+        row["Cs_A"] = float(row.get("Cs_A", 0.0)) + cs_A
+        c12 = float(np.hypot(*astig_A))
+        if c12 > 0:  # abTEM's C12 (Å) and phi12 (rad)
+            row["aberrations"] = {"C12": c12, "phi12": float(np.arctan2(astig_A[1], astig_A[0]) / 2)}
         optics = Optics.from_mapping(row)
         geom = StackGeometry(material=self.material, layers=self.layers, theta_deg=stacking.theta_deg,
                              Da_A=stacking.Da_A, Db_A=stacking.Db_A,
                              Da2_A=stacking.Da2_A if self.layers == 3 else 0.0,
                              Db2_A=stacking.Db2_A if self.layers == 3 else 0.0,
-                             strain_xx=1.0 / scale - 1.0, strain_yy=1.0 / scale - 1.0,
+                             strain_xx=1.0 / scale - 1.0 + strain[0], strain_yy=1.0 / scale - 1.0 - strain[0],
+                             strain_xy=strain[1],
                              # The pose's rotation is the layers' mean orientation: a change of θ then
                              # turns both layers by ∓θ/2 and barely couples to the rotation.
                              rotation_deg=rotation_deg - stacking.theta_deg / 2,
@@ -201,7 +211,7 @@ class Comparator:
     def _offset_map(self, pose: Pose, theta_deg: float) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
         """(lattice→image map F, each layer's lattice in the image (columns), the 3×3 neighbour
         cells) for one pose and θ, cached: scans evaluate thousands of slips per pose."""
-        key = (pose.rotation_deg, pose.scale, theta_deg)
+        key = (pose.rotation_deg, pose.scale, pose.strain, theta_deg)
         if key not in self._offset_maps:
             sym = symmetry_for(self.material)
             F = lattice_to_image(pose, theta_deg)
@@ -236,7 +246,8 @@ class Comparator:
     def layer_spectra(self, stacking: Stacking, pose: Pose) -> list[np.ndarray]:
         """rfft2 of each layer alone at zero slip (cached; only layer 2 depends on θ)."""
         base = Stacking(theta_deg=stacking.theta_deg)
-        return [self.render_fft(base, pose.rotation_deg, pose.scale, pose.defocus_A, layer=k)
+        return [self.render_fft(base, pose.rotation_deg, pose.scale, pose.defocus_A, layer=k, strain=pose.strain,
+                                astig_A=(pose.astig_x_A, pose.astig_y_A), cs_A=pose.cs_A)
                 for k in range(1, self.layers + 1)]
 
     def stack_fft(self, stacking: Stacking, pose: Pose) -> np.ndarray:

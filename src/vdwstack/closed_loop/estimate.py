@@ -49,8 +49,13 @@ from vdwstack.closed_loop.stacking import (
     Stacking,
     layer_orderings,
     stacking_change,
+    symmetry_orbit,
 )
-from vdwstack.closed_loop.uncertainty import Interval, reading_interval
+from vdwstack.closed_loop.uncertainty import (
+    Interval,
+    fitted_pose_params,
+    reading_interval,
+)
 from vdwstack.structures.symmetry import projection_is_chiral
 
 
@@ -270,9 +275,10 @@ def _conclude(material: str, layers: int, twist: bool, fits: list[HandFit], s: C
     best_hand = max(fits, key=lambda h: h.best.match.agreement)
     best = best_hand.best
     comp = best_hand.comp
-    m = fit_rotation_scale(comp, best.match.stacking, best.match.pose, maxfev=12, step_deg=0.1, step_scale=0.002)
+    pose_params = fitted_pose_params(s)
+    m = gauss_newton(comp, best.match, twist, iterations=4, pose_params=pose_params)
     m = fit_optics(comp, m.stacking, m.pose)
-    m = gauss_newton(comp, m, twist)
+    m = gauss_newton(comp, m, twist, iterations=4, pose_params=pose_params)
     final = Candidate(best.source, m if m.agreement >= best.match.agreement else best.match, best.mirrored)
     best_hand.candidates[best_hand.candidates.index(best)] = final
     others = [c for h in fits for c in h.candidates if distinct(c, final)]

@@ -160,25 +160,31 @@ def _pearson(comp: Comparator, w: np.ndarray) -> float:
     return float(np.sum(w * comp.target) / nrm) if nrm > 0 else 0.0
 
 
-def gauss_newton(comp: Comparator, match: Match, twist: bool = False, iterations: int = 8) -> Match:
-    """Local refinement of the reading and the crop's translation by Gauss–Newton on
-    crop ≈ a·sim + b (pose and optics fixed): smooth and fast where Nelder–Mead on the agreement
-    stalls on the translation's sub-pixel steps. Steps are capped (0.15 Å, 0.3°, 1 px) and halved
-    when they do not raise the agreement. Never returns a worse match."""
+def gauss_newton(comp: Comparator, match: Match, twist: bool = False, iterations: int = 8,
+                 pose_params: tuple[str, ...] = ()) -> Match:
+    """Local refinement of the reading, the crop's translation and the pose's `pose_params`
+    (rotation_deg, scale, strain_aniso, strain_shear) by Gauss–Newton on crop ≈ a·sim + b (optics
+    fixed): smooth and fast where Nelder–Mead on the agreement stalls on the translation's
+    sub-pixel steps. Steps are capped (0.15 Å, 0.3°, 1 px, 1 %, 3 Å of astigmatism), strains kept
+    within ±5 % and astigmatism within ±20 Å, and a
+    step is halved when it does not raise the agreement. Never returns a worse match."""
     names, _ = reading_parameters(twist, comp.layers)
-    k = len(names)
-    cap = np.array([0.3 if n == "theta_deg" else 0.15 for n in names] + [1.0, 1.0])
+    k, q = len(names), len(pose_params)
+    cap = np.array([0.3 if n == "theta_deg" else 0.15 for n in names]
+                   + [_POSE_CAPS.get(n, 0.01) for n in pose_params] + [1.0, 1.0])
     s, pose, t = match.stacking, match.pose, tuple(match.translation_px)
     best = _pearson(comp, comp.window_at(s, pose, t))
     for _ in range(iterations):
-        X, w0, a, b = design_matrix(comp, s, pose, t, twist)
-        delta = np.linalg.lstsq(X, comp.target.ravel() - a * w0.ravel() - b, rcond=None)[0][:k + 2]
+        X, w0, a, b = design_matrix(comp, s, pose, t, twist, pose_params)
+        delta = np.linalg.lstsq(X, comp.target.ravel() - a * w0.ravel() - b, rcond=None)[0][:k + q + 2]
         delta *= min(1.0, float(np.min(cap / np.maximum(np.abs(delta), 1e-12))))
-        for scale in (1.0, 0.5, 0.25):
-            d = delta * scale
+        for step in (1.0, 0.5, 0.25):
+            d = delta * step
             s_new = replace(s, **{n: getattr(s, n) + float(d[i]) for i, n in enumerate(names)})
             p_new = pose_for_theta(pose, s.theta_deg, s_new.theta_deg) if twist else pose
-            t_new = (t[0] + float(d[k]), t[1] + float(d[k + 1]))
+            p_new = replace(p_new, **{n: _bounded(n, getattr(p_new, n) + float(d[k + i]))
+                                      for i, n in enumerate(pose_params)})
+            t_new = (t[0] + float(d[k + q]), t[1] + float(d[k + q + 1]))
             r = _pearson(comp, comp.window_at(s_new, p_new, t_new))
             if r > best:
                 break
@@ -190,3 +196,18 @@ def gauss_newton(comp: Comparator, match: Match, twist: bool = False, iterations
     if best <= match.agreement:
         return match
     return Match(best, s, pose, t)
+
+
+# The largest Gauss–Newton step of each pose parameter (others: 0.01, i.e. 1 % of scale or strain).
+_POSE_CAPS = {"rotation_deg": 0.3, "astig_x_A": 3.0, "astig_y_A": 3.0, "cs_A": 3000.0, "defocus_A": 10.0}
+
+
+def _bounded(name: str, value: float) -> float:
+    """Strains within ±5 %, astigmatism components within ±20 Å, residual Cs within ±2 µm."""
+    if name.startswith("strain"):
+        return float(np.clip(value, -0.05, 0.05))
+    if name.startswith("astig"):
+        return float(np.clip(value, -20.0, 20.0))
+    if name == "cs_A":
+        return float(np.clip(value, -2e4, 2e4))
+    return value

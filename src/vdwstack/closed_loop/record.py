@@ -8,8 +8,15 @@ candidates, the runner-up, the hands, the fitted pose and optics and a one-line 
 
 from __future__ import annotations
 
+import numpy as np
+
 from vdwstack.closed_loop.estimate import Candidate, Estimate
-from vdwstack.closed_loop.stacking import canonical_stacking, stacking_change
+from vdwstack.closed_loop.stacking import (
+    canonical_stacking,
+    lattice_to_image,
+    stacking_change,
+)
+from vdwstack.structures.symmetry import symmetry_for
 
 
 def reading_keys(twist: bool, layers: int) -> list[str]:
@@ -33,6 +40,14 @@ def fit_record(est: Estimate, c: Candidate) -> dict:
            "pixel_size_A": round(crop.image_pixel_size_A * m.pose.scale, 6), "scale": round(m.pose.scale, 5),
            "defocus_A": round(m.pose.defocus_A, 2), "source_fwhm_A": round(m.pose.source_fwhm_A, 3),
            "frame": "mirrored image" if c.mirrored else "image"}
+    # The scan distortion: how the lattice appears at the given pixel size (drift and shear).
+    L = lattice_to_image(m.pose) @ symmetry_for(est.material).lattice.T
+    la, lb = np.linalg.norm(L, axis=0)
+    c12, phi12 = m.pose.astigmatism
+    out.update(C12_A=round(c12, 2), phi12_deg=round(phi12, 1), residual_Cs_A=round(m.pose.cs_A, 0),
+               strain_aniso=round(m.pose.strain_aniso, 5), strain_shear=round(m.pose.strain_shear, 5),
+               lattice_a_A=round(float(la), 4), lattice_b_A=round(float(lb), 4),
+               lattice_gamma_deg=round(float(np.degrees(np.arccos(L[:, 0] @ L[:, 1] / (la * lb)))), 3))
     if est.twist:
         out["layer_translation_A"] = [round(m.stacking.Da_A, 3), round(m.stacking.Db_A, 3)]
     return out

@@ -29,12 +29,32 @@ class Stacking:
 
 @dataclass(frozen=True)
 class Pose:
-    """How the model sits in the crop: rotation (degrees), scale (true / nominal pixel size), optics."""
+    """How the model sits in the crop: rotation (degrees), scale (true / nominal pixel size), optics,
+    and the scan's distortion (drift, shear): a traceless strain of the model, (ε_xx − ε_yy)/2 =
+    strain_aniso and ε_xy = strain_shear in the frame of layer 1 (dimensionless); two-fold
+    astigmatism as Cartesian components astig_x_A, astig_y_A (Å; see :attr:`astigmatism`); cs_A,
+    the spherical aberration added to the configured Cs (Å; a corrector's residual)."""
 
     rotation_deg: float = 0.0
     scale: float = 1.0
     defocus_A: float = 35.0
     source_fwhm_A: float = 0.7
+    strain_aniso: float = 0.0
+    strain_shear: float = 0.0
+    astig_x_A: float = 0.0
+    astig_y_A: float = 0.0
+    cs_A: float = 0.0
+
+    @property
+    def strain(self) -> tuple[float, float]:
+        return (self.strain_aniso, self.strain_shear)
+
+    @property
+    def astigmatism(self) -> tuple[float, float]:
+        """Two-fold astigmatism as (C12 in Å, φ12 in degrees; abTEM's convention) from its Cartesian
+        components (C12·cos 2φ12, C12·sin 2φ12), which the fit varies (smooth through C12 = 0)."""
+        return float(np.hypot(self.astig_x_A, self.astig_y_A)), float(np.degrees(np.arctan2(self.astig_y_A,
+                                                                                              self.astig_x_A)) / 2)
 
 
 @dataclass
@@ -112,4 +132,6 @@ def symmetry_orbit(material: str, s: Stacking) -> list[Stacking]:
 def lattice_to_image(pose: Pose, theta_deg: float = 0.0) -> np.ndarray:
     """The geometry's map of a slip (Cartesian, lattice frame, Å) to layer 2's image shift (Å)."""
     t = np.deg2rad(pose.rotation_deg - theta_deg / 2)
-    return np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]) / pose.scale
+    R = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    a, sh = pose.strain
+    return R @ (np.eye(2) / pose.scale + np.array([[a, sh], [sh, -a]]))

@@ -64,11 +64,17 @@ def pose_for_theta(pose: Pose, base_theta: float, theta: float) -> Pose:
     return replace(pose, rotation_deg=pose.rotation_deg + (theta - base_theta) / 2)
 
 
+#: Finite-difference steps of the pose's parameters (degrees; dimensionless).
+POSE_STEPS = {"rotation_deg": 0.05, "scale": 0.002, "strain_aniso": 0.002, "strain_shear": 0.002,
+              "astig_x_A": 0.5, "astig_y_A": 0.5, "cs_A": 1000.0, "defocus_A": 2.0}
+
+
 def design_matrix(comp: Comparator, stacking: Stacking, pose: Pose, translation_px: tuple[float, float],
-                  twist: bool) -> tuple[np.ndarray, np.ndarray, float, float]:
+                  twist: bool, pose_params: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Linearisation of crop ≈ a·sim + b at a fit: (X, simulated window w0 (n×n), a, b), X's columns
-    the derivatives a·∂w/∂p of the reading's parameters (:func:`reading_parameters`), then a·∂w/∂t of
-    the translation (row, col px), then w0 and 1 (intensity scale and offset)."""
+    the derivatives a·∂w/∂p of the reading's parameters (:func:`reading_parameters`), then of the
+    pose's `pose_params` (:data:`POSE_STEPS`; each a new render), then a·∂w/∂t of the translation
+    (row, col px), then w0 and 1 (intensity scale and offset)."""
     names, steps = reading_parameters(twist, comp.layers)
     w0 = comp.window_at(stacking, pose, translation_px)
     A = np.column_stack([w0.ravel(), np.ones(w0.size)])
@@ -81,6 +87,11 @@ def design_matrix(comp: Comparator, stacking: Stacking, pose: Pose, translation_
             else (pose, pose)
         cols.append(a * (comp.window_at(sp, pp, translation_px) - comp.window_at(sm, pm, translation_px)).ravel()
                     / (2 * h))
+    for name in pose_params:
+        h, v = POSE_STEPS[name], getattr(pose, name)
+        wp = comp.window_at(stacking, replace(pose, **{name: v + h}), translation_px)
+        wm = comp.window_at(stacking, replace(pose, **{name: v - h}), translation_px)
+        cols.append(a * (wp - wm).ravel() / (2 * h))
     tr = translation_px
     for d in ((0.5, 0.0), (0.0, 0.5)):
         wp = comp.window_at(stacking, pose, (tr[0] + d[0], tr[1] + d[1]))
@@ -90,11 +101,12 @@ def design_matrix(comp: Comparator, stacking: Stacking, pose: Pose, translation_
     return X, w0, float(a), float(b)
 
 
-def fit_covariance(comp: Comparator, match: Match, twist: bool) -> tuple[list[str], np.ndarray, float]:
+def fit_covariance(comp: Comparator, match: Match, twist: bool, pose_params: tuple[str, ...] = ()
+                   ) -> tuple[list[str], np.ndarray, float]:
     """(parameter names, statistical covariance of the reading's parameters — Å², degrees² —, relative
-    residual rms) at a fitted match, translation and intensity marginalised."""
+    residual rms) at a fitted match, translation, intensity and `pose_params` marginalised."""
     names, _ = reading_parameters(twist, comp.layers)
-    X, w0, a, b = design_matrix(comp, match.stacking, match.pose, match.translation_px, twist)
+    X, w0, a, b = design_matrix(comp, match.stacking, match.pose, match.translation_px, twist, pose_params)
     t = comp.target
     res = t.ravel() - a * w0.ravel() - b
     dof = max(res.size - X.shape[1], 1)
@@ -122,11 +134,17 @@ def interval_radius(material: str, twist: bool, names: list[str], cov: np.ndarra
     return float(np.quantile(err, 0.95))
 
 
+def fitted_pose_params(settings: ClosedLoopSettings) -> tuple[str, ...]:
+    """The pose parameters the final fit refines with the reading (and marginalises in the interval)."""
+    return (("rotation_deg", "scale") + (("strain_aniso", "strain_shear") if settings.fit_distortion else ())
+            + (("astig_x_A", "astig_y_A", "cs_A", "defocus_A") if settings.fit_astigmatism else ()))
+
+
 def reading_interval(comp: Comparator, match: Match, twist: bool,
                      settings: ClosedLoopSettings | None = None) -> Interval:
     """The calibrated 95 % interval of a fitted match (see the module docstring)."""
     s = settings or comp.settings
-    names, cov, resid = fit_covariance(comp, match, twist)
+    names, cov, resid = fit_covariance(comp, match, twist, fitted_pose_params(s))
     sigma = {n: float(np.sqrt(max(cov[i, i], 0.0))) for i, n in enumerate(names)}
     floor = s.interval_floor_deg if twist else s.interval_floor_A
     radius = interval_radius(comp.material, twist, names, cov, s.interval_scale, floor)

@@ -86,15 +86,17 @@ def _image_section(record: Mapping, maps: Mapping[str, str | Path], out: Path, c
     image_id = record["image_id"]
     if record.get("status") != "ok":
         return [f"<h3>{html.escape(image_id)}</h3>" + error_paragraph(f"error: {record.get('error')}")]
-    png = out / "images" / f"{image_id}.png"
-    image_figure(record, maps[image_id], png)
-    truth = record.get("errors_vs_truth")
-    cap = f"{image_id} ({record['material']}): image, map overlay with domain boundaries, histogram."
-    if truth:
-        cap += " Error against the known truth: " + ", ".join(f"{k} = {v:.3f}" for k, v in truth.items())
-    parts = [f"<h3>{html.escape(image_id)}</h3>", img_tag(png, cap)]
-    if image_id in closed_loop:
-        parts += _closed_loop_image_parts(image_id, *closed_loop[image_id])
+    parts = [f"<h3>{html.escape(image_id)}</h3>"]
+    if record["results"]:  # the network's maps (none when no model exists for the material)
+        png = out / "images" / f"{image_id}.png"
+        image_figure(record, maps[image_id], png)
+        cap = f"{image_id} ({record['material']}): image, network map overlay with domain boundaries, histogram."
+        truth = record.get("errors_vs_truth")
+        if truth:
+            cap += " Network's error against the known truth: " + ", ".join(f"{k} = {v:.3f}" for k, v in truth.items())
+        parts.append(img_tag(png, cap))
+    if image_id in closed_loop:  # the answer first, the network's maps after it
+        parts[1:1] = _closed_loop_image_parts(image_id, *closed_loop[image_id])
     return parts
 
 
@@ -159,6 +161,9 @@ def write_report(records: Sequence[Mapping], maps: Mapping[str, str | Path], out
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     closed_loop = dict(closed_loop or {})
+    # The network's maps and statistics come from tasks that had a model.
+    records = [{**r, "results": {t: v for t, v in r["results"].items() if "maps" in v}} if r.get("status") == "ok"
+               else r for r in records]
     counts = stacking_counts(records)
     parts = ["<h1>vdwstack report</h1>"]
     parts += _summary_section(records, closed_loop, out)
