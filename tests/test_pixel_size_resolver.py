@@ -48,7 +48,7 @@ def test_inference_and_style_references_share_the_precedence(mos2, tmp_path):
     """The sample sheet's value wins over the file's for inference and for DRIT's style references
     alike (they used to disagree: style references sheet-first, inference file-first)."""
     write_tiff(tmp_path / "a.tif", mos2, 0.1)
-    img, px = read_calibrated_image(tmp_path / "a.tif", "MoS2", 0.105, "sheet")
+    _img, px = read_calibrated_image(tmp_path / "a.tif", "MoS2", 0.105, "sheet")
     assert (px.pixel_size_A, px.source) == (0.105, "sheet") and px.warnings
     refs = load_style_references([{"reference_id": "a", "path": str(tmp_path / "a.tif"), "pixel_size_A": "0.105",
                                    "material": "MoS2"}], "MoS2", 0.1)

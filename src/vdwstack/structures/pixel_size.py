@@ -1,12 +1,16 @@
 """Pixel size of an image from its own Bragg spots and the material's known lattice.
 
-A hypothesis (pixel size p, in-plane rotation φ) predicts where every reciprocal-lattice vector g
-of the material lands in the image's power spectrum (q = p·R(φ)·g, cycles/px). Its score is the
-normalised correlation between the observed spot strengths at those places and the strengths the
-material's projected monolayer structure predicts (|Σ Z^1.7 e^{−2πi g·r}|², damped by the probe) —
-so absent (weak) reflections count as much as present ones, which rules out the multiples and
-sub-multiples of the true scale that a "find the nearest spot" match falls for. A brute-force
-search on a coarse spectrum is refined by a least-squares fit of the measured spot centroids.
+A hypothesis a = p·e^{iφ} (pixel size p in Å/px, in-plane rotation φ) puts every reciprocal-lattice
+vector g of the material (1/Å) at q = a·g in the image's power spectrum (cycles/px, complex
+numbers x + iy). Hypotheses come from pairing each strong observed spot with each strong reflection
+of the material, are refined by a least-squares fit of all the spots they explain, and are scored
+by :func:`vdwstack.structures.bragg.match_score`: how well the observed and expected spot
+strengths agree over the union of observed spots and predicted reflections. The multiples and
+sub-multiples of the true scale (a sub- or super-lattice of the spots) lose there — a too-coarse
+scale leaves strong spots unexplained, a too-fine one predicts strong spots that are absent — and
+the estimate is refused (ValueError, saying why) rather than guessed when no lattice stands out,
+when another scale fits nearly as well, or when the spots are too few or too close to the centre
+to fix the scale to :data:`MAX_SIGMA`.
 
 :func:`resolve_pixel_size` is the one place where an image's pixel size is decided, for every
 stage (style references, inference and its closed loop, the CLI), with one precedence: a value the
@@ -19,205 +23,160 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import gaussian_filter, maximum_filter
 
 from vdwstack.core.images import read_image
-from vdwstack.core.resample import resample
-from vdwstack.structures.materials import get_material, monolayer
-from vdwstack.structures.reciprocal import power_spectrum, reciprocal_lattice
+from vdwstack.structures.bragg import (
+    R_MAX,
+    R_MIN_PX,
+    BraggSpots,
+    find_spots,
+    inside,
+    match,
+    match_score,
+    refine,
+    reflections,
+    relative_strengths,
+)
+from vdwstack.structures.materials import get_material
+
+__all__ = ["PixelSize", "PixelSizeEstimate", "estimate_pixel_size", "read_calibrated_image", "reflections",
+           "resolve_pixel_size"]
 
 log = logging.getLogger(__name__)
 
-G_MAX_PER_A = 1.2       # highest spatial frequency (1/Å) used: ADF transfer is weak beyond
-PROBE_BLUR_A = 0.45     # Gaussian damping of the expected spot strengths (probe + vibrations)
-MIN_SPOT_CONTRAST = 1.3  # below: no lattice (noise ≈ 0.7)
-SPOT_FLOOR = 0.002      # expected strengths are compressed as log(1 + w / (floor · max w))
+MIN_SCORE = 0.3          # best match score (0–1) below which no lattice stands out
+MARGIN = 0.1             # a different scale scoring within this of the best makes the estimate ambiguous
+EQUIVALENT = 0.01        # relative difference of two scales that are the same answer
+MAX_SIGMA = 0.01 / 3     # relative standard error of the fitted scale above which it is refused (3σ = 1 %)
+MIN_SPOTS = 10           # spots a fit must explain: 5 independent ones and their centrosymmetric mates
+KEY_STRENGTH = 0.5       # the material's strongest reflections (relative strength) …
+KEY_SEEN = 0.75          # … of which this fraction (by strength) must lie in the searched annulus
+N_SEED_SPOTS = 8         # strongest observed spots, each paired with …
+N_SEED_G = 30            # … the lowest strong reflections, give the hypotheses
 MAX_DISAGREEMENT = 0.02  # relative difference of two given pixel sizes above which a warning is raised
 
 
 @dataclass(frozen=True)
 class PixelSizeEstimate:
-    """Pixel size (Å/px), lattice rotation in the image (degrees) and the match quality (0–1)."""
+    """Pixel size (Å/px), lattice rotation in the image (degrees, modulo the lattice's symmetry),
+    the match score (0–1), the number of spots fitted and the spot contrast (median power over
+    background at the material's strongest reflections; pure noise ≈ 1)."""
 
     pixel_size_A: float
     rotation_deg: float
     score: float
     n_spots: int
-    spot_contrast: float  # median strength of the strongest predicted spots / median of the spectrum
+    spot_contrast: float
 
 
-@lru_cache(maxsize=None)
-def reflections(material: str) -> tuple[np.ndarray, np.ndarray]:
-    """(g vectors in 1/Å, shape (n, 2); expected log-strength per g) for |g| ≤ G_MAX_PER_A."""
-    mat = get_material(material)
-    G = reciprocal_lattice(mat.lattice_2d)
-    n = int(np.ceil(G_MAX_PER_A / np.linalg.norm(G, axis=1).min())) + 1
-    hk = np.array([(h, k) for h in range(-n, n + 1) for k in range(-n, n + 1) if (h, k) != (0, 0)], float)
-    g = hk @ G
-    g = g[np.linalg.norm(g, axis=1) <= G_MAX_PER_A]
-    atoms = monolayer(material)
-    xy = atoms.positions[:, :2]
-    z = atoms.numbers.astype(float) ** 1.7
-    F = np.exp(-2j * np.pi * g @ xy.T) @ z
-    w = np.abs(F) ** 2 * np.exp(-4 * np.pi ** 2 * PROBE_BLUR_A ** 2 * np.sum(g ** 2, axis=1))
-    return g, np.log1p(w / (SPOT_FLOOR * w.max()))
+def _half(z: np.ndarray) -> np.ndarray:
+    """Mask of one of each ±z pair (the spectrum of a real image is centrosymmetric)."""
+    return (z.imag > 0) | ((z.imag == 0) & (z.real > 0))
 
 
-def _spectrum(image: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(log power relative to its smooth background, linear excess power) of a central n×n crop."""
-    H, W = image.shape
-    img = image[(H - n) // 2:(H - n) // 2 + n, (W - n) // 2:(W - n) // 2 + n].astype(np.float64)
-    ps = np.log(power_spectrum(img) + 1e-30)
-    rel = ps - gaussian_filter(ps, n / 24)
-    return np.clip(rel, 0, None), np.clip(np.exp(ps) - np.exp(gaussian_filter(ps, n / 24)), 0, None)
+def _hypotheses(spots: BraggSpots, zg: np.ndarray, w_rel: np.ndarray, search: tuple[float, float]
+                ) -> np.ndarray:
+    """Hypotheses a = q / g (Å per spectrum pixel, complex) from the strongest spots and reflections
+    that put KEY_SEEN of the material's strongest reflections (by strength) in the annulus (else
+    the hypothesis is untestable: a too-fine scale would hide its strongest spots in the image's
+    envelope near the centre, where their absence cannot count against it)."""
+    h = _half(spots.z)
+    zs = spots.z[h][np.argsort(-spots.power[h])][:N_SEED_SPOTS]
+    strong = _half(zg) & (w_rel >= 0.05)
+    gs = zg[strong][np.argsort(np.abs(zg[strong]))][:N_SEED_G]
+    a = (zs[:, None] / gs[None, :]).ravel()
+    p = np.abs(a) / spots.binning
+    key = w_rel >= KEY_STRENGTH
+    r_key = np.abs(a)[:, None] * np.abs(zg[key])[None] * spots.n
+    seen = (r_key >= R_MIN_PX) & (r_key <= R_MAX * spots.n)
+    testable = seen @ w_rel[key] >= KEY_SEEN * w_rel[key].sum()
+    return a[(p >= search[0]) & (p <= search[1]) & testable]
 
 
-def _strongest_peaks(rel: np.ndarray, k: int = 12) -> np.ndarray:
-    """Mask (dilated by one pixel) of the k strongest local maxima of the spectrum, DC excluded."""
-    n = rel.shape[0]
-    c = n // 2
-    yy, xx = np.mgrid[0:n, 0:n]
-    peaks = (rel == maximum_filter(rel, size=5)) & (np.hypot(yy - c, xx - c) > 2.5)
-    rows, cols = np.nonzero(peaks)
-    top = np.argsort(-rel[rows, cols])[:k]
-    mask = np.zeros(rel.shape, bool)
-    mask[rows[top], cols[top]] = True
-    return maximum_filter(mask, size=3)
+def _contrast(spots: BraggSpots, zg: np.ndarray, w_rel: np.ndarray, a: complex) -> float:
+    """Median power / background over the strongest reflections (unseen ones count as 1)."""
+    zq = a * zg[w_rel >= KEY_STRENGTH]
+    zq = zq[inside(spots, zq)]
+    if not len(zq):
+        return 0.0
+    j = match(spots, zq)
+    ratio = np.where(j >= 0, spots.power[np.maximum(j, 0)] / spots.background_at(zq), 1.0)
+    return float(np.median(ratio))
 
 
-def _score(rel_max: np.ndarray, g: np.ndarray, e: np.ndarray, p: np.ndarray, phi: np.ndarray,
-           strong: np.ndarray | None = None, min_spots: int = 6) -> np.ndarray:
-    """Score of each (p, φ) hypothesis (flattened arrays of equal length): NCC of observed and
-    expected spot strengths, times a factor for how many of the strongest observed peaks the
-    hypothesis explains (so a pattern fitted to noise cannot beat the dominant lattice)."""
-    n = rel_max.shape[0]
-    c = n // 2
-    cos, sin = np.cos(phi)[:, None], np.sin(phi)[:, None]
-    qx = p[:, None] * (cos * g[None, :, 0] - sin * g[None, :, 1])
-    qy = p[:, None] * (sin * g[None, :, 0] + cos * g[None, :, 1])
-    r = np.hypot(qx, qy)
-    ok = (r < 0.45) & (r * n > 2.5)
-    # The material's strongest reflections must all be resolved and inside the spectrum.
-    key = e >= 0.5 * e.max()
-    valid = ((r[:, key] < 0.45) & (r[:, key] * n > 4)).all(axis=1)
-    col = np.clip(np.rint(qx * n + c), 0, n - 1).astype(int)
-    row = np.clip(np.rint(qy * n + c), 0, n - 1).astype(int)
-    o = np.where(ok, rel_max[row, col], 0.0)
-    cnt = ok.sum(axis=1)
-    ee = np.where(ok, e[None], 0.0)
-    mo = o.sum(1) / np.maximum(cnt, 1)
-    me = ee.sum(1) / np.maximum(cnt, 1)
-    do = np.where(ok, o - mo[:, None], 0)
-    de = np.where(ok, ee - me[:, None], 0)
-    ncc = (do * de).sum(1) / np.sqrt((do ** 2).sum(1) * (de ** 2).sum(1) + 1e-12)
-    if strong is not None:
-        hits = np.where(ok, strong[row, col], False).sum(1)
-        ncc = ncc * (0.5 + 0.5 * np.minimum(hits, 6) / 6)
-    return np.where((cnt >= min_spots) & valid, ncc, -1.0)
+def _same_lattice(a: complex, b: complex, period_rad: float, tol_rad: float) -> bool:
+    """Whether hypotheses a and b have the same scale (0.2 %) and rotation (modulo the lattice's)."""
+    d = (np.angle(a) - np.angle(b)) % period_rad
+    return abs(abs(a) / abs(b) - 1) < 0.002 and min(d, period_rad - d) < tol_rad
+
+
+def _fits(spots: BraggSpots, zg: np.ndarray, w_rel: np.ndarray, period_rad: float,
+          search: tuple[float, float]) -> list[list]:
+    """Distinct refined hypotheses [score, a, σ_rel, matched spots], best first.
+
+    A hypothesis' score is the better of its own and that of it together with another of the same
+    scale at another rotation: the two layers of a twisted bilayer are each half of the spots."""
+    fits: list[list] = []
+    for a0 in _hypotheses(spots, zg, w_rel, search):
+        a, sigma, _ = refine(spots, zg, a0)
+        if not any(_same_lattice(a, f[1], period_rad, np.deg2rad(0.5)) for f in fits):
+            score, m = match_score(spots, zg, w_rel, [a])
+            fits.append([score, a, sigma, m])
+    fits = sorted(fits, key=lambda f: -f[0])[:24]
+    single = [f[0] for f in fits]
+    for i, fi in enumerate(fits):
+        for k, fk in enumerate(fits):
+            if (k != i and abs(abs(fk[1]) / abs(fi[1]) - 1) <= EQUIVALENT and single[k] > 0.5 * single[i]
+                    and not _same_lattice(fi[1], fk[1], period_rad, np.deg2rad(2.0))):
+                fi[0] = max(fi[0], match_score(spots, zg, w_rel, [fi[1], fk[1]])[0])
+    return sorted(fits, key=lambda f: -f[0])
 
 
 def estimate_pixel_size(image: np.ndarray, material: str, search_A: tuple[float, float] = (0.01, 0.5)
                         ) -> PixelSizeEstimate:
     """Estimate the pixel size (Å/px) of an ADF-STEM image of `material` from its Bragg spots.
 
-    Raises ValueError when no lattice of the material matches (score < 0.3).
+    search_A: the range of pixel sizes considered (Å/px). Raises ValueError, saying why, when no
+    spots stand out of the noise, no lattice of the material explains them (match score <
+    :data:`MIN_SCORE`), a scale more than :data:`EQUIVALENT` away explains them nearly as well
+    (within :data:`MARGIN`), fewer than :data:`MIN_SPOTS` spots fit, or the fit cannot fix the
+    scale to :data:`MAX_SIGMA`.
     """
-    g, e = reflections(material)
-    rot_period = np.pi if get_material(material).rotation_order % 2 == 0 else 2 * np.pi
-    if get_material(material).is_hexagonal:
-        rot_period = np.pi / 3
-    size = min(image.shape)
-    # Coarse search on a small spectrum of the whole field (binned to ≤ 512 px so that spots are a
-    # pixel wide and many cells are seen), then refinement on the full-resolution spectrum.
-    b = max(1, size // 512)
-    small = image[:size, :size] if b == 1 else resample(image, 1.0, float(b))  # anti-aliased binning
-    nc = min(small.shape) - min(small.shape) % 2
-    rel, _ = _spectrum(small, nc)
-    rel_max = maximum_filter(rel, size=3)
-    strong = _strongest_peaks(rel)
-    lo = max(search_A[0] * b, 2.5 / (nc * np.linalg.norm(g, axis=1).max()))
-    ps_grid = np.exp(np.arange(np.log(lo), np.log(search_A[1] * b), 0.003))
-    phis = np.arange(0, rot_period, np.deg2rad(0.5))
-    best = (-np.inf, None, None)
-    for chunk in np.array_split(ps_grid, max(1, len(ps_grid) // 40)):
-        P, PH = np.meshgrid(chunk, phis, indexing="ij")
-        s = _score(rel_max, g, e, P.ravel(), PH.ravel(), strong)
-        i = int(np.argmax(s))
-        if s[i] > best[0]:
-            best = (float(s[i]), float(P.ravel()[i]), float(PH.ravel()[i]))
-    score, p, phi = best
-    p = p / b if p is not None else None
-    if p is None or score < 0.3:
-        raise ValueError(f"no {material} lattice found in the image's Fourier transform "
-                         f"(best match score {score:.2f} < 0.3); give the pixel size instead")
-    nf = min(1024, size - size % 2)
-    rel_f, lin = _spectrum(image, nf)
-    for _ in range(3):
-        p, phi, used = _refine(lin, g, e, p, phi)
-    contrast = _spot_contrast(rel_f, g, e, p, phi)
-    if contrast < MIN_SPOT_CONTRAST:
-        raise ValueError(f"no {material} lattice found in the image's Fourier transform (its strongest "
-                         f"reflections are not above the background: contrast {contrast:.2f} < "
-                         f"{MIN_SPOT_CONTRAST}); give the pixel size instead")
-    return PixelSizeEstimate(pixel_size_A=p, rotation_deg=float(np.rad2deg(phi)), score=score, n_spots=used,
-                             spot_contrast=contrast)
-
-
-def _spot_contrast(rel: np.ndarray, g: np.ndarray, e: np.ndarray, p: float, phi: float) -> float:
-    """Median (3×3-max) spectrum value at the strongest predicted reflections over its overall median.
-
-    Pure noise gives ≈ 0.7; real lattices ≳ 1.6 (measured on the shared experimental images).
-    """
-    n = rel.shape[0]
-    c = n // 2
-    R = np.array([[np.cos(phi), -np.sin(phi)], [np.sin(phi), np.cos(phi)]])
-    q = p * g @ R.T * n + c
-    r = np.hypot(*(q - c).T) / n
-    key = (e >= 0.5 * e.max()) & (r < 0.45)
-    if not key.any():
-        return 0.0
-    rm = maximum_filter(rel, size=3)
-    vals = rm[np.rint(q[key, 1]).astype(int), np.rint(q[key, 0]).astype(int)]
-    return float(np.median(vals) / max(np.median(rm), 1e-12))
-
-
-def _refine(lin: np.ndarray, g: np.ndarray, e: np.ndarray, p: float, phi: float) -> tuple[float, float, int]:
-    """Least-squares fit of q = s·R(φ)·g to the power centroids near the predicted strong spots."""
-    n = lin.shape[0]
-    c = n // 2
-    R = np.array([[np.cos(phi), -np.sin(phi)], [np.sin(phi), np.cos(phi)]])
-    q = p * g @ R.T * n + c  # predicted (x, y) in spectrum pixels
-    r = np.hypot(*(q - c).T) / n
-    strong = (e >= 0.3 * e.max()) & (r < 0.45) & (r * n > 3)
-    # Centroid windows narrower than half the spacing of neighbouring spots.
-    dg = np.linalg.norm(g[:, None] - g[None], axis=-1)
-    spacing_px = p * n * dg[dg > 1e-9].min()
-    half = int(np.clip(0.4 * spacing_px, 1, 4))
-    obs, ref, wts = [], [], []
-    for (x, y), gv in zip(q[strong], g[strong]):
-        x0, y0 = int(round(x)), int(round(y))
-        if not (half <= x0 < n - half and half <= y0 < n - half):
-            continue
-        patch = lin[y0 - half:y0 + half + 1, x0 - half:x0 + half + 1]
-        tot = patch.sum()
-        if tot <= 0:
-            continue
-        yy, xx = np.mgrid[y0 - half:y0 + half + 1, x0 - half:x0 + half + 1]
-        obs.append(((patch * xx).sum() / tot - c, (patch * yy).sum() / tot - c))
-        ref.append(gv)
-        wts.append(np.sqrt(tot))
-    if len(obs) < 3:
-        return p, phi, len(obs)
-    obs, ref, wts = np.array(obs) / n, np.array(ref), np.array(wts)
-    # Similarity transform q = s·R·g: complex least squares z_q = a·z_g with a = s·e^{iφ}.
-    zq, zg = obs[:, 0] + 1j * obs[:, 1], ref[:, 0] + 1j * ref[:, 1]
-    a = np.sum(wts * np.conj(zg) * zq) / np.sum(wts * np.abs(zg) ** 2)
-    return float(np.abs(a)), float(np.angle(a)), len(obs)
-
+    zg, w_rel = relative_strengths(material)
+    mat = get_material(material)
+    period = np.pi / 3 if mat.is_hexagonal else np.pi
+    spots = find_spots(image)
+    why = f"no {material} lattice found in the image's Fourier transform"
+    if _half(spots.z).sum() < MIN_SPOTS // 2:
+        raise ValueError(f"{why}: fewer than {MIN_SPOTS // 2} Bragg spots (and their centrosymmetric mates) stand "
+                         f"out of the noise; give the pixel size instead")
+    fits = _fits(spots, zg, w_rel, period, search_A)
+    if not fits:
+        raise ValueError(f"{why}: no pairing of its spots with {material}'s reflections gives a pixel size in "
+                         f"{search_A} Å/px with the strongest reflections resolved; give the pixel size instead")
+    score, a, sigma, m = fits[0]
+    p = abs(a) / spots.binning
+    if score < MIN_SCORE:
+        raise ValueError(f"{why}: no lattice of {material} stands out (best match {score:.2f} < {MIN_SCORE}, "
+                         f"at {p:.4g} Å/px); give the pixel size instead")
+    alt = [f for f in fits if abs(abs(f[1]) / abs(a) - 1) > EQUIVALENT]
+    if alt and alt[0][0] > score - MARGIN:
+        raise ValueError(f"the {material} lattice's scale is ambiguous: two scales fit equally well: {p:.4g} and "
+                         f"{abs(alt[0][1]) / spots.binning:.4g} Å/px (match {score:.2f} and {alt[0][0]:.2f}); "
+                         f"give the pixel size instead")
+    if m < MIN_SPOTS:
+        raise ValueError(f"too few {material} spots to test a lattice: {m} fit {p:.4g} Å/px, at least {MIN_SPOTS} "
+                         f"({MIN_SPOTS // 2} and their centrosymmetric mates) are needed; give the pixel size instead")
+    if not sigma <= MAX_SIGMA:
+        raise ValueError(f"the {material} spots cannot fix the pixel size to 1 %: {m} spots fitted, standard error "
+                         f"{100 * sigma:.2g} % of {p:.4g} Å/px (too small a field, spots too faint or too close to "
+                         f"the centre, or scattered about one lattice: a distorted image, a second lattice); "
+                         f"give the pixel size instead")
+    return PixelSizeEstimate(pixel_size_A=float(p), rotation_deg=float(np.rad2deg(np.angle(a) % period)),
+                             score=float(score), n_spots=m, spot_contrast=_contrast(spots, zg, w_rel, a))
 
 
 @dataclass(frozen=True)
@@ -247,8 +206,9 @@ def resolve_pixel_size(image: np.ndarray, material: str, user_A: float | None = 
             raise ValueError(f"{where}: pixel size from the {name} must be a positive number of Å, got {value!r}")
     warnings: tuple[str, ...] = ()
     if user_A is not None and file_A is not None and abs(user_A / file_A - 1) > MAX_DISAGREEMENT:
-        warnings = (f"{where}: the {user_source} gives {user_A:.4g} Å/px but the file's calibration says "
-                    f"{file_A:.4g} Å/px ({100 * abs(user_A / file_A - 1):.0f} % apart); using the {user_source}'s",)
+        message = (f"{where}: the {user_source} gives {user_A:.4g} Å/px but the file's calibration says "
+                   f"{file_A:.4g} Å/px ({100 * abs(user_A / file_A - 1):.0f} % apart); using the {user_source}'s")
+        warnings = (message,)
         log.warning("%s", warnings[0])
     if user_A is not None:
         return PixelSize(float(user_A), user_source, warnings)
