@@ -191,7 +191,7 @@ def gauss_newton(comp: Comparator, match: Match, twist: bool = False, iterations
         else:
             break
         s, pose, t, best = s_new, p_new, t_new, r
-        if np.max(np.abs(d[:k])) < 2e-4:
+        if np.max(np.abs(d) / cap) < 2e-3:  # every parameter (reading, pose, translation) has settled
             break
     if best <= match.agreement:
         return match

@@ -44,7 +44,7 @@ def fit_record(est: Estimate, c: Candidate) -> dict:
     L = lattice_to_image(m.pose) @ symmetry_for(est.material).lattice.T
     la, lb = np.linalg.norm(L, axis=0)
     c12, phi12 = m.pose.astigmatism
-    out.update(C12_A=round(c12, 2), phi12_deg=round(phi12, 1), residual_Cs_A=round(m.pose.cs_A, 0),
+    out.update(C12_A=round(c12, 2), phi12_deg=round(phi12, 1),
                strain_aniso=round(m.pose.strain_aniso, 5), strain_shear=round(m.pose.strain_shear, 5),
                lattice_a_A=round(float(la), 4), lattice_b_A=round(float(lb), 4),
                lattice_gamma_deg=round(float(np.degrees(np.arccos(L[:, 0] @ L[:, 1] / (la * lb)))), 3))

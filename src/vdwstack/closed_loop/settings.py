@@ -44,8 +44,8 @@ class ClosedLoopSettings:
     distinct_deg: float = setting(0.5, "twists closer than this are one stacking (°)", exclusiveMinimum=0)
     fit_distortion: bool = setting(True, "fit an affine scan distortion with the final reading: the lattice "
                                          "vectors' lengths and angle free within ±5 % (drift, shear)")
-    fit_astigmatism: bool = setting(True, "fit two-fold astigmatism (C12 magnitude and angle, ≤ 20 Å) and a "
-                                          "residual Cs (≤ 2 µm) with the final reading")
+    fit_astigmatism: bool = setting(True, "fit two-fold astigmatism (C12 magnitude and angle, ≤ 20 Å) and the "
+                                          "defocus (continuous) with the final reading")
     try_mirror: bool = setting(True, "for chiral projections (ReX2) also fit the mirror image: the hand")
     hand_margin: float = setting(0.01, "a hand is decided when its agreement beats the other's by more (r)",
                                  minimum=0, maximum=1)

@@ -137,7 +137,7 @@ def interval_radius(material: str, twist: bool, names: list[str], cov: np.ndarra
 def fitted_pose_params(settings: ClosedLoopSettings) -> tuple[str, ...]:
     """The pose parameters the final fit refines with the reading (and marginalises in the interval)."""
     return (("rotation_deg", "scale") + (("strain_aniso", "strain_shear") if settings.fit_distortion else ())
-            + (("astig_x_A", "astig_y_A", "cs_A", "defocus_A") if settings.fit_astigmatism else ()))
+            + (("astig_x_A", "astig_y_A", "defocus_A") if settings.fit_astigmatism else ()))
 
 
 def reading_interval(comp: Comparator, match: Match, twist: bool,
