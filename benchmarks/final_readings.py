@@ -11,7 +11,8 @@ shared experimental images.
 2. ``--calibrate``: the interval's calibration (Σ = k²·Σ_fit + f²) fitted on the ``calibration``
    set: for each floor f the scale k whose intervals cover 95 % of the truths, keeping the pair
    with the narrowest mean interval. Written to the JSON; the defaults of ClosedLoopSettings
-   (``interval_scale``, ``interval_floor_A``, ``interval_floor_deg``) are set from it by hand.
+   (``interval_scale_slip``, ``interval_scale_twist``, ``interval_floor_A``, ``interval_floor_deg``)
+   are set from it by hand.
    The test set's coverage is then re-scored with the calibrated pair.
 3. ``--shared``: the nine shared experimental images (pixel size from their Bragg spots): final
    reading, interval, hand with both agreements, runner-up.
@@ -83,7 +84,7 @@ def read_one(image: np.ndarray, p: float, material: str, layers: int, task: str,
 
 
 def run_set(set_name: str, tasks: list[str], limit: int | None, models: Path | None,
-            settings: ClosedLoopSettings) -> dict:
+            settings: ClosedLoopSettings, partial: Path | None = None) -> dict:
     out = {}
     for task in tasks:
         folder = DATA / set_name / task
@@ -108,6 +109,9 @@ def run_set(set_name: str, tasks: list[str], limit: int | None, models: Path | N
                   f"(truth {truth.get('mirrored')}) {rec['seconds']:.1f} s", flush=True)
         out[task] = {"records": records, "truths": truths, "scores": metrics.score(records, truths),
                      "seconds_per_reading": float(np.mean([r["seconds"] for r in records]))}
+        if partial is not None:  # a long run keeps what it has measured
+            partial.write_text(json.dumps({t: {k: v for k, v in r.items() if k != "truths"} for t, r in out.items()},
+                                          default=float))
     return out
 
 
@@ -187,7 +191,9 @@ def main() -> None:
     args = ap.parse_args()
     models = args.models if args.models.is_dir() else None
     settings = ClosedLoopSettings()
-    results = run_set(args.set, args.tasks, args.limit, models, settings)
+    out = args.out or ROOT / "benchmarks" / "results" / f"final_readings_{args.set}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results = run_set(args.set, args.tasks, args.limit, models, settings, out.with_suffix(".partial.json"))
     summary = {"set": args.set, "models": str(models) if models else None,
                "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(settings).items()},
                "scores": {t: r["scores"] for t, r in results.items()},
@@ -208,8 +214,6 @@ def main() -> None:
     if args.shared and SHARED.is_dir():
         summary["shared"] = shared_images(models, replace(settings))
     summary["records"] = {t: r["records"] for t, r in results.items()}
-    out = args.out or ROOT / "benchmarks" / "results" / f"final_readings_{args.set}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1, default=float))
     print(json.dumps(summary["scores"], indent=1, default=float))
     print(f"-> {out}")

@@ -158,9 +158,10 @@ def test_astigmatism_and_scan_distortion_are_fitted():
     rec = estimate_record(estimate_reading(img, 0.08, "ReS2", 2, "slip", None, s))
     assert _slip_error("ReS2", rec, RES2_TRUTH) < 0.03, rec
     fit = rec["fit"]
-    # The shear is read back: ε_xy = 1.5 % turns the lattice's angle by ~1.7°, here in the frame of layer 1.
-    assert abs(fit["lattice_gamma_deg"] - rec_gamma_deg()) > 0.5 and abs(fit["strain_shear"]) > 0.005, fit
-    assert 0 <= fit["C12_A"] <= 20 and -90 <= fit["phi12_deg"] <= 90, fit
+    # The shear is read back (ε_xy = 1.5 % turns the lattice's angle by ~1.4°), and the astigmatism's
+    # angle (φ12 = 0.6 rad = 34.4°); its size is underestimated (it trades with defocus and source size).
+    assert abs(fit["strain_shear"] - 0.015) < 0.003 and abs(fit["lattice_gamma_deg"] - rec_gamma_deg()) > 0.8, fit
+    assert 2.0 < fit["C12_A"] < 12.0 and abs(fit["phi12_deg"] - 34.4) < 10.0, fit
 
 
 def rec_gamma_deg() -> float:

@@ -198,16 +198,20 @@ def _fit_hand(crop: Crop, coarse_crop: Crop, image: np.ndarray, pixel_size_A: fl
     return hand
 
 
-def _relabelled_twist(comp: Comparator, m: Match) -> Match:
-    """The twist read with the layers swapped (θ → −θ, same mean orientation), its layers'
-    translation searched on a grid and refined."""
-    theta = -m.stacking.theta_deg
+def _retwisted(comp: Comparator, m: Match, theta_deg: float, pose: Pose) -> Match:
+    """The twist `theta_deg` in `pose`, its layers' translation searched on a grid and refined."""
     best = None
-    for da, db in twist_nuisance_grid(comp.material, theta):
-        e = comp.evaluate(replace(m.stacking, theta_deg=theta, Da_A=da, Db_A=db), m.pose)
+    for da, db in twist_nuisance_grid(comp.material, theta_deg):
+        e = comp.evaluate(replace(m.stacking, theta_deg=theta_deg, Da_A=da, Db_A=db), pose)
         if best is None or e.agreement > best.agreement:
             best = e
     return fit_layer_translation(comp, best.stacking, best.pose, maxfev=24)
+
+
+def _twist_twins(comp: Comparator, m: Match) -> list[Match]:
+    """The same two lattices with the other layer at the bottom (θ → −θ about the same mean
+    orientation): only the layers' depths (per-layer defocus) tell them apart."""
+    return [_retwisted(comp, m, -m.stacking.theta_deg, m.pose)]
 
 
 def _lift(hand: HandFit, c: Candidate, twist: bool) -> Candidate:
@@ -215,9 +219,7 @@ def _lift(hand: HandFit, c: Candidate, twist: bool) -> Candidate:
     proposal only evaluated; the others refined from their coarse fit)."""
     m = hand.comp.evaluate(c.match.stacking, c.match.pose)
     if twist:
-        # The same two lattices with the other layer at the bottom: θ → −θ about the same mean
-        # orientation; only the layers' depths (per-layer defocus) tell the two apart.
-        m = max(m, _relabelled_twist(hand.comp, m), key=lambda x: x.agreement)
+        m = max([m] + _twist_twins(hand.comp, m), key=lambda x: x.agreement)
     else:
         # The layers at the same positions in another order project alike; only their depths
         # (per-layer defocus) tell the orders apart, a little: take the best.

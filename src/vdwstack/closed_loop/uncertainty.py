@@ -11,7 +11,8 @@ calibrated once against images with known truth made differently from the traini
 
     Σ = k²·Σ_fit + f²·1,
 
-k = ``interval_scale`` and f = ``interval_floor_A`` / ``interval_floor_deg`` of
+k = ``interval_scale_slip`` / ``interval_scale_twist`` and f = ``interval_floor_A`` /
+``interval_floor_deg`` of
 :class:`ClosedLoopSettings`, re-measured by ``benchmarks/final_readings.py --calibrate``. The
 interval is the 95 % quantile of the error that Σ implies: of |ΔD| (Cartesian Å) for a slip, of
 max(|ΔD1|, |ΔD2|) for a trilayer's two slips, of |Δθ| for a twist.
@@ -147,5 +148,6 @@ def reading_interval(comp: Comparator, match: Match, twist: bool,
     names, cov, resid = fit_covariance(comp, match, twist, fitted_pose_params(s))
     sigma = {n: float(np.sqrt(max(cov[i, i], 0.0))) for i, n in enumerate(names)}
     floor = s.interval_floor_deg if twist else s.interval_floor_A
-    radius = interval_radius(comp.material, twist, names, cov, s.interval_scale, floor)
+    scale = s.interval_scale_twist if twist else s.interval_scale_slip
+    radius = interval_radius(comp.material, twist, names, cov, scale, floor)
     return Interval(radius, sigma, resid, cov.tolist())
