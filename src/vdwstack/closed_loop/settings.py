@@ -49,11 +49,12 @@ class ClosedLoopSettings:
     try_mirror: bool = setting(True, "for chiral projections (ReX2) also fit the mirror image: the hand")
     hand_margin: float = setting(0.01, "a hand is decided when its agreement beats the other's by more (r)",
                                  minimum=0, maximum=1)
-    interval_scale_slip: float = setting(1.0, "calibration factor k of a slip's standard errors (Σ = k²·Σ_fit + f²; "
+    # Calibrated on benchmarks/data/independent/calibration (28 slip, 10 twist readings; see the README).
+    interval_scale_slip: float = setting(2.18, "calibration factor k of a slip's standard errors (Σ = k²·Σ_fit + f²; "
                                               "re-measured by benchmarks/final_readings.py --calibrate)",
                                          exclusiveMinimum=0)
-    interval_scale_twist: float = setting(1.0, "calibration factor k of a twist's standard error", exclusiveMinimum=0)
-    interval_floor_A: float = setting(0.005, "calibration floor f of a slip's standard error (Å)", minimum=0)
+    interval_scale_twist: float = setting(0.64, "calibration factor k of a twist's standard error", exclusiveMinimum=0)
+    interval_floor_A: float = setting(0.0, "calibration floor f of a slip's standard error (Å)", minimum=0)
     interval_floor_deg: float = setting(0.02, "calibration floor f of a twist's standard error (°)", minimum=0)
 
     @classmethod
