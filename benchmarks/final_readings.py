@@ -115,16 +115,17 @@ def run_set(set_name: str, tasks: list[str], limit: int | None, models: Path | N
     return out
 
 
-def rescored(records: list[dict], truths: list[dict], scale: float, floor_A: float, floor_deg: float) -> list[dict]:
-    """The records with their intervals recomputed from the stored covariance for another (k, f)."""
+def rescored(records: list[dict], truths: list[dict], calibration: dict) -> list[dict]:
+    """The records with their intervals recomputed from the stored covariance for another
+    calibration {"slip"|"twist": {"scale": k, "floor": f}} (a kind left out keeps k = 1, f = 0)."""
     out = []
     for r, t in zip(records, truths):
         r = dict(r)
         if r.get("covariance") is not None:
-            twist = t["task"] == "twist"
-            rad = interval_radius(t["material"], twist, r["parameters"], np.array(r["covariance"]), scale,
-                                  floor_deg if twist else floor_A)
-            r["uncertainty_deg" if twist else "uncertainty_A"] = rad
+            c = calibration.get(t["task"], {})
+            rad = interval_radius(t["material"], t["task"] == "twist", r["parameters"], np.array(r["covariance"]),
+                                  c.get("scale", 1.0), c.get("floor", 0.0))
+            r["uncertainty_deg" if t["task"] == "twist" else "uncertainty_A"] = rad
         out.append(r)
     return out
 
@@ -156,7 +157,7 @@ def calibrate(results: dict) -> dict:
         best = None
         for f in floors:
             for k in np.exp(np.linspace(np.log(0.3), np.log(30.0), 80)):
-                width = np.array([r[key] for r in rescored(recs, truths, k, f, f)])
+                width = np.array([r[key] for r in rescored(recs, truths, {kind: {"scale": k, "floor": f}})])
                 if np.mean(errs[ok] <= width) >= 0.95:
                     if best is None or width.mean() < best["mean_interval"]:
                         best = {"scale": float(k), "floor": float(f), "mean_interval": float(width.mean()),
@@ -211,13 +212,8 @@ def main() -> None:
     cal_src = args.calibration_json
     if cal_src is not None:
         cal = json.loads(cal_src.read_text())["calibration"]
-        s, t = cal.get("slip", {}), cal.get("twist", {})
-        summary["scores_calibrated"] = {
-            task: metrics.score(rescored(r["records"], r["truths"], s.get("scale", 1.0), s.get("floor", 0.0),
-                                         t.get("floor", 0.0)) if r["truths"][0]["task"] == "slip" else
-                                rescored(r["records"], r["truths"], t.get("scale", 1.0), 0.0, t.get("floor", 0.0)),
-                                r["truths"])
-            for task, r in results.items()}
+        summary["scores_calibrated"] = {task: metrics.score(rescored(r["records"], r["truths"], cal), r["truths"])
+                                        for task, r in results.items()}
     if args.shared and SHARED.is_dir():
         summary["shared"] = shared_images(models, replace(settings))
     summary["records"] = {t: r["records"] for t, r in results.items()}

@@ -27,7 +27,7 @@ Images are [row, col] = [y, x]; x = col·p, y = row·p (Å); angles in degrees.
 from vdwstack.closed_loop.comparator import Comparator
 from vdwstack.closed_loop.crop import Crop, extract_crop
 from vdwstack.closed_loop.estimate import Candidate, Estimate, estimate_reading
-from vdwstack.closed_loop.fit import fit_pose, refine_stacking
+from vdwstack.closed_loop.fit import refine_stacking
 from vdwstack.closed_loop.orientation import (
     initial_poses,
     rotation_candidates_deg,
@@ -46,7 +46,7 @@ from vdwstack.closed_loop.uncertainty import Interval, reading_interval
 
 __all__ = [
     "Candidate", "ClosedLoopSettings", "Comparator", "Crop", "Estimate", "Interval", "Match", "Pose", "Stacking",
-    "canonical_stacking", "estimate_reading", "extract_crop", "fit_pose", "initial_poses", "reading_interval",
+    "canonical_stacking", "estimate_reading", "extract_crop", "initial_poses", "reading_interval",
     "refine_stacking", "rotation_candidates_deg", "scan_slip", "scan_trilayer", "scan_twist",
     "spectral_orientation", "stacking_change",
 ]

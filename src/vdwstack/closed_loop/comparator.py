@@ -76,21 +76,20 @@ class Comparator:
 
     def render_fft(self, stacking: Stacking, rotation_deg: float, scale: float, defocus_A: float,
                    layer: int | None = None, strain: tuple[float, float] = (0.0, 0.0),
-                   astig_A: tuple[float, float] = (0.0, 0.0), cs_A: float = 0.0) -> np.ndarray:
+                   astig_A: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
         """rfft2 of the canvas simulated without source blur (the blur is applied in Fourier space).
 
         layer: only this layer's atoms (1-based; the image of the stack is the sum of its layers'
         images, the incoherent model being linear in the atoms); None: the whole stack.
         strain: the scan distortion (:class:`Pose`: strain_aniso, strain_shear).
         astig_A: two-fold astigmatism, Cartesian components (:class:`Pose`: astig_x_A, astig_y_A).
-        cs_A: spherical aberration added to the configured one (Å).
         """
         if layer == 1:
             # Layer 1 depends neither on the slips nor on θ (it sits at the pose's rotation − θ/2).
             rotation_deg, stacking = rotation_deg - stacking.theta_deg / 2, Stacking()
         key = (tuple(np.round(list(stacking.as_dict().values()), 6)), round(rotation_deg, 6), round(scale, 8),
                round(defocus_A, 4), layer, round(strain[0], 7), round(strain[1], 7), round(astig_A[0], 4),
-               round(astig_A[1], 4), round(cs_A, 2))
+               round(astig_A[1], 4))
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
@@ -99,7 +98,6 @@ class Comparator:
         ps = self.crop.pixel_size_A
         N = self.N
         row = {**self.microscope, "defocus_A": defocus_A, "source_fwhm_A": 0.0}
-        row["Cs_A"] = float(row.get("Cs_A", 0.0)) + cs_A
         c12 = float(np.hypot(*astig_A))
         if c12 > 0:  # abTEM's C12 (Å) and phi12 (rad)
             row["aberrations"] = {"C12": c12, "phi12": float(np.arctan2(astig_A[1], astig_A[0]) / 2)}
@@ -164,11 +162,11 @@ class Comparator:
 
     def best_translation(self, F: np.ndarray, pose: Pose) -> tuple[float, float]:
         """(row, col) of the crop's corner in the canvas (sub-pixel) that correlates best with F."""
-        _, r, c, dr, dc = self._peak(self._blurred(F, pose.scale, pose.source_fwhm_A, denoise=True))
+        r, c, dr, dc = self._peak(self._blurred(F, pose.scale, pose.source_fwhm_A, denoise=True))
         return r + dr, c + dc
 
-    def _ncc(self, Fs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(canvas, Pearson r of the crop with the canvas window at every whole-pixel translation)."""
+    def _ncc(self, Fs: np.ndarray) -> np.ndarray:
+        """Pearson r of the crop with the canvas window at every whole-pixel translation."""
         S = scipy.fft.irfft2(Fs, s=(self.N, self.N))
         n, N = self.n, self.N
         C = scipy.fft.irfft2(Fs * self._T_conj, s=(N, N))
@@ -182,11 +180,11 @@ class Comparator:
             return a[n:n + nv, n:n + nv] - a[:nv, n:n + nv] - a[n:n + nv, :nv] + a[:nv, :nv]
 
         var = wsum(ii2) - wsum(ii) ** 2 / n ** 2
-        return S, C[:nv, :nv] / np.sqrt(np.maximum(var, 1e-30))
+        return C[:nv, :nv] / np.sqrt(np.maximum(var, 1e-30))
 
-    def _peak(self, Fs: np.ndarray) -> tuple[float, int, int, float, float]:
-        """Best translation of the crop in the canvas: (canvas, row, col, sub-pixel d_row, d_col)."""
-        S, ncc = self._ncc(Fs)
+    def _peak(self, Fs: np.ndarray) -> tuple[int, int, float, float]:
+        """Best translation of the crop in the canvas: (row, col, sub-pixel d_row, d_col)."""
+        ncc = self._ncc(Fs)
         nv = ncc.shape[0]
         lo, hi = self.guard, nv - 1 - self.guard  # room for the sub-pixel window, no wrapped strip
         sub = ncc[lo:hi + 1, lo:hi + 1]
@@ -199,7 +197,7 @@ class Comparator:
 
         dr = para(ncc[r - 1, c], ncc[r, c], ncc[r + 1, c])
         dc = para(ncc[r, c - 1], ncc[r, c], ncc[r, c + 1])
-        return S, int(r), int(c), dr, dc
+        return int(r), int(c), dr, dc
 
     def _window(self, Fs: np.ndarray, r: int, c: int, dr: float, dc: float) -> np.ndarray:
         """The canvas under the crop at the sub-pixel translation (a Fourier shift: exact for the
@@ -243,12 +241,16 @@ class Comparator:
         offs -= offs.mean(axis=0)
         return offs[:, ::-1] / self.crop.pixel_size_A  # (x, y) Å → (row, col) px
 
+    def layer_fft(self, stacking: Stacking, pose: Pose, layer: int) -> np.ndarray:
+        """:meth:`render_fft` of one layer in `pose` (its rotation, scale, defocus, distortion and
+        astigmatism)."""
+        return self.render_fft(stacking, pose.rotation_deg, pose.scale, pose.defocus_A, layer=layer,
+                               strain=pose.strain, astig_A=(pose.astig_x_A, pose.astig_y_A))
+
     def layer_spectra(self, stacking: Stacking, pose: Pose) -> list[np.ndarray]:
         """rfft2 of each layer alone at zero slip (cached; only layer 2 depends on θ)."""
         base = Stacking(theta_deg=stacking.theta_deg)
-        return [self.render_fft(base, pose.rotation_deg, pose.scale, pose.defocus_A, layer=k, strain=pose.strain,
-                                astig_A=(pose.astig_x_A, pose.astig_y_A), cs_A=pose.cs_A)
-                for k in range(1, self.layers + 1)]
+        return [self.layer_fft(base, pose, k) for k in range(1, self.layers + 1)]
 
     def stack_fft(self, stacking: Stacking, pose: Pose) -> np.ndarray:
         """Spectrum of the stack: its layers, rendered once per pose, moved by Fourier shifts (the
@@ -264,13 +266,18 @@ class Comparator:
     def evaluate_fft(self, F: np.ndarray, stacking: Stacking, pose: Pose, keep_window: bool = False) -> Match:
         """Agreement of a canvas given by its spectrum (the model `stacking` it stands for)."""
         Fs = self._blurred(F, pose.scale, pose.source_fwhm_A, denoise=True)
-        _, r, c, dr, dc = self._peak(Fs)
+        r, c, dr, dc = self._peak(Fs)
         w = self._window(Fs, r, c, dr, dc)
         w = w - w.mean()
-        nrm = np.linalg.norm(w)
-        agreement = float(np.sum(w * self.target) / nrm) if nrm > 0 else 0.0
+        agreement = self.agreement_of(w)
         return Match(agreement, stacking, pose, (r + dr - self.margin, c + dc - self.margin),
                      w if keep_window else None)
+
+    def agreement_of(self, window: np.ndarray) -> float:
+        """Pearson r of a simulated window (n×n, band-passed) with the band-passed crop."""
+        w = window - window.mean()
+        nrm = np.linalg.norm(w)
+        return float(np.sum(w * self.target) / nrm) if nrm > 0 else 0.0
 
     def window_at(self, stacking: Stacking, pose: Pose, translation_px: tuple[float, float],
                   denoise: bool = True) -> np.ndarray:

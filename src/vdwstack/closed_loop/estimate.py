@@ -28,12 +28,12 @@ import numpy as np
 from vdwstack.closed_loop.comparator import Comparator
 from vdwstack.closed_loop.crop import Crop, extract_crop
 from vdwstack.closed_loop.fit import (
+    best_on_nuisance_grid,
     fit_layer_translation,
     fit_optics,
     fit_rotation_scale,
     gauss_newton,
     refine_stacking,
-    twist_nuisance_grid,
 )
 from vdwstack.closed_loop.orientation import initial_poses
 from vdwstack.closed_loop.search import (
@@ -54,6 +54,7 @@ from vdwstack.closed_loop.stacking import (
 from vdwstack.closed_loop.uncertainty import (
     Interval,
     fitted_pose_params,
+    pose_for_theta,
     reading_interval,
 )
 from vdwstack.structures.symmetry import projection_is_chiral
@@ -71,12 +72,11 @@ class Candidate:
 @dataclass
 class HandFit:
     """The fits in one hand: comparators of the (mirrored) crop — full resolution and the coarse
-    one of the search —, the pose fitted on the coarse crop, the candidates (coarse fits)."""
+    one of the search —, and the candidates (coarse fits, then their full-resolution refits)."""
 
     mirrored: bool
     comp: Comparator
     coarse: Comparator
-    pose: Pose
     candidates: list[Candidate] = field(default_factory=list)
 
     @property
@@ -148,29 +148,18 @@ def _fit_pose(comp: Comparator, m: Match, twist: bool) -> Match:
                               step_scale=0.003)
 
 
-def _pose_at(pose: Pose, base_theta: float, theta: float) -> Pose:
-    """The hand's pose for another θ (the pose holds the layers' mean orientation)."""
-    return replace(pose, rotation_deg=pose.rotation_deg + (theta - base_theta) / 2)
-
-
 def _network_candidates(comp: Comparator, pose: Pose, base_theta: float, proposal: Stacking,
                         twist: bool) -> list[Candidate]:
     """The proposal as it is (layer translation fitted for twists, both signs of θ) and refined."""
     if twist:
-        best = None
-        for theta in (abs(proposal.theta_deg), -abs(proposal.theta_deg)):
-            p = _pose_at(pose, base_theta, theta)
-            for da, db in twist_nuisance_grid(comp.material, theta):
-                m = comp.evaluate(replace(proposal, theta_deg=theta, Da_A=da, Db_A=db), p)
-                if best is None or m.agreement > best.agreement:
-                    best = m
+        best = max((best_on_nuisance_grid(comp, proposal, th, pose_for_theta(pose, base_theta, th))
+                    for th in (abs(proposal.theta_deg), -abs(proposal.theta_deg))), key=lambda m: m.agreement)
         m0 = fit_layer_translation(comp, best.stacking, best.pose, maxfev=24)
-        m0 = replace(m0, stacking=replace(m0.stacking, theta_deg=best.stacking.theta_deg))
     else:
         m0 = max((comp.evaluate(g, pose) for g in symmetry_orbit(comp.material, proposal)),
                  key=lambda m: m.agreement)
     return [Candidate("network", m0, False),
-            Candidate("refined", refine_stacking(comp, m0, twist, refit_pose=False), False)]
+            Candidate("refined", refine_stacking(comp, m0, twist), False)]
 
 
 def _fit_hand(crop: Crop, coarse_crop: Crop, image: np.ndarray, pixel_size_A: float, material: str, layers: int,
@@ -185,33 +174,25 @@ def _fit_hand(crop: Crop, coarse_crop: Crop, image: np.ndarray, pixel_size_A: fl
         coarse, np.fliplr(image) if mirrored else image, pixel_size_A, Stacking(), twist)
     peaks = _scan(coarse, starts, twist, s)
     fitted = _fit_pose(coarse, peaks[0], twist)
-    hand = HandFit(mirrored, comp, coarse, fitted.pose)
+    hand = HandFit(mirrored, comp, coarse)
     base_theta = fitted.stacking.theta_deg
-    hand.candidates.append(Candidate("search", refine_stacking(coarse, fitted, twist, refit_pose=False), mirrored))
+    hand.candidates.append(Candidate("search", refine_stacking(coarse, fitted, twist), mirrored))
     for pk in peaks[1:]:
-        m = coarse.evaluate(pk.stacking, _pose_at(fitted.pose, base_theta, pk.stacking.theta_deg))
+        m = coarse.evaluate(pk.stacking, pose_for_theta(fitted.pose, base_theta, pk.stacking.theta_deg))
         if twist:
             m = fit_layer_translation(coarse, m.stacking, m.pose, maxfev=24)
-        hand.candidates.append(Candidate("search", refine_stacking(coarse, m, twist, refit_pose=False), mirrored))
+        hand.candidates.append(Candidate("search", refine_stacking(coarse, m, twist), mirrored))
     if proposal is not None and not mirrored:
         hand.candidates += _network_candidates(coarse, fitted.pose, base_theta, proposal, twist)
     return hand
 
 
-def _retwisted(comp: Comparator, m: Match, theta_deg: float, pose: Pose) -> Match:
-    """The twist `theta_deg` in `pose`, its layers' translation searched on a grid and refined."""
-    best = None
-    for da, db in twist_nuisance_grid(comp.material, theta_deg):
-        e = comp.evaluate(replace(m.stacking, theta_deg=theta_deg, Da_A=da, Db_A=db), pose)
-        if best is None or e.agreement > best.agreement:
-            best = e
-    return fit_layer_translation(comp, best.stacking, best.pose, maxfev=24)
-
-
-def _twist_twins(comp: Comparator, m: Match) -> list[Match]:
+def _layers_swapped(comp: Comparator, m: Match) -> Match:
     """The same two lattices with the other layer at the bottom (θ → −θ about the same mean
-    orientation): only the layers' depths (per-layer defocus) tell them apart."""
-    return [_retwisted(comp, m, -m.stacking.theta_deg, m.pose)]
+    orientation; only the layers' depths, through the per-layer defocus, tell them apart), the
+    layers' translation searched on a grid and refined."""
+    best = best_on_nuisance_grid(comp, m.stacking, -m.stacking.theta_deg, m.pose)
+    return fit_layer_translation(comp, best.stacking, best.pose, maxfev=24)
 
 
 def _lift(hand: HandFit, c: Candidate, twist: bool) -> Candidate:
@@ -219,7 +200,7 @@ def _lift(hand: HandFit, c: Candidate, twist: bool) -> Candidate:
     proposal only evaluated; the others refined from their coarse fit)."""
     m = hand.comp.evaluate(c.match.stacking, c.match.pose)
     if twist:
-        m = max([m] + _twist_twins(hand.comp, m), key=lambda x: x.agreement)
+        m = max(m, _layers_swapped(hand.comp, m), key=lambda x: x.agreement)
     else:
         # The layers at the same positions in another order project alike; only their depths
         # (per-layer defocus) tell the orders apart, a little: take the best.

@@ -3,7 +3,6 @@ twist's layer translation, and the local refinement of the reading itself (Nelde
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -79,50 +78,22 @@ def fit_layer_translation(comp: Comparator, stacking: Stacking, pose: Pose, maxf
     return comp.evaluate(replace(stacking, Da_A=float(x[0]), Db_A=float(x[1])), pose)
 
 
-
-def fit_pose(comp: Comparator, stacking: Stacking, starts: Sequence[Pose], twist: bool = False) -> Match:
-    """Fit rotation, scale, translation and optics for one reading; the best start wins.
-
-    For twists θ is tried with both signs (the spots do not say which layer they belong to, nor the
-    handedness) and the layers' relative translation on a coarse grid, then refined.
-    """
-    budget = comp.settings.max_evaluations
-    cands: list[tuple[Stacking, Pose]] = []
-    for pose in starts:
-        if twist:
-            for sign in (1.0, -1.0):
-                # The spots give one layer's orientation; the pose holds the mean of both.
-                theta = sign * abs(stacking.theta_deg)
-                p = replace(pose, rotation_deg=pose.rotation_deg + theta / 2)
-                best = None
-                for da, db in twist_nuisance_grid(comp.material, theta):
-                    m = comp.evaluate(replace(stacking, theta_deg=theta, Da_A=da, Db_A=db), p)
-                    if best is None or m.agreement > best.agreement:
-                        best = m
-                cands.append((best.stacking, p))
-        else:
-            cands.append((stacking, pose))
-    # A quick look at every start (one render each), then the full fit of the most promising.
-    quick = sorted((fit_source(comp, s, pose) for s, pose in cands), key=lambda m: -m.agreement)
-    keep = [m for m in quick[:2] if m.agreement > quick[0].agreement - 0.05]
+def best_on_nuisance_grid(comp: Comparator, stacking: Stacking, theta_deg: float, pose: Pose) -> Match:
+    """Twists: the best of the layers' relative translations on :func:`twist_nuisance_grid` for the
+    twist `theta_deg` in `pose` (the start of :func:`fit_layer_translation`)."""
     best = None
-    for m in keep:
-        if twist:
-            m = fit_layer_translation(comp, m.stacking, m.pose, maxfev=max(12, budget // 3))
-        m = fit_rotation_scale(comp, m.stacking, m.pose, maxfev=max(12, budget // 3))
-        m = fit_optics(comp, m.stacking, m.pose)
-        m = fit_rotation_scale(comp, m.stacking, m.pose, maxfev=max(8, budget // 5), step_deg=0.15, step_scale=0.003)
-        m = fit_source(comp, m.stacking, m.pose)
+    for da, db in twist_nuisance_grid(comp.material, theta_deg):
+        m = comp.evaluate(replace(stacking, theta_deg=theta_deg, Da_A=da, Db_A=db), pose)
         if best is None or m.agreement > best.agreement:
             best = m
     return best
 
 
 def refine_stacking(comp: Comparator, match: Match, twist: bool = False, step_A: float = 0.2,
-                    step_deg: float = 0.3, refit_pose: bool = True) -> Match:
+                    step_deg: float = 0.3) -> Match:
     """Nelder–Mead on the reading (slips; or θ and the layers' translation) from a fitted match,
-    pose fixed during the search; with `refit_pose` rotation, scale and source size are re-fitted
-    at the result. Never returns a worse match than `match`."""
+    pose fixed (for twists layer 1 stays in place: :func:`pose_for_theta`). Never returns a worse
+    match than `match`."""
     s0, pose = match.stacking, match.pose
     if twist:
         names = ["theta_deg", "Da_A", "Db_A"]
@@ -136,9 +107,8 @@ def refine_stacking(comp: Comparator, match: Match, twist: bool = False, step_A:
         return replace(s0, **dict(zip(names, map(float, x))))
 
     def pose_for(s: Stacking) -> Pose:
-        # The pose holds the layers' mean orientation; following half of a change of θ keeps layer 1
-        # where it was, so only layer 2 is rendered again.
-        return replace(pose, rotation_deg=pose.rotation_deg + (s.theta_deg - s0.theta_deg) / 2) if twist else pose
+        # Layer 1 kept where it was: only layer 2 is rendered again.
+        return pose_for_theta(pose, s0.theta_deg, s.theta_deg) if twist else pose
 
     def f(x):
         s = stack(x)
@@ -147,17 +117,7 @@ def refine_stacking(comp: Comparator, match: Match, twist: bool = False, step_A:
     x, _ = _nelder_mead(f, x0, steps, comp.settings.max_evaluations, 2e-3)
     s = stack(x)
     m = comp.evaluate(s, pose_for(s))
-    if refit_pose:
-        m = fit_rotation_scale(comp, s, m.pose, maxfev=max(8, comp.settings.max_evaluations // 5), step_deg=0.15,
-                               step_scale=0.003)
-        m = fit_source(comp, m.stacking, m.pose)
     return m if m.agreement >= match.agreement else match
-
-
-def _pearson(comp: Comparator, w: np.ndarray) -> float:
-    w = w - w.mean()
-    nrm = np.linalg.norm(w)
-    return float(np.sum(w * comp.target) / nrm) if nrm > 0 else 0.0
 
 
 def gauss_newton(comp: Comparator, match: Match, twist: bool = False, iterations: int = 8,
@@ -173,7 +133,7 @@ def gauss_newton(comp: Comparator, match: Match, twist: bool = False, iterations
     cap = np.array([0.3 if n == "theta_deg" else 0.15 for n in names]
                    + [_POSE_CAPS.get(n, 0.01) for n in pose_params] + [1.0, 1.0])
     s, pose, t = match.stacking, match.pose, tuple(match.translation_px)
-    best = _pearson(comp, comp.window_at(s, pose, t))
+    best = comp.agreement_of(comp.window_at(s, pose, t))
     for _ in range(iterations):
         X, w0, a, b = design_matrix(comp, s, pose, t, twist, pose_params)
         delta = np.linalg.lstsq(X, comp.target.ravel() - a * w0.ravel() - b, rcond=None)[0][:k + q + 2]
@@ -185,7 +145,7 @@ def gauss_newton(comp: Comparator, match: Match, twist: bool = False, iterations
             p_new = replace(p_new, **{n: _bounded(n, getattr(p_new, n) + float(d[k + i]))
                                       for i, n in enumerate(pose_params)})
             t_new = (t[0] + float(d[k + q]), t[1] + float(d[k + q + 1]))
-            r = _pearson(comp, comp.window_at(s_new, p_new, t_new))
+            r = comp.agreement_of(comp.window_at(s_new, p_new, t_new))
             if r > best:
                 break
         else:
@@ -199,15 +159,13 @@ def gauss_newton(comp: Comparator, match: Match, twist: bool = False, iterations
 
 
 # The largest Gauss–Newton step of each pose parameter (others: 0.01, i.e. 1 % of scale or strain).
-_POSE_CAPS = {"rotation_deg": 0.3, "astig_x_A": 3.0, "astig_y_A": 3.0, "cs_A": 3000.0, "defocus_A": 10.0}
+_POSE_CAPS = {"rotation_deg": 0.3, "astig_x_A": 3.0, "astig_y_A": 3.0, "defocus_A": 10.0}
 
 
 def _bounded(name: str, value: float) -> float:
-    """Strains within ±5 %, astigmatism components within ±20 Å, residual Cs within ±2 µm."""
+    """Strains within ±5 %, astigmatism components within ±20 Å."""
     if name.startswith("strain"):
         return float(np.clip(value, -0.05, 0.05))
     if name.startswith("astig"):
         return float(np.clip(value, -20.0, 20.0))
-    if name == "cs_A":
-        return float(np.clip(value, -2e4, 2e4))
     return value

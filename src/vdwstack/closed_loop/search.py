@@ -49,8 +49,7 @@ def scan_twist(comp: Comparator, starts: Sequence[Pose], step_deg: float) -> lis
     thetas = np.linspace(lo, hi, max(1, int(np.ceil((hi - lo) / step_deg))) + 1)
     out = []
     for pose in starts:
-        F1 = comp.render_fft(Stacking(), pose.rotation_deg, pose.scale, pose.defocus_A, layer=1,
-                             strain=pose.strain, astig_A=(pose.astig_x_A, pose.astig_y_A), cs_A=pose.cs_A)
+        F1 = comp.layer_fft(Stacking(), pose, 1)
         r1, c1 = comp.best_translation(F1, pose)
         for th in thetas:
             for sign in (1.0, -1.0):
@@ -58,8 +57,7 @@ def scan_twist(comp: Comparator, starts: Sequence[Pose], step_deg: float) -> lis
                     continue  # 0 and the range's end are their own mirror images
                 theta = float(sign * th)
                 p = replace(pose, rotation_deg=pose.rotation_deg + theta / 2)  # the layers' mean orientation
-                F2 = comp.render_fft(Stacking(theta_deg=theta), p.rotation_deg, p.scale, p.defocus_A, layer=2,
-                                     strain=p.strain, astig_A=(p.astig_x_A, p.astig_y_A), cs_A=p.cs_A)
+                F2 = comp.layer_fft(Stacking(theta_deg=theta), p, 2)
                 r2, c2 = comp.best_translation(F2, p)
                 da, db = comp.image_shift_to_slip(r1 - r2, c1 - c2, p, theta)
                 r = comp.score_fft(F1 + comp.shifted(F2, r1 - r2, c1 - c2), p)

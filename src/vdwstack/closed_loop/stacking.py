@@ -32,8 +32,7 @@ class Pose:
     """How the model sits in the crop: rotation (degrees), scale (true / nominal pixel size), optics,
     and the scan's distortion (drift, shear): a traceless strain of the model, (ε_xx − ε_yy)/2 =
     strain_aniso and ε_xy = strain_shear in the frame of layer 1 (dimensionless); two-fold
-    astigmatism as Cartesian components astig_x_A, astig_y_A (Å; see :attr:`astigmatism`); cs_A,
-    the spherical aberration added to the configured Cs (Å; a corrector's residual)."""
+    astigmatism as Cartesian components astig_x_A, astig_y_A (Å; see :attr:`astigmatism`)."""
 
     rotation_deg: float = 0.0
     scale: float = 1.0
@@ -43,7 +42,6 @@ class Pose:
     strain_shear: float = 0.0
     astig_x_A: float = 0.0
     astig_y_A: float = 0.0
-    cs_A: float = 0.0
 
     @property
     def strain(self) -> tuple[float, float]:

@@ -67,7 +67,7 @@ def pose_for_theta(pose: Pose, base_theta: float, theta: float) -> Pose:
 
 #: Finite-difference steps of the pose's parameters (degrees; dimensionless).
 POSE_STEPS = {"rotation_deg": 0.05, "scale": 0.002, "strain_aniso": 0.002, "strain_shear": 0.002,
-              "astig_x_A": 0.5, "astig_y_A": 0.5, "cs_A": 1000.0, "defocus_A": 2.0}
+              "astig_x_A": 0.5, "astig_y_A": 0.5, "defocus_A": 2.0}
 
 
 def design_matrix(comp: Comparator, stacking: Stacking, pose: Pose, translation_px: tuple[float, float],
