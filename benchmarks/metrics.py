@@ -51,14 +51,7 @@ def trilayer_slip_error_A(material: str, pred: Sequence[float], true: Sequence[f
         (a1, b1, a2, b2), (u1, v1, u2, v2) = pred, true
         as_read = max(e(a1, b1, u1, v1), e(a2, b2, u2, v2))
         return float(min(as_read, max(e(-a2, -b2, u1, v1), e(-a1, -b1, u2, v2))))
-    p = sym.slip_to_cartesian(np.array(pred[0::2]), np.array(pred[1::2]))  # rows D1, D2 (Cartesian Å)
-    t = sym.slip_to_cartesian(np.array(true[0::2]), np.array(true[1::2]))
-    best = np.inf
-    for q in (p, -p[::-1]):  # as read, and relabelled (D1, D2) -> (-D2, -D1)
-        for g in sym.rotations:
-            d = np.linalg.norm(sym.wigner_seitz(q @ g.T - t), axis=-1)
-            best = min(best, float(d.max()))
-    return best
+    return float(sym.trilayer_slip_error_A(pred, true))
 
 
 def slip_error(record: Mapping, truth: Mapping, prefix: str = "", joint: bool = True) -> float:

@@ -27,7 +27,8 @@ def _merged(base: dict, overlay: dict) -> dict:
 
 
 @pytest.mark.parametrize("name", [".test/config/config.yaml", "config/config.yaml", "config/cpu_hour.yaml",
-                                  "config/paper.yaml", "config/mos2_slip.yaml"])
+                                  "config/paper.yaml", "config/mos2_slip.yaml",
+                                  "config/trilayer.yaml"])
 def test_shipped_configs_are_valid(name):
     config = yaml.safe_load((ROOT / name).read_text())
     if name.startswith("config/") and name != "config/config.yaml":

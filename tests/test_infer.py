@@ -171,18 +171,44 @@ def test_tta_averages_rotated_copies(models, res2_tif):
     assert symmetry_for("ReS2").slip_error_A(a["Da_A"], a["Db_A"], b["Da_A"], b["Db_A"]) < 1e-3
 
 
-def test_two_domains_and_their_boundary():
-    sym = symmetry_for("MoS2")
-    da = np.zeros((6, 8))
-    db = np.zeros((6, 8))
+def test_two_domains_a_spurious_window_and_the_located_boundary():
+    """Potts regularisation keeps one odd window out of the domains; the boundary's straight-step
+    fit puts it where the features change, with a width and an uncertainty."""
+    from vdwstack.infer.domains import locate_boundaries
+    from vdwstack.regress.encoding import SlipEncoding
+
+    sym, enc = symmetry_for("MoS2"), SlipEncoding("MoS2")
+    R, C, stride = 12, 16, 4.0
     ab = stacking_names("MoS2")["AB/BA"]
-    da[:, 4:], db[:, 4:] = ab
-    da += np.random.default_rng(0).normal(0, 0.02, da.shape)
-    labels, masks = segment_domains({"Da_A": da, "Db_A": db},
-                                    lambda a, b: sym.slip_error_A(a["Da_A"], a["Db_A"], b["Da_A"], b["Db_A"]), 0.3, 2)
-    assert len(masks) == 2 and len(np.unique(labels[:, :4])) == 1 and labels[0, 0] != labels[0, 7]
+    x = (np.arange(C) + 0.5) * stride
+    edge_A = 7.3 * stride  # true boundary at x = 29.2 Å: between window columns 6 and 7
+    frac = 0.5 * (1 + np.tanh((x - edge_A) / 3.0))  # a boundary a few Å wide, seen through windows
+    fa, fb = enc.encode(0.0, 0.0), enc.encode(*ab)
+    feats = (1 - frac)[None, :, None] * fa + frac[None, :, None] * fb + np.zeros((R, 1, 1))
+    rng = np.random.default_rng(0)
+    feats = feats + rng.normal(0, 0.03, feats.shape)
+    feats[3, 2] = enc.encode(1.2, 0.4)  # one odd window inside domain AA
+
+    def decode(f):
+        a, b = enc.decode(f)
+        return {"Da_A": a, "Db_A": b}
+
+    def dist(a, b):
+        return sym.slip_error_A(a["Da_A"], a["Db_A"], b["Da_A"], b["Db_A"])
+
+    labels, masks = segment_domains(feats, decode, dist, 0.35, 1.0, 1.0, 12)
+    assert len(masks) == 2, "the odd window made a domain of its own"
+    assert len(np.unique(labels[:, :5])) == 1 and labels[0, 0] != labels[0, -1]
     b = domain_boundaries(labels)
-    assert b[:, 3].all() and not b[:, :3].any()
+    assert b[:, 5:8].any(axis=1).all() and not b[:, :4].any()
+    xy = np.stack(np.meshgrid(x, (np.arange(R) + 0.5) * stride), axis=-1)
+    (fit,) = locate_boundaries(feats, labels, xy, window_A=12.0)
+    assert fit["domains"] == [0, 1]
+    normal = np.deg2rad(fit["normal_deg"])
+    assert abs(np.cos(normal)) > 0.99  # the boundary runs along y
+    position = fit["offset_A"] / np.cos(normal)
+    assert abs(position - edge_A) < 1.0 and 0 < fit["position_sigma_A"] < 1.0
+    assert 0 <= fit["width_A"] < 10 and np.isfinite(fit["width_sigma_A"])
 
 
 def test_stacking_names():

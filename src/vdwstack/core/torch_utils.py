@@ -42,3 +42,26 @@ def make_deterministic(enabled: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(enabled, warn_only=True)
     torch.backends.cudnn.benchmark = False if enabled else torch.backends.cudnn.benchmark
+
+
+def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """The autocast precision for `device`, or None for fp32: fp16 on CUDA; bf16 on a CPU with
+    native bf16 arithmetic (avx512_bf16 or AMX), where oneDNN runs convolutions ~1.6× faster
+    (benchmarks/regress.py). CPUs without it would emulate bf16 slower than fp32."""
+    if not enabled:
+        return None
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return None
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (avx512_bf16 or AMX tiles)."""
+    cpu = getattr(torch, "cpu", None)
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        check = getattr(cpu, name, None)
+        if check is not None and check():
+            return True
+    return False

@@ -17,7 +17,7 @@ import numpy as np
 
 from vdwstack.core.images import normalize_unit
 from vdwstack.core.resample import resample
-from vdwstack.infer.domains import domain_boundaries, segment_domains
+from vdwstack.infer.domains import domain_boundaries, locate_boundaries, segment_domains
 from vdwstack.infer.settings import InferenceSettings
 from vdwstack.regress.model import Regressor
 from vdwstack.structures.names import name_stacking
@@ -34,7 +34,7 @@ class CropPredictor:
         self.reg, self.img = reg, image_model_px
         self.k = {1: [0], 2: [0, 2], 4: [0, 1, 2, 3]}[tta_rotations]
         self.batch = batch_size
-        self.c = reg.crop_px
+        self.c = reg.crop_for(image_model_px.shape)  # the full field, or the largest that fits
 
     def features(self, centres_px: np.ndarray) -> np.ndarray:
         """Mean TTA features at crop centres (row, col) in model pixels, shape (n, dim)."""
@@ -110,16 +110,17 @@ def infer_image(image: np.ndarray, pixel_size_A: float, reg: Regressor,
         raise ValueError(f"{image_id}: image contains NaN or infinite values")
     if image.std() == 0:
         raise ValueError(f"{image_id}: image is constant")
-    field_A = reg.crop_px * reg.pixel_size_A
     H_A, W_A = image.shape[0] * pixel_size_A, image.shape[1] * pixel_size_A
-    if min(H_A, W_A) < field_A:
+    if min(H_A, W_A) < reg.min_crop_px * reg.pixel_size_A:
         raise ValueError(f"{image_id}: image of {W_A:.1f}×{H_A:.1f} Å is smaller than one window "
-                         f"({field_A:.1f} Å: the model sees {reg.crop_px} px at {reg.pixel_size_A:g} Å/px)")
+                         f"({reg.min_crop_px * reg.pixel_size_A:.1f} Å: the model sees at least {reg.min_crop_px} px "
+                         f"at {reg.pixel_size_A:g} Å/px)")
     sym = symmetry_for(reg.codec.material)
     pred = CropPredictor(reg, resample(image, pixel_size_A, reg.pixel_size_A), settings.tta_rotations,
                          settings.batch_size)
+    field_A = pred.c * reg.pixel_size_A
     unit = "deg" if reg.codec.task == "twist" else "A"
-    centres = _whole_image_centres(pred.img.shape, reg.crop_px, settings.whole_image_crops)
+    centres = _whole_image_centres(pred.img.shape, pred.c, settings.whole_image_crops)
     est, spread = robust_aggregate(reg, sym, pred.features(centres))
     spread_rms = float(np.sqrt(np.mean(spread ** 2)))
     window_map = _window_map(pred, sym, settings, max(settings.window_A, field_A))
@@ -131,7 +132,8 @@ def infer_image(image: np.ndarray, pixel_size_A: float, reg: Regressor,
         "image_shape_px": list(image.shape),
         "pixel_size_A": float(pixel_size_A),
         "pixel_size_source": pixel_size_source,
-        "model": {"architecture": reg.card["architecture"], "pixel_size_A": reg.pixel_size_A, "crop_px": reg.crop_px,
+        "model": {"architecture": reg.card["architecture"], "pixel_size_A": reg.pixel_size_A, "crop_px": pred.c,
+                  "field_of_view_A": field_A,
                   "training_set": reg.card.get("training", {}).get("dataset")},
         "n_crops": int(len(centres)),
         "tta_rotations": settings.tta_rotations,
@@ -141,6 +143,7 @@ def infer_image(image: np.ndarray, pixel_size_A: float, reg: Regressor,
         "map": window_map.pop("map"),
         "domains": window_map["domains"],
         "n_domains": len(window_map["domains"]),
+        "boundaries": window_map["boundaries"],
         "settings": asdict(settings),
     }
     if reg.codec.task == "slip":
@@ -173,19 +176,24 @@ def _window_map(pred: CropPredictor, sym: StackingSymmetry, settings: InferenceS
     feats = pred.features(np.array([(r, q) for r in rows for q in cols]))
     maps = {k: v.reshape(len(rows), len(cols)) for k, v in _decode(reg, feats).items()}
     tol = settings.domain_tol_deg if reg.codec.task == "twist" else settings.domain_tol_A
-    labels, masks = segment_domains(maps, lambda a, b: _distance(reg, sym, a, b), tol, settings.min_domain_windows)
     unit = "deg" if reg.codec.task == "twist" else "A"
     step_A = stride_px * p
+    grid = feats.reshape(len(rows), len(cols), -1)
+    min_windows = max(1, int(np.ceil(settings.min_domain_area_nm2 * 100 / step_A ** 2)))
+    labels, masks = segment_domains(grid, lambda f: _decode(reg, f), lambda a, b: _distance(reg, sym, a, b), tol,
+                                    settings.domain_coupling, settings.domain_smoothing_A / step_A, min_windows)
     domains = []
     for i, mask in enumerate(masks):
         dest, dspread = robust_aggregate(reg, sym, feats[mask.ravel()])
-        entry = {"id": i, "n_windows": int(mask.sum()), "area_A2": float(mask.sum() * step_A ** 2),
+        entry = {"id": i, "n_windows": int(mask.sum()), "area_nm2": float(mask.sum() * step_A ** 2 / 100),
                  **dest, f"spread_{unit}": float(np.sqrt(np.mean(dspread ** 2)))}
         if reg.codec.task == "slip":
             entry["stacking"] = name_stacking(reg.codec.material, dest["Da_A"], dest["Db_A"])
         domains.append(entry)
+    xy_A = np.stack(np.meshgrid(cols * p, rows * p), axis=-1)  # window centres (x, y) in Å
+    boundaries = locate_boundaries(grid, labels, xy_A, window_A)
     y0, x0 = rows[0] * p - step_A / 2, cols[0] * p - step_A / 2
-    return {"maps": maps, "labels": labels, "domains": domains,
+    return {"maps": maps, "labels": labels, "domains": domains, "boundaries": boundaries,
             "extent": (x0, x0 + len(cols) * step_A, y0 + len(rows) * step_A, y0),
             "map": {"rows": int(len(rows)), "cols": int(len(cols)), "window_A": float(window_A),
                     "stride_A": float(step_A)}}

@@ -6,6 +6,9 @@ invariant under the group, so equivalent slips share one target and nothing jump
 or symmetry boundaries. Decoding: nearest feature vector on a fine grid of canonical slips, refined
 locally.
 
+Trilayer slips: the same with pairs of reciprocal vectors acting on both slips at once
+(:class:`TrilayerSlipEncoding`), invariant under the relabelling (D1, D2) ≡ (−D2, −D1).
+
 Twist: ψ_n(θ) = cos(2π n θ / P), n = 1..N, P = 360°/r: periodic in P and even (θ ≡ −θ).
 """
 
@@ -112,6 +115,130 @@ class SlipEncoding:
         x = x.reshape(-1, k, 2)[np.arange(len(f)), pick]
         out_a, out_b = self.sym.canonical_slip(*self.sym.cartesian_to_slip(x))
         return out_a.reshape(shape), out_b.reshape(shape)
+
+
+@dataclass(frozen=True)
+class TrilayerSlipEncoding:
+    """Encoder/decoder of a trilayer's two slips (D1 = layer 2 − layer 1, D2 = layer 3 − layer 2).
+
+    φ_(g1,g2)(D1, D2) = mean over the group R and the relabelling of cos(2π (R g1·D1 + R g2·D2)).
+    One rotation turns both slips (the stack turns as a whole), and reading the stack from the other
+    side, (D1, D2) ≡ (−D2, −D1), swaps g1 and g2. Single-slip features (g1 or g2 = 0) alone would
+    lose the relative sign of the slips: (D1, D2) and (D1, −D2) are different trilayers.
+    """
+
+    material: str
+    orders: int = 2
+    grid_step_A: float = 0.4
+
+    @cached_property
+    def sym(self) -> StackingSymmetry:
+        return symmetry_for(self.material)
+
+    def _images(self, g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
+        """The pair's images under the group, the relabelling and negation: (M, 2, 2)."""
+        out = []
+        for R in self.sym.rotations:
+            for a, b in ((g1, g2), (g2, g1)):
+                for sgn in (1.0, -1.0):
+                    out.append(sgn * np.stack([R @ a, R @ b]))
+        return np.array(out)
+
+    @cached_property
+    def pairs(self) -> np.ndarray:
+        """Orbit representatives (P, 2, 2) of the reciprocal-vector pairs (g1, g2), |h|, |k| ≤ orders."""
+        G = reciprocal_lattice(self.sym.lattice)
+        n = self.orders
+        vecs = [np.array([h, k], float) @ G for h in range(-n, n + 1) for k in range(-n, n + 1)]
+        reps: list[np.ndarray] = []
+        for g1 in vecs:
+            for g2 in vecs:
+                if not (np.any(g1) or np.any(g2)):
+                    continue
+                pair = np.stack([g1, g2])
+                if any(np.min(np.abs(self._images(*r) - pair).sum(axis=(1, 2))) < 1e-9 for r in reps):
+                    continue
+                reps.append(pair)
+        return np.array(reps)
+
+    @cached_property
+    def _orbits(self) -> np.ndarray:
+        """(M, P, 2, 2): every pair's images under the group and the relabelling (cos is even)."""
+        return np.stack([self._images(*pair)[0::2] for pair in self.pairs], axis=1)
+
+    @property
+    def dim(self) -> int:
+        return len(self.pairs)
+
+    def _features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Features (N, P) and phases (N, M, P) of Cartesian slips x (N, 2, 2)."""
+        ph = 2 * np.pi * np.einsum("nsi,mpsi->nmp", x, self._orbits)
+        return np.cos(ph).mean(axis=1), ph
+
+    def encode(self, da_A, db_A, da2_A, db2_A) -> np.ndarray:
+        """Features (..., dim) of the slips (Da, Db), (Da2, Db2) in Å."""
+        d1 = self.sym.slip_to_cartesian(da_A, db_A)
+        d2 = self.sym.slip_to_cartesian(da2_A, db2_A)
+        shape = d1.shape[:-1]
+        f, _ = self._features(np.stack([d1.reshape(-1, 2), d2.reshape(-1, 2)], axis=1))
+        return f.reshape(*shape, self.dim).astype(np.float32)
+
+    @cached_property
+    def _table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Coarse grid: D1 canonical, D2 anywhere in the cell; Cartesian (T, 2, 2) and features (T, P)."""
+        da1, db1 = self.sym.slip_grid(self.grid_step_A)
+        lat = self.sym.lattice
+        n_a = max(2, int(np.ceil(np.linalg.norm(lat[0]) / self.grid_step_A)))
+        n_b = max(2, int(np.ceil(np.linalg.norm(lat[1]) / self.grid_step_A)))
+        u, v = np.meshgrid(np.arange(n_a) / n_a, np.arange(n_b) / n_b, indexing="ij")
+        d2 = self.sym.wigner_seitz(np.stack([u.ravel(), v.ravel()], -1) @ lat)
+        d1 = self.sym.slip_to_cartesian(da1, db1)
+        x = np.stack([np.repeat(d1, len(d2), axis=0), np.tile(d2, (len(d1), 1))], axis=1)
+        f = np.concatenate([self._features(x[i:i + 4096])[0] for i in range(0, len(x), 4096)])
+        return x, f
+
+    def decode(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(Da, Db, Da2, Db2) in Å whose features are nearest to `features` (..., dim); D1 canonical."""
+        f = np.asarray(features, np.float64)
+        shape = f.shape[:-1]
+        f = f.reshape(-1, self.dim)
+        xt, table = self._table
+        t2 = (table**2).sum(1)[None]
+        k = 4
+        cand = np.concatenate([np.argpartition(t2 - 2 * f[i:i + 64] @ table.T, k, axis=1)[:, :k]
+                               for i in range(0, len(f), 64)])
+        f_rep = np.repeat(f, k, axis=0)
+        x = xt[cand.ravel()] + np.array([[1.3e-3, 0.7e-3], [0.9e-3, -1.1e-3]])
+        q = self._orbits
+        r, ph = f_rep - self._features(x)[0], self._features(x)[1]
+        for _ in range(15):  # Gauss–Newton in the four slip coordinates, all starts at once
+            J = -(2 * np.pi) * np.einsum("nmp,mpsi->npsi", np.sin(ph), q).reshape(len(x), self.dim, 4) / len(q)
+            JtJ = np.einsum("npi,npj->nij", J, J) + 1e-6 * np.eye(4)
+            step = np.linalg.solve(JtJ, np.einsum("npi,np->ni", J, r)[..., None])[..., 0].reshape(-1, 2, 2)
+            step = np.clip(step, -self.grid_step_A, self.grid_step_A)
+            todo = np.ones(len(x), bool)
+            for scale in (1.0, 0.5, 0.25, 0.1):
+                x_new = x + scale * step
+                f_new, ph_new = self._features(x_new)
+                r_new = f_rep - f_new
+                better = todo & ((r_new**2).sum(1) < (r**2).sum(1))
+                x[better], r[better], ph[better] = x_new[better], r_new[better], ph_new[better]
+                todo &= ~better
+        pick = np.argmin((r**2).sum(1).reshape(-1, k), axis=1)
+        x = x.reshape(-1, k, 2, 2)[np.arange(len(f)), pick]
+        d1, d2 = self._canonical(x)
+        (a1, b1), (a2, b2) = self.sym.cartesian_to_slip(d1), self.sym.cartesian_to_slip(d2)
+        return a1.reshape(shape), b1.reshape(shape), a2.reshape(shape), b2.reshape(shape)
+
+    def _canonical(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """D1 made canonical by the rotation that turns the whole stack (D2 turns with it)."""
+        d1, d2 = x[:, 0], x[:, 1]
+        target = self.sym.canonical_cartesian(d1)
+        out2 = np.empty_like(d2)
+        for i in range(len(d1)):
+            R = min(self.sym.rotations, key=lambda R: float(np.linalg.norm(self.sym.wigner_seitz(R @ d1[i]) - target[i])))
+            out2[i] = self.sym.wigner_seitz(R @ d2[i])
+        return target, out2
 
 
 @dataclass(frozen=True)

@@ -31,12 +31,26 @@ def _load_test_set(test_zarr: str | Path):
     return labels, material, symmetry_for(material), float(root.attrs["pixel_size_A"]), root["images"][:]
 
 
-def constant_slip_baseline(sym, da: np.ndarray, db: np.ndarray) -> np.ndarray:
+SLIP_KEYS = {2: ("Da_A", "Db_A"), 3: ("Da_A", "Db_A", "Da2_A", "Db2_A")}
+
+
+def slip_errors_A(sym, pred: Mapping, truth: Sequence[np.ndarray]) -> np.ndarray:
+    """ΔD (Å) of predictions {Da_A, Db_A[, Da2_A, Db2_A]} against true arrays in the same order;
+    trilayers: the larger slip error, over the pair's equivalences (joint rotation, relabelling)."""
+    if len(truth) == 4:
+        return sym.trilayer_slip_error_A([pred[k] for k in SLIP_KEYS[3]], truth)
+    return sym.slip_error_A(pred["Da_A"], pred["Db_A"], *truth)
+
+
+def constant_slip_baseline(sym, *truth: np.ndarray) -> np.ndarray:
     """ΔD of the best constant prediction (the 'predict the mean' baseline under the ΔD metric)."""
-    cand_a, cand_b = sym.slip_grid(0.05)
+    cand_a, cand_b = sym.slip_grid(0.05 if len(truth) == 2 else 0.5)
+    cands = [(a, b) for a, b in zip(cand_a, cand_b)]
+    if len(truth) == 4:  # pairs of slips on a coarse grid
+        cands = [(a, b, c, d) for a, b in cands for c, d in cands]
     best = np.inf
-    for a, b in zip(cand_a, cand_b):
-        e = sym.slip_error_A(a, b, da, db)
+    for c in cands:
+        e = slip_errors_A(sym, dict(zip(SLIP_KEYS[len(truth)], c)), truth)
         if e.mean() < best:
             best, keep = e.mean(), e
     return keep
@@ -53,15 +67,17 @@ def evaluate_slip(models: Mapping[str, str | Path], test_zarr: str | Path, out_d
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     labels, material, sym, p, imgs = _load_test_set(test_zarr)
-    da, db = labels["Da_A"].to_numpy(), labels["Db_A"].to_numpy()
-    result = {"material": material, "test_set": str(test_zarr), "n_test": int(len(imgs)), "models": {}}
-    result["baseline_constant"] = _stats(constant_slip_baseline(sym, da, db))
+    layers = int(labels["layers"].iloc[0]) if "layers" in labels else 2
+    truth = [labels[k].to_numpy() for k in SLIP_KEYS[layers]]
+    result = {"material": material, "layers": layers, "test_set": str(test_zarr), "n_test": int(len(imgs)),
+              "models": {}}
+    result["baseline_constant"] = _stats(constant_slip_baseline(sym, *truth))
     errors = {}
     rng = np.random.default_rng(seed)
     for label, model_dir in models.items():
         reg = Regressor(model_dir)
         pred = reg.predict(imgs, p)
-        err = sym.slip_error_A(pred["Da_A"], pred["Db_A"], da, db)
+        err = slip_errors_A(sym, pred, truth)
         errors[label] = err
         entry = {"train_step_A": reg.card.get("training", {}).get("slip_step_A"), **_stats(err),
                  "within_0.05_A": float(np.mean(err <= 0.05))}
@@ -72,13 +88,13 @@ def evaluate_slip(models: Mapping[str, str | Path], test_zarr: str | Path, out_d
             pr = reg.predict(deg, p)
             snr = float("inf") if lvl == 0 else 1.0 / lvl
             rob["noise"].append({"noise_fraction_of_std": lvl, "snr": snr,
-                                 "mean_dD_A": float(sym.slip_error_A(pr["Da_A"], pr["Db_A"], da, db).mean())})
+                                 "mean_dD_A": float(slip_errors_A(sym, pr, truth).mean())})
         for nb in contamination_blobs:
             deg = np.stack([degrade(i - i.min() + 1e-3, p, Degradation(contamination_blobs=nb, contamination_radius_A=3.0,
                                                                          contamination_strength=0.6), rng) for i in imgs])
             pr = reg.predict(deg, p)
             rob["contamination"].append({"blobs_per_image": nb,
-                                         "mean_dD_A": float(sym.slip_error_A(pr["Da_A"], pr["Db_A"], da, db).mean())})
+                                         "mean_dD_A": float(slip_errors_A(sym, pr, truth).mean())})
         if "vacancy_fraction" in labels:
             v = labels["vacancy_fraction"].to_numpy()
             edges = np.unique(np.quantile(v, [0, 0.33, 0.67, 1.0]))

@@ -19,7 +19,7 @@ from torch import nn
 
 from vdwstack.core.images import normalize_unit
 from vdwstack.core.resample import resample
-from vdwstack.regress.encoding import SlipEncoding, TwistEncoding
+from vdwstack.regress.encoding import SlipEncoding, TrilayerSlipEncoding, TwistEncoding
 
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50")
 
@@ -30,8 +30,8 @@ class TargetCodec:
     def __init__(self, task: str, material: str, layers: int = 2):
         self.task, self.material, self.layers = task, material, layers
         if task == "slip":
-            self.slip = SlipEncoding(material)
-            self.dim = self.slip.dim * (2 if layers == 3 else 1)
+            self.slip = SlipEncoding(material) if layers == 2 else TrilayerSlipEncoding(material)
+            self.dim = self.slip.dim
         else:
             self.twist = TwistEncoding(material)
             self.dim = self.twist.dim
@@ -39,25 +39,23 @@ class TargetCodec:
     def encode(self, labels: Mapping[str, np.ndarray]) -> np.ndarray:
         if self.task == "twist":
             return self.twist.encode(np.asarray(labels["theta_deg"]))
-        f = self.slip.encode(np.asarray(labels["Da_A"]), np.asarray(labels["Db_A"]))
-        if self.layers == 3:
-            f = np.concatenate([f, self.slip.encode(np.asarray(labels["Da2_A"]), np.asarray(labels["Db2_A"]))], -1)
-        return f
+        keys = ["Da_A", "Db_A"] + (["Da2_A", "Db2_A"] if self.layers == 3 else [])
+        return self.slip.encode(*(np.asarray(labels[k]) for k in keys))
 
     def decode(self, features: np.ndarray) -> dict[str, np.ndarray]:
         if self.task == "twist":
             return {"theta_deg": self.twist.decode(features)}
-        d = self.slip.dim
-        da, db = self.slip.decode(features[..., :d])
-        out = {"Da_A": da, "Db_A": db}
-        if self.layers == 3:
-            out["Da2_A"], out["Db2_A"] = self.slip.decode(features[..., d:])
-        return out
+        keys = ["Da_A", "Db_A"] + (["Da2_A", "Db2_A"] if self.layers == 3 else [])
+        return dict(zip(keys, self.slip.decode(features)))
 
     def to_dict(self) -> dict:
-        enc = {"type": "cos(2π (R g)·D) averaged over the slip group", "g_vectors_per_A": self.slip.g_vectors.tolist()} \
-            if self.task == "slip" else {"type": "cos(2π n θ / P)", "harmonics": self.twist.harmonics,
-                                         "period_deg": self.twist.sym.twist_period_deg}
+        if self.task == "slip" and self.layers == 3:
+            enc = {"type": "cos(2π (R g1·D1 + R g2·D2)) averaged over the slip group and (D1, D2) ≡ (−D2, −D1)",
+                   "g_pairs_per_A": self.slip.pairs.tolist()}
+        else:
+            enc = {"type": "cos(2π (R g)·D) averaged over the slip group", "g_vectors_per_A": self.slip.g_vectors.tolist()} \
+                if self.task == "slip" else {"type": "cos(2π n θ / P)", "harmonics": self.twist.harmonics,
+                                             "period_deg": self.twist.sym.twist_period_deg}
         return {"task": self.task, "material": self.material, "layers": self.layers, "dim": self.dim, **enc}
 
 
@@ -96,24 +94,39 @@ class Regressor:
         self.device = device
         self.pixel_size_A = float(self.card["input"]["pixel_size_A"])
         self.crop_px = int(self.card["input"]["crop_px"])
+        self.min_crop_px = int(self.card["input"].get("min_crop_px") or self.crop_px)
+
+    def crop_for(self, shape_px: tuple[int, int]) -> int:
+        """Crop side (px, at the model's pixel size) for an image of `shape_px` there: the full field,
+        or the largest side that fits when the model was trained on smaller crops too (a multiple of 8)."""
+        side = min(shape_px)
+        if side >= self.crop_px:
+            return self.crop_px
+        if side < self.min_crop_px:
+            raise ValueError(f"image of {shape_px[1]}x{shape_px[0]} px at the model's {self.pixel_size_A:g} Å/px "
+                             f"is smaller than its smallest field ({self.min_crop_px} px = "
+                             f"{self.min_crop_px * self.pixel_size_A:.1f} Å)")
+        return side // 8 * 8 if side // 8 * 8 >= self.min_crop_px else side
 
     @torch.no_grad()
     def predict_features(self, images: np.ndarray, pixel_size_A: float, batch: int = 32) -> np.ndarray:
-        """Features for images [N, H, W] (any size ≥ the crop after rescaling): centre crop."""
-        out = []
-        for i in range(0, len(images), batch):
-            xs = []
-            for img in images[i:i + batch]:
-                img = np.asarray(img, np.float32)
-                img = resample(img, pixel_size_A, self.pixel_size_A)
-                H, W = img.shape
-                if min(H, W) < self.crop_px:
-                    raise ValueError(f"image of {H}x{W} px at the model's pixel size is smaller than {self.crop_px} px")
-                r0, c0 = (H - self.crop_px) // 2, (W - self.crop_px) // 2
-                xs.append(normalize_unit(img[r0:r0 + self.crop_px, c0:c0 + self.crop_px]))
-            x = torch.from_numpy(np.stack(xs)[:, None]).to(self.device)
-            out.append(self.model(x).float().cpu().numpy())
-        return np.concatenate(out)
+        """Features [N, dim] for images [N, H, W] at `pixel_size_A` (Å/px): one centre crop each, the
+        model's full field or the largest that fits (see :meth:`crop_for`)."""
+        crops = []
+        for img in images:
+            img = resample(np.asarray(img, np.float32), pixel_size_A, self.pixel_size_A)
+            H, W = img.shape
+            c = self.crop_for((H, W))
+            r0, c0 = (H - c) // 2, (W - c) // 2
+            crops.append(normalize_unit(img[r0:r0 + c, c0:c0 + c]))
+        out = np.zeros((len(crops), self.codec.dim), np.float32)
+        for side in {c.shape[0] for c in crops}:  # a batch holds one crop size
+            idx = [i for i, c in enumerate(crops) if c.shape[0] == side]
+            for j in range(0, len(idx), batch):
+                part = idx[j:j + batch]
+                x = torch.from_numpy(np.stack([crops[i] for i in part])[:, None]).to(self.device)
+                out[part] = self.model(x).float().cpu().numpy()
+        return out
 
     def predict(self, images: np.ndarray, pixel_size_A: float) -> dict[str, np.ndarray]:
         return self.codec.decode(self.predict_features(images, pixel_size_A))

@@ -10,9 +10,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from vdwstack.core.io import keep_checkpoints_only_for, open_image_dataset
+from vdwstack.core.torch_utils import autocast_dtype, resolve_device
 from vdwstack.regress.augment import Augmentation
 from vdwstack.regress.evaluate import evaluate_slip, evaluate_twist
 from vdwstack.regress.model import TargetCodec, export_regressor
@@ -37,7 +37,8 @@ def train_from_dataset(train_zarr: str | Path, settings: Mapping, task: str, out
     imgs = root["images"][:]
     _guard_checkpoints(Path(out_dir), root, cfg)
     data = TrainingData(imgs, {c: labels[c].to_numpy() for c in labels.columns if c != "sample_id"},
-                        codec, p, cfg.crop_px, aug, raw_intensity=raw)
+                        codec, p, cfg.crop_px, aug, raw_intensity=raw, model_pixel_size_A=cfg.pixel_size_A)
+    device = resolve_device(cfg.device)
     t0 = time.perf_counter()
     model, steps = train_regressor(data, cfg, out_dir, progress=progress)
     seconds = time.perf_counter() - t0
@@ -45,14 +46,17 @@ def train_from_dataset(train_zarr: str | Path, settings: Mapping, task: str, out
     card = {
         "architecture": cfg.architecture,
         "task": task,
-        "input": {"channels": 1, "crop_px": cfg.crop_px, "pixel_size_A": p,
+        "input": {"channels": 1, "crop_px": cfg.crop_px, "min_crop_px": cfg.min_crop_px or cfg.crop_px,
+                  "pixel_size_A": data.pixel_size_A, "field_of_view_A": cfg.crop_px * data.pixel_size_A,
+                  "dataset_pixel_size_A": p,
                   "normalization": "percentiles 0.5/99.5 → [−1, 1]", "orientation": "any (trained with rotations)"},
         "encoding": codec.to_dict(),
         "training": {"dataset": str(train_zarr), "n_images": int(len(imgs)), "config_hash": root.attrs.get("config_hash"),
                      "slip_step_A": _grid_step(labels) if task == "slip" else None,
                      "settings": asdict(cfg), "augmentation": asdict(aug), "steps": steps,
                      "seconds": seconds, "images_per_s": steps * cfg.batch_size / max(seconds, 1e-9),
-                     "device": "cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu"},
+                     "device": str(device), "precision": str(autocast_dtype(device, cfg.mixed_precision
+                                                                             and not cfg.deterministic) or "float32")},
         "metrics": {"final_loss": float(np.mean(losses[-20:])), "first_loss": float(np.mean(losses[:20]))},
     }
     export_regressor(model, out_dir, card)

@@ -8,6 +8,7 @@ import math
 import os
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +17,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from vdwstack.core.errors import ConfigError
 from vdwstack.core.io import open_loss_log, publish_loss_log
+from vdwstack.core.resample import resample
 from vdwstack.core.settings import setting, settings_from_mapping
 from vdwstack.core.torch_utils import (
+    autocast_dtype,
     load_weights_only,
     make_deterministic,
     resolve_device,
@@ -38,7 +42,13 @@ class RegressorConfig:
 
     task: str = setting("slip", "slip | twist", enum=["slip", "twist"])
     architecture: str = setting("resnet50", "torchvision ResNet (paper: resnet50)", enum=list(ARCHITECTURES))
-    crop_px: int = setting(128, "input crop side (px; paper: 512)", minimum=32)
+    crop_px: int = setting(128, "input crop side (px; paper: 512); the largest side when min_crop_px is set",
+                           minimum=32)
+    min_crop_px: int | None = setting(None, "train on crop sides drawn per batch from [min_crop_px, crop_px], so "
+                                            "the model reads images smaller than its full field (null: fixed)",
+                                      minimum=32)
+    pixel_size_A: float | None = setting(None, "the model's input pixel size (Å/px): the dataset is rescaled to it "
+                                               "once (null: the dataset's own)", exclusiveMinimum=0)
     batch_size: int = setting(16, "images per step", minimum=1)
     steps: int = setting(2000, "optimiser steps", minimum=1)
     lr: float = setting(1e-3, "AdamW peak learning rate (warm-up, then cosine decay)", exclusiveMinimum=0)
@@ -47,14 +57,26 @@ class RegressorConfig:
     checkpoint_every: int = setting(200, "steps between checkpoints (resume after a kill)", minimum=1)
     seed: int = setting(0, "seed of weights and data stream", minimum=0)
     device: str = setting("auto", "auto (cuda when visible) | cpu | cuda", enum=["auto", "cpu", "cuda"])
-    mixed_precision: bool = setting(True, "autocast on CUDA (not with deterministic)")
+    mixed_precision: bool = setting(True, "autocast: fp16 on CUDA, bf16 on a CPU with native bf16 "
+                                          "(avx512_bf16/AMX; elsewhere fp32); not with deterministic")
+    channels_last: bool = setting(True, "channels-last memory layout (faster convolutions on CPU and GPU)")
+    prefetch: bool = setting(True, "augment the next batch in a background thread while the model trains")
     augment: bool = setting(True, "noise, blur, contamination, rotations, scale jitter")
     deterministic: bool = setting(False, "bit-identical weights for the same seed and device "
                                          "(deterministic kernels, no mixed precision)")
 
     @classmethod
     def from_mapping(cls, m: Mapping | None) -> RegressorConfig:
-        return settings_from_mapping(cls, m, "regress")
+        cfg = settings_from_mapping(cls, m, "regress")
+        if cfg.min_crop_px is not None and cfg.min_crop_px > cfg.crop_px:
+            raise ConfigError(f"regress: min_crop_px ({cfg.min_crop_px}) is larger than crop_px ({cfg.crop_px})")
+        return cfg
+
+    def crop_for_step(self, rng: np.random.Generator) -> int:
+        """This batch's crop side (px): crop_px, or drawn from [min_crop_px, crop_px] in steps of 8."""
+        if self.min_crop_px is None or self.min_crop_px == self.crop_px:
+            return self.crop_px
+        return int(rng.choice(np.arange(self.min_crop_px, self.crop_px + 1, 8)))
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -65,19 +87,80 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
 
 
 class TrainingData:
-    """Random augmented crops with their targets, from an images array [N, H, W] + labels."""
+    """Random augmented crops with their targets, from an images array [N, H, W] + labels.
+
+    ``pixel_size_A`` is the images'; ``model_pixel_size_A`` the model's input (the images are
+    rescaled to it once, anti-aliased)."""
 
     def __init__(self, images, labels: Mapping[str, np.ndarray], codec: TargetCodec, pixel_size_A: float,
-                 crop_px: int, aug: Augmentation, raw_intensity: bool):
-        self.images, self.codec = images, codec
+                 crop_px: int, aug: Augmentation, raw_intensity: bool, model_pixel_size_A: float | None = None):
+        self.codec = codec
+        p_model = float(model_pixel_size_A or pixel_size_A)
+        if abs(p_model - pixel_size_A) > 1e-9 * pixel_size_A:
+            images = np.stack([resample(np.asarray(im, np.float32), pixel_size_A, p_model) for im in images])
+        self.images = images
         self.targets = codec.encode(labels).astype(np.float32)
-        self.pixel_size_A, self.crop_px, self.aug, self.raw = pixel_size_A, crop_px, aug, raw_intensity
+        self.pixel_size_A, self.crop_px, self.aug, self.raw = p_model, crop_px, aug, raw_intensity
+        side = min(np.shape(images)[1:])
+        if side < crop_px:
+            raise ValueError(f"training images are {side} px at the model's {p_model:g} Å/px: smaller than "
+                             f"crop_px={crop_px} (simulate larger images or lower crop_px)")
 
-    def batch(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def batch(self, n: int, rng: np.random.Generator, crop_px: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         idx = rng.integers(len(self.targets), size=n)
-        x = np.stack([augment(np.asarray(self.images[i]), self.pixel_size_A, self.crop_px, self.aug, rng, self.raw)
+        c = crop_px or self.crop_px
+        x = np.stack([augment(np.asarray(self.images[i]), self.pixel_size_A, c, self.aug, rng, self.raw)
                       for i in idx])[:, None]
         return x, self.targets[idx]
+
+
+class BatchStream:
+    """The batch of each step, drawn from an rng seeded by (seed, step) so a resumed run sees the same
+    stream; with ``prefetch`` the next batch is augmented in a thread while the model trains (numpy and
+    scipy release the GIL in their kernels, torch does in its ops)."""
+
+    def __init__(self, data: TrainingData, cfg: RegressorConfig):
+        self.data, self.cfg = data, cfg
+        self.pool = ThreadPoolExecutor(max_workers=1) if cfg.prefetch else None
+        self.pending: tuple[int, Future] | None = None
+
+    def _make(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([self.cfg.seed, step])
+        crop = self.cfg.crop_for_step(rng)
+        return self.data.batch(self.cfg.batch_size, rng, crop)
+
+    def get(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.pool is None:
+            return self._make(step)
+        if self.pending is not None and self.pending[0] == step:
+            batch = self.pending[1].result()
+        else:
+            batch = self._make(step)
+        if step + 1 < self.cfg.steps:
+            self.pending = (step + 1, self.pool.submit(self._make, step + 1))
+        return batch
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _save_checkpoint(path: Path, model: nn.Module, opt, step: int) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                "torch_rng": torch.get_rng_state()}, tmp)
+    os.replace(tmp, path)
+
+
+def _resume(path: Path, model: nn.Module, opt) -> int:
+    if not path.exists():
+        return 0
+    state = load_weights_only(path)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    torch.set_rng_state(state["torch_rng"])
+    log.info("resumed from %s at step %d", path, int(state["step"]))
+    return int(state["step"])
 
 
 def train_regressor(data: TrainingData, cfg: RegressorConfig, out_dir: str | Path, progress: bool = True,
@@ -88,52 +171,45 @@ def train_regressor(data: TrainingData, cfg: RegressorConfig, out_dir: str | Pat
     device = resolve_device(cfg.device if cfg.device != "cuda" else "cuda")
     make_deterministic(cfg.deterministic)
     torch.manual_seed(cfg.seed)
-    model = build_resnet(cfg.architecture, data.codec.dim).to(device)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = build_resnet(cfg.architecture, data.codec.dim).to(device, memory_format=fmt)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    amp = cfg.mixed_precision and device.type == "cuda" and not cfg.deterministic
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    step = 0
+    amp = autocast_dtype(device, cfg.mixed_precision and not cfg.deterministic)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)  # bf16 needs no loss scaling
     ckpt = out / "checkpoints" / "last.pt"
-    if ckpt.exists():
-        state = load_weights_only(ckpt)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        torch.set_rng_state(state["torch_rng"])
-        step = int(state["step"])
-        log.info("resumed from %s at step %d", ckpt, step)
+    step = _resume(ckpt, model, opt)
     fh = open_loss_log(out, step)
     writer = csv.writer(fh)
     if fh.tell() == 0:
         writer.writerow(["step", "seconds", "loss", "lr"])
     model.train()
+    stream = BatchStream(data, cfg)
     t0, done = time.perf_counter(), 0
     try:
         with tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.task}", unit="step", disable=not progress) as bar:
             while step < cfg.steps and (stop_after is None or done < stop_after):
-                rng = np.random.default_rng([cfg.seed, step])  # resumable data stream
-                x, y = data.batch(cfg.batch_size, rng)
-                x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+                x, y = stream.get(step)
+                x = torch.from_numpy(x).to(device).contiguous(memory_format=fmt)
+                y = torch.from_numpy(y).to(device)
                 for g in opt.param_groups:
                     g["lr"] = cfg.lr * lr_factor(step, cfg.warmup_steps, cfg.steps)
                 opt.zero_grad(set_to_none=True)
-                with torch.autocast(device.type, enabled=amp):
+                with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                     loss = nn.functional.mse_loss(model(x).float(), y)
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
                 step += 1
                 done += 1
-                writer.writerow([step, f"{time.perf_counter() - t0:.3f}", f"{loss.item():.6g}", f"{opt.param_groups[0]['lr']:.3g}"])
+                value = loss.item()
+                writer.writerow([step, f"{time.perf_counter() - t0:.3f}", f"{value:.6g}", f"{opt.param_groups[0]['lr']:.3g}"])
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}")
+                bar.set_postfix(loss=f"{value:.4f}")
                 if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                     fh.flush()
-                    tmp = ckpt.with_suffix(".tmp")
-                    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                                "torch_rng": torch.get_rng_state()}, tmp)
-                    os.replace(tmp, ckpt)
+                    _save_checkpoint(ckpt, model, opt, step)
     finally:
+        stream.close()
         fh.close()
     publish_loss_log(out)
-    return model, step
-
+    return model.to(memory_format=torch.contiguous_format), step

@@ -116,6 +116,22 @@ class StackingSymmetry:
             best = np.minimum(best, np.linalg.norm(diff, axis=-1))
         return best.reshape(shape)
 
+    def trilayer_slip_error_A(self, pred, true) -> np.ndarray:
+        """ΔD (Å) of trilayers: the larger of the two slips' errors, minimised over the pair's
+        equivalences: one rotation g of the group turns both slips (the stack turns as a whole),
+        lattice translations act on each, and reading the stack from the other side relabels
+        (D1, D2) ≡ (−D2, −D1). pred, true: (Da, Db, Da2, Db2) in Å, arrays broadcast together."""
+        arrays = np.broadcast_arrays(*(np.asarray(v, float) for v in (*pred, *true)))
+        shape = arrays[0].shape
+        p1, p2, t1, t2 = (self.slip_to_cartesian(arrays[i], arrays[i + 1]).reshape(-1, 2) for i in (0, 2, 4, 6))
+        best = np.full(len(p1), np.inf)
+        for q1, q2 in ((p1, p2), (-p2, -p1)):
+            for g in self.rotations:
+                e1 = np.linalg.norm(self.wigner_seitz(q1 @ g.T - t1), axis=-1)
+                e2 = np.linalg.norm(self.wigner_seitz(q2 @ g.T - t2), axis=-1)
+                best = np.minimum(best, np.maximum(e1, e2))
+        return best.reshape(shape)
+
     def is_canonical(self, da_A, db_A, tol_A: float = 1e-6) -> np.ndarray:
         cda, cdb = self.canonical_slip(da_A, db_A)
         return (np.abs(cda - da_A) < tol_A) & (np.abs(cdb - db_A) < tol_A)

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from vdwstack.core.images import normalize_unit
 from vdwstack.core.io import open_image_dataset, write_image_dataset
+from vdwstack.core.resample import resample
 from vdwstack.core.settings import check_settings, setting
 from vdwstack.core.torch_utils import resolve_device
 from vdwstack.drit.data import load_style_references, random_crop
@@ -47,17 +48,19 @@ def synthesize_dataset(sim_zarr: str | Path, drit_dir: str | Path, style_sheet: 
     translator, card = load_translator(drit_dir, device=str(dev))
     root, labels = open_image_dataset(sim_zarr)
     p = float(root.attrs["pixel_size_A"])
-    if abs(p - float(card["input"]["pixel_size_A"])) > 1e-9:
-        log.warning("simulations at %.4f Å/px, DRIT trained at %.4f Å/px", p, card["input"]["pixel_size_A"])
+    p_drit = float(card["input"]["pixel_size_A"])
     n, H, W = root["images"].shape
-    Hc, Wc = H // 4 * 4, W // 4 * 4
+    # DRIT translates at the pixel size it learnt the style at; a dataset at another pixel size (e.g. a
+    # twist dataset's wide field at 0.25 Å/px) goes there and back with the anti-aliased resampler.
+    at_drit = _DritScale(p, p_drit, (H, W))
+    Hc, Wc = at_drit.out_shape
     rng = np.random.default_rng(seed)
     codes = None
     if style_source == "references":
         sheet = pd.read_csv(style_sheet, sep="\t", dtype=str, comment="#").fillna("")
         # The pixel sizes DRIT was trained with (its card), not estimated again.
         known = {r["id"]: r for r in card["training"].get("style_references", [])}
-        refs = load_style_references(sheet.to_dict("records"), root.attrs["material"][0], p, known=known)
+        refs = load_style_references(sheet.to_dict("records"), root.attrs["material"][0], p_drit, known=known)
         crop = int(card["input"]["train_crop_px"])
         crops = np.stack([normalize_unit(random_crop(refs[rng.integers(len(refs))].image, crop, rng))
                           for _ in range(64)])[:, None]
@@ -79,7 +82,7 @@ def synthesize_dataset(sim_zarr: str | Path, drit_dir: str | Path, style_sheet: 
         with tqdm(total=len(order), desc="synthesize", unit="img", disable=not progress) as bar:
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
-                x = np.stack([normalize_unit(root["images"][i][:Hc, :Wc]) for i in idx])[:, None]
+                x = np.stack([normalize_unit(at_drit.there(root["images"][i])) for i in idx])[:, None]
                 xt = torch.from_numpy(x).to(dev)
                 with torch.no_grad():
                     if codes is not None:
@@ -88,10 +91,38 @@ def synthesize_dataset(sim_zarr: str | Path, drit_dir: str | Path, style_sheet: 
                     else:
                         y = translator.translate(xt, generator=gen)
                 bar.update(len(idx))
-                yield start, y[:, 0].cpu().numpy()
+                yield start, np.stack([at_drit.back(im) for im in y[:, 0].float().cpu().numpy()])
 
     attrs = {"synthesized_from": str(sim_zarr), "drit": str(drit_dir), "drit_fingerprint": card["training"]["fingerprint"],
              "style_draws": style_draws, "style_source": style_source,
              "intensity_unit": "experiment-like, normalized to [-1, 1]",
              "config_hash": root.attrs.get("config_hash"), "dataset": root.attrs.get("dataset", "")}
     write_image_dataset(out_zarr, rep, batches(), attrs)
+
+
+class _DritScale:
+    """An image at the dataset's pixel size ↔ DRIT's input (a multiple of 4 px at DRIT's pixel size)."""
+
+    def __init__(self, p_A: float, p_drit_A: float, shape: tuple[int, int]):
+        self.p, self.q = p_A, p_drit_A
+        self.same = abs(p_A - p_drit_A) <= 1e-9 * p_drit_A
+        H, W = shape
+        if self.same:
+            self.drit_shape = (H // 4 * 4, W // 4 * 4)
+            self.out_shape = self.drit_shape
+        else:
+            self.drit_shape = (int((H - 1) * p_A / p_drit_A) // 4 * 4, int((W - 1) * p_A / p_drit_A) // 4 * 4)
+            self.out_shape = (int((self.drit_shape[0] - 1) * p_drit_A / p_A) + 1,
+                              int((self.drit_shape[1] - 1) * p_drit_A / p_A) + 1)
+            log.info("simulations at %.4f Å/px are translated at DRIT's %.4f Å/px (%d×%d px there)",
+                     p_A, p_drit_A, *self.drit_shape)
+
+    def there(self, image: np.ndarray) -> np.ndarray:
+        if self.same:
+            return np.asarray(image)[: self.drit_shape[0], : self.drit_shape[1]]
+        return resample(np.asarray(image, np.float32), self.p, self.q, shape=self.drit_shape)
+
+    def back(self, image: np.ndarray) -> np.ndarray:
+        if self.same:
+            return image
+        return resample(image, self.q, self.p, shape=self.out_shape)
