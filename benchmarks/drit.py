@@ -1,6 +1,8 @@
 """DRIT throughput: training iterations/s (all three enhancements on) and translation images/s.
 
 Run:  .venv/bin/python benchmarks/drit.py [--config config/config.yaml] [--out benchmarks/drit.json]
+      .venv/bin/python benchmarks/drit.py --config config/paper.yaml --batch-size 2 --profile 2
+        (where an iteration's time goes: the phases of DritTrainer.step and the top operators)
 The architecture, batch and crop come from the config's `drit` block (and `synthesize.batch_size`
 for translation at the dataset's image size); inputs are random, throughput does not depend on
 content. CPU, and the GPU too when one is visible.
@@ -54,17 +56,56 @@ def bench(cfg: DritConfig, pixel_size_A: float, image_px: int, translate_batch: 
             "translate_batch": translate_batch, "translation_images_per_s": img_per_s}
 
 
+def profile(cfg: DritConfig, pixel_size_A: float, device: torch.device, iterations: int) -> dict:
+    """Seconds per iteration in each phase of DritTrainer.step (profiler labels drit.*) and the
+    operators that take most of the time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    trainer = DritTrainer(cfg, pixel_size_A, device)
+    a = torch.rand(cfg.batch_size, 1, cfg.crop_px, cfg.crop_px, device=device)
+    b = torch.rand(cfg.batch_size, 1, cfg.crop_px, cfg.crop_px, device=device)
+    trainer.step(a, b)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    t0 = time.perf_counter()
+    with torch_profile(activities=acts) as prof:
+        for _ in range(iterations):
+            trainer.step(a, b)
+    wall = (time.perf_counter() - t0) / iterations
+    events = prof.key_averages()
+    phases = {e.key: e.cpu_time_total / 1e6 / iterations for e in events if e.key.startswith("drit.")}
+    top = sorted((e for e in events if not e.key.startswith("drit.")), key=lambda e: -e.self_cpu_time_total)[:15]
+    ops = [{"op": e.key, "self_s_per_iteration": e.self_cpu_time_total / 1e6 / iterations, "calls": e.count // iterations}
+           for e in top]
+    for k, v in phases.items():
+        print(f"{k:28s} {v:7.2f} s/iteration")
+    for o in ops:
+        print(f"  {o['op']:40s} {o['self_s_per_iteration']:7.2f} s  ({o['calls']} calls)")
+    return {"seconds_per_iteration": wall, "phases_s": phases, "top_ops": ops,
+            "parameters": sum(p.numel() for p in trainer.model.parameters())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--config", default="config/config.yaml")
     ap.add_argument("--iterations", type=int, default=10, help="timed training iterations")
     ap.add_argument("--repeats", type=int, default=3, help="timed translation batches")
     ap.add_argument("--out", default="benchmarks/drit.json")
+    ap.add_argument("--batch-size", type=int, default=None, help="override drit.batch_size")
+    ap.add_argument("--profile", type=int, default=0, metavar="N", help="profile N iterations instead")
     args = ap.parse_args()
 
     config = yaml.safe_load(Path(args.config).read_text())
     block = {k: v for k, v in config["drit"].items() if k not in ("dataset", "eval_images")}
+    if args.batch_size:
+        block["batch_size"] = args.batch_size
     cfg = DritConfig.from_mapping(block)
+    if args.profile:
+        result = profile(cfg, float(config["datasets"][config["drit"]["dataset"]]["pixel_size_A"]),
+                         torch.device("cpu"), args.profile)
+        result.update(config=args.config, batch_size=cfg.batch_size, crop_px=cfg.crop_px, torch_threads=torch.get_num_threads())
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        return
     dataset = config["datasets"][config["drit"]["dataset"]]
     batch = int(config.get("synthesize", {}).get("batch_size", 16))
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])

@@ -180,3 +180,47 @@ def test_deterministic_training_gives_identical_weights(tiny_sets, tmp_path, req
     other = train_regressor(data, RegressorConfig.from_mapping({**TINY, "steps": 6, "deterministic": True, "seed": 4}),
                             tmp_path / "seed4", progress=False)[0].state_dict()
     assert not all(torch.equal(runs[0][k], other[k]) for k in runs[0])
+
+
+def test_own_pixel_size_and_variable_field(tiny_sets, tmp_path):
+    """A model at its own pixel size (the dataset rescaled once) trained on fields of several sizes
+    reads images smaller than its full field, and refuses (naming the sizes) below its smallest."""
+    settings = {**TINY, "pixel_size_A": 0.18, "crop_px": 40, "min_crop_px": 32, "steps": 4}
+    card = train_from_dataset(tiny_sets["twist"], settings, "twist", tmp_path / "m", progress=False)
+    assert card["input"]["pixel_size_A"] == 0.18 and card["input"]["dataset_pixel_size_A"] == 0.12
+    assert card["input"]["min_crop_px"] == 32 and card["input"]["field_of_view_A"] == pytest.approx(40 * 0.18)
+    reg = Regressor(tmp_path / "m")
+    assert reg.crop_for((60, 50)) == 40 and reg.crop_for((36, 70)) == 32
+    root, _ = open_image_dataset(tiny_sets["twist"])
+    imgs = root["images"][:]  # 64 px at 0.12 Å/px = 42 px at the model's 0.18 Å/px: the full field
+    small = imgs[:, :48, :48]  # 32 px there: the smallest field
+    full, part = reg.predict(imgs, 0.12)["theta_deg"], reg.predict(small, 0.12)["theta_deg"]
+    assert full.shape == part.shape == (len(imgs),)
+    with pytest.raises(ValueError, match="smaller than its smallest field"):
+        reg.predict(imgs[:, :40, :40], 0.12)
+    with pytest.raises(ValueError, match="min_crop_px"):
+        RegressorConfig.from_mapping({"crop_px": 64, "min_crop_px": 96})
+
+
+def test_crop_sizes_of_a_variable_field_run_are_drawn_per_step():
+    cfg = RegressorConfig(crop_px=168, min_crop_px=80)
+    sides = {cfg.crop_for_step(np.random.default_rng([0, s])) for s in range(200)}
+    assert min(sides) == 80 and max(sides) == 168 and all(s % 8 == 0 for s in sides)
+    assert RegressorConfig(crop_px=112).crop_for_step(np.random.default_rng(0)) == 112
+
+
+def test_gpu_check_runs_at_toy_sizes(tmp_path):
+    """benchmarks/gpu_check.py --smoke: every part of the GPU check runs (here on the CPU)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "gpu_check.json"
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "gpu_check.py"), "--smoke", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode in (0, 1), r.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert {"throughput", "training", "drit"} <= set(result)
+    assert result["training"]["steps"] == 8 and np.isfinite(result["training"]["test_mean_dD_A"])
+    assert result["drit"]["translate_s"] > 0

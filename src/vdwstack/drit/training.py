@@ -84,6 +84,9 @@ class DritConfig:
         return asdict(self)
 
 
+_bce = torch.nn.functional.binary_cross_entropy_with_logits
+
+
 class DritTrainer:
     """Holds the networks, optimizers and the iteration counter."""
 
@@ -107,80 +110,92 @@ class DritTrainer:
         return max(0.0, 1.0 - (self.iteration - start) / max(1, self.cfg.iterations - start))
 
     def step(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
-        """One DRIT++ update: discriminators, content discriminator, then encoders + generators."""
-        m, w, cfg = self.model, self.cfg.weights, self.cfg
+        """One DRIT++ update: discriminators, content discriminator, then encoders + generators.
+        The phases carry profiler labels (``drit.*``: benchmarks/drit.py --profile)."""
         for opt in (self.opt_g, self.opt_d, self.opt_c):
             for g in opt.param_groups:
-                g["lr"] = cfg.lr * self._lr_factor()
-        nz = cfg.architecture.nz
-        n = a.shape[0]
+                g["lr"] = self.cfg.lr * self._lr_factor()
+        with torch.profiler.record_function("drit.forward"):
+            f = self._forward(a, b)
+        with torch.profiler.record_function("drit.discriminator_steps"):
+            loss_d, loss_c = self._discriminator_steps(f)
+        with torch.profiler.record_function("drit.generator_losses"):
+            losses = self._generator_losses(f)
+            total = sum(getattr(self.cfg.weights, k) * v for k, v in losses.items())
+        with torch.profiler.record_function("drit.generator_backward"):
+            self.opt_g.zero_grad(set_to_none=True)
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(list(self.model.generator_parameters()), 10.0)
+            self.opt_g.step()
+        self.iteration += 1
+        out = {k: float(v.detach()) for k, v in losses.items()}
+        out.update(total=float(total.detach()), discriminator=float(loss_d.detach()), content_discriminator=float(loss_c.detach()))
+        return out
 
-        # ---- forward ----
-        c_a, c_b = m.enc_c(a, "A"), m.enc_c(b, "B")
-        mu_a, lv_a = m.enc_a_A(a)
-        mu_b, lv_b = m.enc_a_B(b)
-        z_a = mu_a + torch.randn_like(mu_a) * torch.exp(0.5 * lv_a)
-        z_b = mu_b + torch.randn_like(mu_b) * torch.exp(0.5 * lv_b)
-        z_r1 = torch.randn(n, nz, device=a.device)
-        z_r2 = torch.randn(n, nz, device=a.device)
-        fake_a = m.gen_A(c_b, z_a)  # B content, A style
-        fake_b = m.gen_B(c_a, z_b)  # A content (simulation) in experimental style
-        rec_a, rec_b = m.gen_A(c_a, z_a), m.gen_B(c_b, z_b)
-        fake_a_r1, fake_a_r2 = m.gen_A(c_b, z_r1), m.gen_A(c_b, z_r2)
-        fake_b_r1, fake_b_r2 = m.gen_B(c_a, z_r1), m.gen_B(c_a, z_r2)
+    def _forward(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Encodings and every translation one update needs (A: simulations, B: experiments)."""
+        m, nz, n = self.model, self.cfg.architecture.nz, a.shape[0]
+        f = {"a": a, "b": b}
+        f["c_a"], f["c_b"] = m.enc_c(a, "A"), m.enc_c(b, "B")
+        f["mu_a"], f["lv_a"] = m.enc_a_A(a)
+        f["mu_b"], f["lv_b"] = m.enc_a_B(b)
+        z_a = f["mu_a"] + torch.randn_like(f["mu_a"]) * torch.exp(0.5 * f["lv_a"])
+        z_b = f["mu_b"] + torch.randn_like(f["mu_b"]) * torch.exp(0.5 * f["lv_b"])
+        f["z_r1"], f["z_r2"] = torch.randn(n, nz, device=a.device), torch.randn(n, nz, device=a.device)
+        f["fake_a"] = m.gen_A(f["c_b"], z_a)  # B content, A style
+        f["fake_b"] = m.gen_B(f["c_a"], z_b)  # A content (simulation) in experimental style
+        f["rec_a"], f["rec_b"] = m.gen_A(f["c_a"], z_a), m.gen_B(f["c_b"], z_b)
+        f["fake_a_r1"], f["fake_a_r2"] = m.gen_A(f["c_b"], f["z_r1"]), m.gen_A(f["c_b"], f["z_r2"])
+        f["fake_b_r1"], f["fake_b_r2"] = m.gen_B(f["c_a"], f["z_r1"]), m.gen_B(f["c_a"], f["z_r2"])
+        return f
 
-        # ---- discriminators (domain) ----
+    def _discriminator_steps(self, f: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.model
         self.opt_d.zero_grad(set_to_none=True)
-        loss_d = (lsgan(m.dis_A(a), 1) + 0.5 * lsgan(m.dis_A(fake_a.detach()), 0) + 0.5 * lsgan(m.dis_A(fake_a_r1.detach()), 0)
-                  + lsgan(m.dis_B(b), 1) + 0.5 * lsgan(m.dis_B(fake_b.detach()), 0) + 0.5 * lsgan(m.dis_B(fake_b_r1.detach()), 0))
+        loss_d = (lsgan(m.dis_A(f["a"]), 1) + 0.5 * lsgan(m.dis_A(f["fake_a"].detach()), 0)
+                  + 0.5 * lsgan(m.dis_A(f["fake_a_r1"].detach()), 0)
+                  + lsgan(m.dis_B(f["b"]), 1) + 0.5 * lsgan(m.dis_B(f["fake_b"].detach()), 0)
+                  + 0.5 * lsgan(m.dis_B(f["fake_b_r1"].detach()), 0))
         loss_d.backward()
         self.opt_d.step()
-
-        # ---- content discriminator ----
         self.opt_c.zero_grad(set_to_none=True)
-        bce = torch.nn.functional.binary_cross_entropy_with_logits
-        la, lb = m.dis_c(c_a.detach()), m.dis_c(c_b.detach())
-        loss_c = bce(la, torch.zeros_like(la)) + bce(lb, torch.ones_like(lb))
+        la, lb = m.dis_c(f["c_a"].detach()), m.dis_c(f["c_b"].detach())
+        loss_c = _bce(la, torch.zeros_like(la)) + _bce(lb, torch.ones_like(lb))
         loss_c.backward()
         torch.nn.utils.clip_grad_norm_(m.dis_c.parameters(), 5.0)
         self.opt_c.step()
+        return loss_d, loss_c
 
-        # ---- encoders and generators ----
-        self.opt_g.zero_grad(set_to_none=True)
+    def _generator_losses(self, f: dict) -> dict[str, torch.Tensor]:
+        m, cfg, l1 = self.model, self.cfg, torch.nn.functional.l1_loss
+        a, b, fake_a, fake_b = f["a"], f["b"], f["fake_a"], f["fake_b"]
         losses: dict[str, torch.Tensor] = {}
         losses["adversarial"] = (lsgan(m.dis_A(fake_a), 1) + lsgan(m.dis_B(fake_b), 1)
-                                 + lsgan(m.dis_A(fake_a_r1), 1) + lsgan(m.dis_B(fake_b_r1), 1))
-        la, lb = m.dis_c(c_a), m.dis_c(c_b)
-        losses["content_adversarial"] = bce(la, torch.full_like(la, 0.5)) + bce(lb, torch.full_like(lb, 0.5))
-        losses["self_recon"] = torch.nn.functional.l1_loss(rec_a, a) + torch.nn.functional.l1_loss(rec_b, b)
+                                 + lsgan(m.dis_A(f["fake_a_r1"]), 1) + lsgan(m.dis_B(f["fake_b_r1"]), 1))
+        la, lb = m.dis_c(f["c_a"]), m.dis_c(f["c_b"])
+        losses["content_adversarial"] = _bce(la, torch.full_like(la, 0.5)) + _bce(lb, torch.full_like(lb, 0.5))
+        losses["self_recon"] = l1(f["rec_a"], a) + l1(f["rec_b"], b)
         # Cross-cycle: translate, re-encode, swap back.
         c_fa, c_fb = m.enc_c(fake_a, "A"), m.enc_c(fake_b, "B")
         mu_fa, lv_fa = m.enc_a_A(fake_a)
         mu_fb, lv_fb = m.enc_a_B(fake_b)
         z_fa = mu_fa + torch.randn_like(mu_fa) * torch.exp(0.5 * lv_fa)
         z_fb = mu_fb + torch.randn_like(mu_fb) * torch.exp(0.5 * lv_fb)
-        cyc_a, cyc_b = m.gen_A(c_fb, z_fa), m.gen_B(c_fa, z_fb)
-        losses["cross_cycle"] = torch.nn.functional.l1_loss(cyc_a, a) + torch.nn.functional.l1_loss(cyc_b, b)
-        losses["kl_attribute"] = kl_gaussian(mu_a, lv_a) + kl_gaussian(mu_b, lv_b)
-        losses["content_l2"] = torch.mean(c_a**2) + torch.mean(c_b**2)
+        losses["cross_cycle"] = l1(m.gen_A(c_fb, z_fa), a) + l1(m.gen_B(c_fa, z_fb), b)
+        losses["kl_attribute"] = kl_gaussian(f["mu_a"], f["lv_a"]) + kl_gaussian(f["mu_b"], f["lv_b"])
+        losses["content_l2"] = torch.mean(f["c_a"] ** 2) + torch.mean(f["c_b"] ** 2)
         # Latent regression: a random code must be recoverable from the image it made (not detached).
-        mu_ra, _ = m.enc_a_A(fake_a_r1)
-        mu_rb, _ = m.enc_a_B(fake_b_r1)
-        losses["latent_regression"] = torch.nn.functional.l1_loss(mu_ra, z_r1) + torch.nn.functional.l1_loss(mu_rb, z_r1)
-        losses["mode_seeking"] = mode_seeking(fake_a_r1, fake_a_r2, z_r1, z_r2) + mode_seeking(fake_b_r1, fake_b_r2, z_r1, z_r2)
+        mu_ra, _ = m.enc_a_A(f["fake_a_r1"])
+        mu_rb, _ = m.enc_a_B(f["fake_b_r1"])
+        losses["latent_regression"] = l1(mu_ra, f["z_r1"]) + l1(mu_rb, f["z_r1"])
+        losses["mode_seeking"] = (mode_seeking(f["fake_a_r1"], f["fake_a_r2"], f["z_r1"], f["z_r2"])
+                                  + mode_seeking(f["fake_b_r1"], f["fake_b_r2"], f["z_r1"], f["z_r2"]))
         if cfg.content_preservation:
             losses["content_preservation"] = (content_preservation(fake_b, a, self.blur_px)
-                                              + content_preservation(fake_b_r1, a, self.blur_px))
+                                              + content_preservation(f["fake_b_r1"], a, self.blur_px))
         if cfg.lattice_consistency:
-            losses["lattice_consistency"] = lattice_consistency(fake_b, a) + lattice_consistency(fake_b_r1, a)
-        total = sum(getattr(w, k) * v for k, v in losses.items())
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(list(m.generator_parameters()), 10.0)
-        self.opt_g.step()
-        self.iteration += 1
-        out = {k: float(v.detach()) for k, v in losses.items()}
-        out.update(total=float(total.detach()), discriminator=float(loss_d.detach()), content_discriminator=float(loss_c.detach()))
-        return out
+            losses["lattice_consistency"] = lattice_consistency(fake_b, a) + lattice_consistency(f["fake_b_r1"], a)
+        return losses
 
     # ---- checkpoints ----
     def state(self) -> dict:

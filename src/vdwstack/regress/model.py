@@ -109,9 +109,13 @@ class Regressor:
         return side // 8 * 8 if side // 8 * 8 >= self.min_crop_px else side
 
     @torch.no_grad()
-    def predict_features(self, images: np.ndarray, pixel_size_A: float, batch: int = 32) -> np.ndarray:
+    def predict_features(self, images: np.ndarray, pixel_size_A: float, batch: int = 32,
+                         tta_rotations: int = 1) -> np.ndarray:
         """Features [N, dim] for images [N, H, W] at `pixel_size_A` (Å/px): one centre crop each, the
-        model's full field or the largest that fits (see :meth:`crop_for`)."""
+        model's full field or the largest that fits (see :meth:`crop_for`); with `tta_rotations`
+        (1, 2, 4) the features of that many quarter turns of the crop are averaged (labels do not
+        change under rotation; the features are periodic, so the mean never crosses a cell edge)."""
+        turns = {1: [0], 2: [0, 2], 4: [0, 1, 2, 3]}[tta_rotations]
         crops = []
         for img in images:
             img = resample(np.asarray(img, np.float32), pixel_size_A, self.pixel_size_A)
@@ -124,9 +128,10 @@ class Regressor:
             idx = [i for i, c in enumerate(crops) if c.shape[0] == side]
             for j in range(0, len(idx), batch):
                 part = idx[j:j + batch]
-                x = torch.from_numpy(np.stack([crops[i] for i in part])[:, None]).to(self.device)
-                out[part] = self.model(x).float().cpu().numpy()
+                x = np.stack([np.rot90(crops[i], k) for i in part for k in turns])[:, None]
+                f = self.model(torch.from_numpy(np.ascontiguousarray(x)).to(self.device)).float().cpu().numpy()
+                out[part] = f.reshape(len(part), len(turns), -1).mean(axis=1)
         return out
 
-    def predict(self, images: np.ndarray, pixel_size_A: float) -> dict[str, np.ndarray]:
-        return self.codec.decode(self.predict_features(images, pixel_size_A))
+    def predict(self, images: np.ndarray, pixel_size_A: float, tta_rotations: int = 1) -> dict[str, np.ndarray]:
+        return self.codec.decode(self.predict_features(images, pixel_size_A, tta_rotations=tta_rotations))
