@@ -93,17 +93,22 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/drit.json")
     ap.add_argument("--batch-size", type=int, default=None, help="override drit.batch_size")
     ap.add_argument("--profile", type=int, default=0, metavar="N", help="profile N iterations instead")
+    ap.add_argument("--mixed-precision", action="store_true", help="drit.mixed_precision: true (bf16 autocast)")
+    ap.add_argument("--channels-last", action="store_true", help="drit.channels_last: true")
     args = ap.parse_args()
 
     config = yaml.safe_load(Path(args.config).read_text())
     block = {k: v for k, v in config["drit"].items() if k not in ("dataset", "eval_images")}
     if args.batch_size:
         block["batch_size"] = args.batch_size
+    block["mixed_precision"] = args.mixed_precision or block.get("mixed_precision", False)
+    block["channels_last"] = args.channels_last or block.get("channels_last", False)
     cfg = DritConfig.from_mapping(block)
     if args.profile:
         result = profile(cfg, float(config["datasets"][config["drit"]["dataset"]]["pixel_size_A"]),
                          torch.device("cpu"), args.profile)
-        result.update(config=args.config, batch_size=cfg.batch_size, crop_px=cfg.crop_px, torch_threads=torch.get_num_threads())
+        result.update(config=args.config, batch_size=cfg.batch_size, crop_px=cfg.crop_px, torch_threads=torch.get_num_threads(),
+                      mixed_precision=cfg.mixed_precision, channels_last=cfg.channels_last)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
         return
     dataset = config["datasets"][config["drit"]["dataset"]]

@@ -7,7 +7,7 @@ time; peak memory as the largest sum of resident memory over Snakemake and all i
 sampled every 0.2 s), then appends one row to the image sheet (a copy of the first image under a
 new id) and times the rerun, which must run only that image's `infer` and `closed_loop` jobs and
 the report.
-Targets on 2 CPU cores: demo ≤ 15 min, one-new-image rerun ≤ 60 s.
+Targets on 2 CPU cores: demo ≤ 10 min, one-new-image rerun ≤ 60 s.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import pandas as pd
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGETS_S = {"demo": 15 * 60, "one_new_image": 60}
+TARGETS_S = {"demo": 10 * 60, "one_new_image": 60}
 
 
 def _tree_rss(proc: psutil.Process) -> int:

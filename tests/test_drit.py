@@ -9,7 +9,7 @@ import torch
 from vdwstack.drit.networks import Drit, DritArchitecture
 from vdwstack.drit.data import DomainSampler, StyleReference, random_crop
 from vdwstack.drit.losses import content_preservation, lattice_consistency, mode_seeking
-from vdwstack.core.torch_utils import load_weights_only
+from vdwstack.core.torch_utils import cpu_has_native_bf16, load_weights_only
 from vdwstack.drit.training import DritConfig, DritTrainer, export_translator, load_translator, train
 
 ARCH = DritArchitecture(nf=8, nz=4, n_res=1, disc_scales=2, disc_layers=2)
@@ -86,6 +86,25 @@ def test_few_steps_reduce_reconstruction_loss():
     for _ in range(25):
         last = tr.step(a, b)["self_recon"]
     assert last < 0.7 * first
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16")
+def test_bf16_steps_train_in_channels_last_and_keep_the_guard_losses_fp32():
+    torch.manual_seed(0)
+    cfg = DritConfig(crop_px=32, batch_size=2, lr=1e-3, architecture=ARCH, mixed_precision=True, channels_last=True)
+    tr = DritTrainer(cfg, 0.1, torch.device("cpu"))
+    assert tr.amp
+    a, b, _ = _sampler().sample(2, np.random.default_rng(1))
+    a, b = torch.from_numpy(a), torch.from_numpy(b)
+    first = tr.step(a, b)
+    for _ in range(25):
+        last = tr.step(a, b)
+    assert all(np.isfinite(v) for v in last.values())
+    assert last["self_recon"] < 0.8 * first["self_recon"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x = torch.rand(1, 1, 32, 32).to(torch.bfloat16)
+        assert content_preservation(x, x.float(), 1.0).dtype == torch.float32
+        assert lattice_consistency(x, x.float()).dtype == torch.float32
 
 
 def test_save_load_identical_and_refuses_pickles(tmp_path):

@@ -53,8 +53,11 @@ def _standardize(x: torch.Tensor) -> torch.Tensor:
 
 def content_preservation(translation: torch.Tensor, source: torch.Tensor, sigma_px: float) -> torch.Tensor:
     """Enhancement 1: atoms stay where they are. L1 between blurred, standardized images, so
-    contrast, noise and fine texture may change but the column pattern may not."""
-    return F.l1_loss(_standardize(blur(translation, sigma_px)), _standardize(blur(source, sigma_px)))
+    contrast, noise and fine texture may change but the column pattern may not. Always fp32
+    (under bf16 autocast too): the comparison is the label's guard."""
+    with torch.autocast(translation.device.type, enabled=False):
+        t, s = translation.float(), source.float()
+        return F.l1_loss(_standardize(blur(t, sigma_px)), _standardize(blur(s, sigma_px)))
 
 
 def lattice_consistency(translation: torch.Tensor, source: torch.Tensor, n_peaks: int = 24,
@@ -64,8 +67,13 @@ def lattice_consistency(translation: torch.Tensor, source: torch.Tensor, n_peaks
     On a Hann-windowed FFT, the ``n_peaks`` strongest frequencies of the source (above
     ``min_freq`` cycles/px, i.e. the lattice's Bragg peaks) are compared as complex numbers after
     the best real gain: |F_t − s·F_s| / |F_s| over those peaks. A slip of the top layer changes
-    these phases, so keeping them keeps the label.
+    these phases, so keeping them keeps the label. Always fp32 (FFTs have no bf16 kernels).
     """
+    with torch.autocast(translation.device.type, enabled=False):
+        return _lattice_consistency(translation.float(), source.float(), n_peaks, min_freq)
+
+
+def _lattice_consistency(translation: torch.Tensor, source: torch.Tensor, n_peaks: int, min_freq: float) -> torch.Tensor:
     N, _, H, W = source.shape
     win = torch.outer(torch.hann_window(H, periodic=False, device=source.device, dtype=source.dtype),
                       torch.hann_window(W, periodic=False, device=source.device, dtype=source.dtype))

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from vdwstack.core.io import open_loss_log, publish_loss_log
 from vdwstack.core.settings import setting, settings_from_mapping
 from vdwstack.core.torch_utils import (
+    autocast_dtype,
     load_weights_only,
     make_deterministic,
     resolve_device,
@@ -72,6 +73,9 @@ class DritConfig:
     lattice_consistency: bool = setting(True, "enhancement 2: Bragg peak positions and phases kept")
     few_image_augmentation: bool = setting(True, "enhancement 3: rotations, scale jitter, matched pixel size")
     content_blur_A: float = setting(0.3, "σ of the blur before the content comparison (Å)", minimum=0)
+    mixed_precision: bool = setting(False, "bf16 autocast of the networks (a CPU with native bf16, or CUDA); the "
+                                           "content and lattice losses stay fp32")
+    channels_last: bool = setting(False, "channels-last memory layout of the networks and batches")
     architecture: DritArchitecture = setting(factory=DritArchitecture, doc="network sizes")
     weights: LossWeights = setting(factory=LossWeights, doc="loss weights")
 
@@ -96,7 +100,11 @@ class DritTrainer:
         self.device = device or resolve_device(cfg.device)
         make_deterministic(cfg.deterministic)
         torch.manual_seed(cfg.seed)
-        self.model = Drit(cfg.architecture).to(self.device)
+        self.fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.model = Drit(cfg.architecture).to(self.device, memory_format=self.fmt)
+        # bf16, not fp16: no loss scaling for three optimisers, and the CPU has native bf16.
+        self.amp = cfg.mixed_precision and not cfg.deterministic and (
+            self.device.type == "cuda" or autocast_dtype(self.device, True) == torch.bfloat16)
         self.opt_g = torch.optim.Adam(self.model.generator_parameters(), lr=cfg.lr, betas=cfg.betas)
         self.opt_d = torch.optim.Adam(self.model.discriminator_parameters(), lr=cfg.lr, betas=cfg.betas)
         self.opt_c = torch.optim.Adam(self.model.dis_c.parameters(), lr=cfg.lr, betas=cfg.betas)
@@ -115,12 +123,14 @@ class DritTrainer:
         for opt in (self.opt_g, self.opt_d, self.opt_c):
             for g in opt.param_groups:
                 g["lr"] = self.cfg.lr * self._lr_factor()
-        with torch.profiler.record_function("drit.forward"):
+        a, b = a.contiguous(memory_format=self.fmt), b.contiguous(memory_format=self.fmt)
+        cast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+        with torch.profiler.record_function("drit.forward"), cast:
             f = self._forward(a, b)
-        with torch.profiler.record_function("drit.discriminator_steps"):
+        with torch.profiler.record_function("drit.discriminator_steps"), cast:
             loss_d, loss_c = self._discriminator_steps(f)
-        with torch.profiler.record_function("drit.generator_losses"):
-            losses = self._generator_losses(f)
+        with torch.profiler.record_function("drit.generator_losses"), cast:
+            losses = {k: v.float() for k, v in self._generator_losses(f).items()}
             total = sum(getattr(self.cfg.weights, k) * v for k, v in losses.items())
         with torch.profiler.record_function("drit.generator_backward"):
             self.opt_g.zero_grad(set_to_none=True)

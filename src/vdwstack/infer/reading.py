@@ -191,7 +191,7 @@ def _window_map(pred: CropPredictor, sym: StackingSymmetry, settings: InferenceS
             entry["stacking"] = name_stacking(reg.codec.material, dest["Da_A"], dest["Db_A"])
         domains.append(entry)
     xy_A = np.stack(np.meshgrid(cols * p, rows * p), axis=-1)  # window centres (x, y) in Å
-    boundaries = locate_boundaries(grid, labels, xy_A, window_A)
+    boundaries = locate_boundaries(grid, labels, xy_A, window_A, step_A)
     y0, x0 = rows[0] * p - step_A / 2, cols[0] * p - step_A / 2
     return {"maps": maps, "labels": labels, "domains": domains, "boundaries": boundaries,
             "extent": (x0, x0 + len(cols) * step_A, y0 + len(rows) * step_A, y0),
