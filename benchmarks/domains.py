@@ -67,7 +67,6 @@ def score(record: dict, normal_deg: float, edges_A: list[float], size_A: float) 
     """Per true boundary: the nearest fitted boundary's distance (Å) along the true normal at the
     middle of the true boundary's chord, and whether 1.96 σ covers it."""
     n = np.array([np.cos(np.deg2rad(normal_deg)), np.sin(np.deg2rad(normal_deg))])
-    t = np.array([-n[1], n[0]])
     centre = np.array([size_A / 2, size_A / 2])
     out = []
     for edge in edges_A:
