@@ -185,19 +185,21 @@ def test_deterministic_training_gives_identical_weights(tiny_sets, tmp_path, req
 def test_own_pixel_size_and_variable_field(tiny_sets, tmp_path):
     """A model at its own pixel size (the dataset rescaled once) trained on fields of several sizes
     reads images smaller than its full field, and refuses (naming the sizes) below its smallest."""
-    settings = {**TINY, "pixel_size_A": 0.18, "crop_px": 40, "min_crop_px": 32, "steps": 4}
+    settings = {**TINY, "pixel_size_A": 0.18, "crop_px": 36, "min_crop_px": 32, "steps": 4}
     card = train_from_dataset(tiny_sets["twist"], settings, "twist", tmp_path / "m", progress=False)
     assert card["input"]["pixel_size_A"] == 0.18 and card["input"]["dataset_pixel_size_A"] == 0.12
-    assert card["input"]["min_crop_px"] == 32 and card["input"]["field_of_view_A"] == pytest.approx(40 * 0.18)
+    assert card["input"]["min_crop_px"] == 32 and card["input"]["field_of_view_A"] == pytest.approx(36 * 0.18)
     reg = Regressor(tmp_path / "m")
-    assert reg.crop_for((60, 50)) == 40 and reg.crop_for((36, 70)) == 32
+    assert reg.crop_for((60, 50)) == 36 and reg.crop_for((34, 70)) == 32
     root, _ = open_image_dataset(tiny_sets["twist"])
-    imgs = root["images"][:]  # 64 px at 0.12 Å/px = 42 px at the model's 0.18 Å/px: the full field
+    imgs = root["images"][:]  # 64 px at 0.12 Å/px = 43 px at the model's 0.18 Å/px: the full field
     small = imgs[:, :48, :48]  # 32 px there: the smallest field
     full, part = reg.predict(imgs, 0.12)["theta_deg"], reg.predict(small, 0.12)["theta_deg"]
     assert full.shape == part.shape == (len(imgs),)
     with pytest.raises(ValueError, match="smaller than its smallest field"):
         reg.predict(imgs[:, :40, :40], 0.12)
+    with pytest.raises(ValueError, match="need 48"):
+        train_from_dataset(tiny_sets["twist"], {**settings, "crop_px": 44}, "twist", tmp_path / "m2", progress=False)
     with pytest.raises(ValueError, match="min_crop_px"):
         RegressorConfig.from_mapping({"crop_px": 64, "min_crop_px": 96})
 

@@ -102,9 +102,9 @@ class TrainingData:
         self.targets = codec.encode(labels).astype(np.float32)
         self.pixel_size_A, self.crop_px, self.aug, self.raw = p_model, crop_px, aug, raw_intensity
         side = min(np.shape(images)[1:])
-        if side < crop_px:
-            raise ValueError(f"training images are {side} px at the model's {p_model:g} Å/px: smaller than "
-                             f"crop_px={crop_px} (simulate larger images or lower crop_px)")
+        if side < crop_px + 4:  # random crops keep 2 px from the edges (interpolation)
+            raise ValueError(f"training images are {side} px at the model's {p_model:g} Å/px: too small for "
+                             f"crop_px={crop_px} (need {crop_px + 4}; simulate larger images or lower crop_px)")
 
     def batch(self, n: int, rng: np.random.Generator, crop_px: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         idx = rng.integers(len(self.targets), size=n)
