@@ -55,9 +55,13 @@ def main() -> None:
         "drit": {r["device"]: {"training_iterations_per_s": round(r["training_iterations_per_s"], 3),
                                "translation_images_per_s": round(r["translation_images_per_s"], 2)}
                  for r in drit["results"]},
-        "regressor": {f"{r['device']}/{r['architecture']}/{r['input_px']}px": {
+        "regressor": {f"{r['device']}/{r['architecture']}/{r['input_px']}px/{r['precision']}"
+                      f"{'/channels-last' if r['channels_last'] else ''}": {
             "train_images_per_s": round(r["train_images_per_s"], 2),
-            "inference_tiles_per_s": round(r["inference_tiles_per_s"], 2)} for r in reg["results"]},
+            "inference_tiles_per_s": round(r["inference_tiles_per_s"], 2)} for r in reg["results"] if r["kind"] == "model"},
+        "regressor_training_loop_steps_per_s": {
+            f"{r['input_px']}px/{r['precision']}{'/prefetch' if r['prefetch'] else ''}": round(r["train_steps_per_s"], 2)
+            for r in reg["results"] if r["kind"] == "loop"},
     }
     fr = _run("final_readings.py", out / "final_readings_test.json", "--set", "test",
               *(["--limit", "4"] if args.quick else []))
