@@ -210,7 +210,8 @@ class TrilayerSlipEncoding:
         f_rep = np.repeat(f, k, axis=0)
         x = xt[cand.ravel()] + np.array([[1.3e-3, 0.7e-3], [0.9e-3, -1.1e-3]])
         q = self._orbits
-        r, ph = f_rep - self._features(x)[0], self._features(x)[1]
+        f0, ph = self._features(x)
+        r = f_rep - f0
         for _ in range(15):  # Gauss–Newton in the four slip coordinates, all starts at once
             J = -(2 * np.pi) * np.einsum("nmp,mpsi->npsi", np.sin(ph), q).reshape(len(x), self.dim, 4) / len(q)
             JtJ = np.einsum("npi,npj->nij", J, J) + 1e-6 * np.eye(4)
