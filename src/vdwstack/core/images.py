@@ -1,21 +1,91 @@
-"""Reading experimental images: grey float32 arrays plus the pixel size when the file records it."""
+"""Reading experimental images: grey float32 arrays, the pixel size when the file records it, and
+which of the file's signals was read.
+
+Microscope formats and TIFF go through rosettasciio: TIFF (ImageJ/Fiji, FEI/Thermo, Zeiss, TVIPS,
+Olympus, JEOL and DigitalMicrograph calibrations), DM3/DM4, EMD (Velox and Berkeley), SER, MRC,
+HyperSpy's ``.hspy`` (HDF5) and ``.zspy`` (a Zarr directory or zip store). PNG/JPEG/BMP go through
+Pillow and carry no calibration.
+
+Calibration: the pixel size (Å/px) is the x axis' scale times its unit. Units are read case-
+insensitively (Å, A, Angstrom(s), nm, pm, µm in either spelling of µ, um, micron, mm, m, and the
+spelled-out metre names); an axis without a unit or in pixels ('', '<undefined>', 'px', 'pixel')
+is not calibrated (pixel size None: the user's value or the Bragg-spot estimate then applies); any
+other unit on the image's axes ('1/nm' of a diffraction pattern, 'eV', a typo) is refused with a
+ValueError naming the file and the unit, because guessing a length there would silently give a
+wrong pixel size. rosettasciio reads an ImageJ TIFF's scale but keeps only the unit 'micron', so
+ImageJ's own ``unit=`` entry completes it; a TIFF with no recognised calibration falls back to its
+resolution tags (:func:`vdwstack.core.io.read_tiff_pixel_size_A`).
+
+Files with several signals (a Velox EMD with HAADF, DF4 and BF; an .hspy or Berkeley EMD with
+several groups): the automatic choice is the 2-D image whose title contains 'HAADF', else one
+whose title contains 'ADF' or 'DF' but not 'BF' (case-insensitive, first in file order); a file
+with a single image gives it whatever its title; several untitled images (TIFF series) give the
+first, as before. Otherwise ``signal=`` names one: a title (case-insensitive exact match) or the
+index, as a string, of the signal among those the reader returns (counting from 0).
+"""
 
 from __future__ import annotations
 
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-MICROSCOPE_FORMATS = {".dm3": "digitalmicrograph", ".dm4": "digitalmicrograph", ".emd": "emd",
-                      ".ser": "tia", ".mrc": "mrc"}
-UNIT_TO_A = {"Å": 1.0, "A": 1.0, "angstrom": 1.0, "nm": 10.0, "pm": 0.01, "µm": 1e4, "um": 1e4, "m": 1e10}
-FORMATS = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", *MICROSCOPE_FORMATS)
+log = logging.getLogger(__name__)
+
+# Suffix → rosettasciio plugin.
+RSCIIO_FORMATS = {".tif": "tiff", ".tiff": "tiff", ".dm3": "digitalmicrograph", ".dm4": "digitalmicrograph",
+                  ".emd": "emd", ".ser": "tia", ".mrc": "mrc", ".hspy": "hspy", ".zspy": "zspy"}
+MICROSCOPE_FORMATS = {k: v for k, v in RSCIIO_FORMATS.items() if v != "tiff"}
+PILLOW_FORMATS = (".png", ".jpg", ".jpeg", ".bmp")
+FORMATS = (".tif", ".tiff", *PILLOW_FORMATS, *MICROSCOPE_FORMATS)
+# Formats whose "file" may be a directory (a Zarr directory store).
+DIRECTORY_FORMATS = (".zspy",)
+
+# Length units (after NFKC normalisation and casefolding: 'Å' (U+212B or U+00C5) → 'å', 'µ' (U+00B5)
+# and 'μ' (U+03BC) → 'μ') → Å per unit.
+UNIT_TO_A = {
+    "å": 1.0, "a": 1.0, "angstrom": 1.0, "angstroms": 1.0, "ångström": 1.0, "ångströms": 1.0, "ångstrom": 1.0,
+    "nm": 10.0, "nanometer": 10.0, "nanometers": 10.0, "nanometre": 10.0, "nanometres": 10.0,
+    "pm": 0.01, "picometer": 0.01, "picometers": 0.01, "picometre": 0.01, "picometres": 0.01,
+    "μm": 1e4, "um": 1e4, "micron": 1e4, "microns": 1e4, "micrometer": 1e4, "micrometers": 1e4,
+    "micrometre": 1e4, "micrometres": 1e4,
+    "mm": 1e7, "millimeter": 1e7, "millimeters": 1e7, "millimetre": 1e7, "millimetres": 1e7,
+    "m": 1e10, "meter": 1e10, "meters": 1e10, "metre": 1e10, "metres": 1e10,
+}
+# No unit or pixels: the axis is not calibrated, whatever its scale (a scale in pixels is no length).
+UNCALIBRATED_UNITS = frozenset({"", "<undefined>", "undefined", "none", "px", "pixel", "pixels"})
 # Checked from the file header before any pixel is decoded: a small compressed file that claims a
 # huge image (a decompression bomb) is refused instead of filling memory. 2**28 px = 16384², 1 GiB
 # as float32, above any STEM frame.
 MAX_IMAGE_PIXELS = 2**28
+# Relative difference of the x and y pixel sizes above which a warning is logged (x is used).
+MAX_ANISOTROPY = 0.01
 
 
+@dataclass(frozen=True, eq=False)
+class LoadedImage:
+    """One image as read from a file.
+
+    data: grey float32 [H, W], indexed [row, col] = [y, x]. pixel_size_A: the file's calibration in
+    Å/px (None when the file records none). signal: title of the signal read (None for formats
+    without titles or an untitled signal). calibration: where the pixel size came from ('imagej',
+    'fei', 'zeiss', 'tvips', 'olympus', 'jeol', 'digitalmicrograph' for TIFF flavours, 'resolution
+    tags' for a plain TIFF, 'axes' for the calibrated axes of DM/EMD/SER/MRC/hspy/zspy; None when
+    pixel_size_A is None). n_signals: how many signals the file holds (1 for PNG/JPEG/BMP).
+    """
+
+    data: np.ndarray = field(repr=False)
+    pixel_size_A: float | None = None
+    signal: str | None = None
+    calibration: str | None = None
+    n_signals: int = 1
+
+
+# --- header checks -------------------------------------------------------------------------------
 def _check_pixels(path: Path, shape, max_pixels: int) -> None:
     n = int(np.prod([int(s) for s in shape], dtype=np.float64))
     if n > max_pixels:
@@ -23,12 +93,45 @@ def _check_pixels(path: Path, shape, max_pixels: int) -> None:
                          f"limit of {max_pixels:,}; refusing to decode (possible decompression bomb)")
 
 
-def _check_microscope_header(path: Path, max_pixels: int) -> None:
-    """Sizes declared by MRC headers and EMD (HDF5) datasets, checked before any data is read.
+def _hdf5_shapes(path: Path) -> list[tuple[int, ...]]:
+    """Shapes of every dataset of an HDF5 file (EMD, hspy); [] when it is not HDF5 (the reader
+    then reports it)."""
+    import h5py
 
-    EMD datasets may be compressed, so a small file can declare a huge array (a decompression
-    bomb); MRC declares nx, ny, nz in its first 12 bytes. DM3/DM4 and SER are uncompressed: their
-    readers cannot produce more data than the file holds.
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        return []
+    shapes: list[tuple[int, ...]] = []
+    with f:
+        f.visititems(lambda _, obj: shapes.append(obj.shape) if isinstance(obj, h5py.Dataset) else None)
+    return [s for s in shapes if s is not None]
+
+
+def _zarr_shapes(path: Path) -> list[tuple[int, ...]]:
+    """Shapes of every array of a Zarr store (a directory, or a zip file as rosettasciio accepts)."""
+    import zipfile
+
+    import zarr
+
+    store = zarr.storage.ZipStore(path, mode="r") if path.is_file() and zipfile.is_zipfile(path) else str(path)
+    try:
+        root = zarr.open(store, mode="r")
+        if isinstance(root, zarr.Array):
+            return [tuple(root.shape)]
+        return [tuple(obj.shape) for _, obj in root.members(max_depth=None) if isinstance(obj, zarr.Array)]
+    finally:
+        if not isinstance(store, str):
+            store.close()
+
+
+def _check_microscope_header(path: Path, max_pixels: int) -> None:
+    """Sizes declared by MRC headers, HDF5 datasets (EMD, hspy) and Zarr arrays (zspy), checked
+    before any data is read.
+
+    EMD, hspy and zspy arrays may be compressed, so a small file can declare a huge array (a
+    decompression bomb); MRC declares nx, ny, nz in its first 12 bytes. DM3/DM4 and SER are
+    uncompressed: their readers cannot produce more data than the file holds.
     """
     suffix = path.suffix.lower()
     if suffix == ".mrc":
@@ -40,82 +143,238 @@ def _check_microscope_header(path: Path, max_pixels: int) -> None:
                 dims = np.frombuffer(head, ">i4")
             if (dims > 0).all():
                 _check_pixels(path, tuple(int(d) for d in dims), max_pixels)
-    elif suffix == ".emd":
-        import h5py
-
-        try:
-            f = h5py.File(path, "r")
-        except OSError:
-            return  # not HDF5: rosettasciio reports it
-        with f:
-            shapes = []
-            f.visititems(lambda _, obj: shapes.append(obj.shape) if isinstance(obj, h5py.Dataset) else None)
-        for shape in shapes:
+    elif suffix in (".emd", ".hspy"):
+        for shape in _hdf5_shapes(path):
+            _check_pixels(path, shape, max_pixels)
+    elif suffix == ".zspy":
+        for shape in _zarr_shapes(path):
             _check_pixels(path, shape, max_pixels)
 
 
-def _read_microscope_file(path: Path) -> tuple[np.ndarray, float | None]:
-    """DM3/DM4, EMD, SER and MRC through rosettasciio: the first 2-D signal and its x-axis scale."""
+# --- units and calibration -----------------------------------------------------------------------
+def _unit_key(unit) -> str:
+    """A unit string normalised for lookup: ImageJ's '\\u00B5m' escapes decoded, NFKC (Å sign →
+    Å, micro sign → Greek mu), case-folded, spaces removed."""
+    if unit is None:
+        return ""
+    if isinstance(unit, bytes):
+        unit = unit.decode("latin-1")
+    text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), str(unit))
+    return unicodedata.normalize("NFKC", text).casefold().replace(" ", "").strip()
+
+
+def unit_to_A(unit, path: str | Path = "image") -> float | None:
+    """Å per `unit` of length; None for no unit or pixels (not calibrated).
+
+    Raises ValueError naming `path` and the unit for any other string."""
+    key = _unit_key(unit)
+    if key in UNCALIBRATED_UNITS:
+        return None
+    if key in UNIT_TO_A:
+        return UNIT_TO_A[key]
+    raise ValueError(f"{path}: the image's axes are in {unit!r}, not a length unit this reader knows (Å, A, "
+                     f"Angstrom, nm, pm, µm, um, micron, mm, m; none or 'px' means uncalibrated): is it an image "
+                     f"in real space? Convert the file, or relabel its axes")
+
+
+def _axes_pixel_size_A(path: Path, axes: list[dict]) -> float | None:
+    """Pixel size (Å/px) from the x (last signal) axis of a rosettasciio signal; None when it has
+    no length unit or a non-positive scale."""
+    signal_axes = [a for a in axes if a.get("navigate") is not True]
+    if not signal_axes:
+        return None
+    sizes = []
+    for ax in signal_axes[-2:]:
+        factor = unit_to_A(ax.get("units"), path)
+        try:
+            scale = float(ax.get("scale", 1.0))
+        except (TypeError, ValueError):
+            scale = float("nan")
+        sizes.append(scale * factor if factor is not None and np.isfinite(scale) and scale > 0 else None)
+    p = sizes[-1]
+    if p is None:
+        return None
+    if len(sizes) == 2 and sizes[0] is not None and abs(sizes[0] / p - 1) > MAX_ANISOTROPY:
+        log.warning("%s: non-square pixels (x %.4g Å, y %.4g Å): using x", path, p, sizes[0])
+    return p
+
+
+# --- choosing a signal ---------------------------------------------------------------------------
+def _title(sig: dict) -> str | None:
+    title = ((sig.get("metadata") or {}).get("General") or {}).get("title")
+    if isinstance(title, bytes):
+        title = title.decode("utf-8", "replace")
+    return str(title) if title not in (None, "") else None
+
+
+def _as_image(data) -> np.ndarray | None:
+    """A signal's data as a 2-D (or RGB [H, W, 3|4]) array; None when it is no single image
+    (a stack, a spectrum)."""
+    data = np.asarray(data)
+    if data.dtype.names:  # rosettasciio's structured RGB(A)
+        data = np.stack([data[n] for n in data.dtype.names], axis=-1)
+        return data if data.ndim == 3 else None
+    while data.ndim > 2 and data.shape[0] == 1:
+        data = data[0]
+    return data if data.ndim == 2 else None
+
+
+def _rank(title: str | None) -> int:
+    """Preference of an automatic choice: 2 HAADF, 1 ADF/DF (not BF), 0 otherwise."""
+    t = (title or "").upper()
+    if "HAADF" in t:
+        return 2
+    if ("ADF" in t or "DF" in t) and "BF" not in t:
+        return 1
+    return 0
+
+
+def _describe(signals: list[dict]) -> str:
+    return ", ".join(f"{i}: {_title(s)!r}" for i, s in enumerate(signals))
+
+
+def choose_signal(path: str | Path, signals: list[dict], signal: str | None = None) -> int:
+    """Index of the signal to read among rosettasciio's `signals` (dicts with 'data', 'metadata').
+
+    signal: a title (case-insensitive exact match) or an index as a string; None chooses
+    automatically (see the module docstring). Raises ValueError naming the file and listing the
+    available titles when the name matches none, the chosen signal is no 2-D image, or several
+    images leave the choice open.
+    """
+    images = [i for i, s in enumerate(signals) if _as_image(s["data"]) is not None]
+    if signal is not None and str(signal).strip() != "":
+        want = str(signal).strip()
+        hits = [i for i, s in enumerate(signals) if (_title(s) or "").strip().casefold() == want.casefold()]
+        if not hits and want.isdigit() and int(want) < len(signals):
+            hits = [int(want)]
+        if not hits:
+            raise ValueError(f"{path}: no signal {want!r} in the file; it holds {len(signals)}: "
+                             f"{_describe(signals)} (name one by title or index)")
+        hits_2d = [i for i in hits if i in images]
+        if not hits_2d:
+            raise ValueError(f"{path}: signal {want!r} is not a 2-D image (shape "
+                             f"{np.shape(signals[hits[0]]['data'])}); images: "
+                             f"{_describe([signals[i] for i in images]) or 'none'}")
+        return hits_2d[0]
+    if not images:
+        raise ValueError(f"{path}: no 2-D image in the file (signals: {_describe(signals) or 'none'})")
+    if len(images) == 1:
+        return images[0]
+    best = max(_rank(_title(signals[i])) for i in images)
+    if best > 0:
+        return next(i for i in images if _rank(_title(signals[i])) == best)
+    if all(_title(signals[i]) is None for i in images):
+        return images[0]  # untitled series (TIFF pages): the first is the main image
+    raise ValueError(f"{path}: {len(images)} images and none titled HAADF/ADF/DF: name one with signal= (the sample "
+                     f"sheet's `signal` column): {_describe(signals)}")
+
+
+# --- readers -------------------------------------------------------------------------------------
+def _tiff_header(path: Path, max_pixels: int) -> dict:
+    """What the TIFF's header says before any pixel is decoded: the sizes of every series
+    (checked against `max_pixels`), its flavour and ImageJ's unit and resolution."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        if not tif.series:
+            raise ValueError(f"{path}: TIFF holds no image")
+        for series in tif.series:
+            _check_pixels(path, series.shape, max_pixels)
+        page = tif.pages[0]
+        flags = set(getattr(tif, "flags", ()))
+        imagej = dict(tif.imagej_metadata or {}) if tif.is_imagej else None
+        resolution = page.tags["XResolution"].value if "XResolution" in page.tags else None
+        dm = bool({t.code for t in page.tags} & {65003, 65004, 65009, 65010})  # Gatan's private tags
+        # rosettasciio's own order: the first flavour that matches gives the axes.
+        flavour = ("fei" if "fei" in flags else "zeiss" if "sem" in flags else "tvips" if "tvips" in flags
+                   else "olympus" if page.is_sis else "jeol" if page.tags.valueof("Make") == "JEOL Ltd."
+                   else "imagej" if imagej is not None else "digitalmicrograph" if dm else None)
+    return {"flavour": flavour, "imagej": imagej, "resolution": resolution}
+
+
+def _imagej_pixel_size_A(path: Path, header: dict) -> float | None:
+    """ImageJ: `resolution` pixels per `unit` of its description ('pixel' or none: uncalibrated)."""
+    meta, res = header["imagej"], header["resolution"]
+    if meta is None or res is None:
+        return None
+    factor = unit_to_A(meta.get("unit"), path)
+    num, den = res
+    if factor is None or not num > 0 or not den > 0:
+        return None
+    return factor * den / num
+
+
+def _read_rsciio(path: Path, signal: str | None, max_pixels: int) -> LoadedImage:
+    """A TIFF or microscope file through rosettasciio: the chosen signal and its calibration."""
     import importlib
 
-    reader = importlib.import_module(f"rsciio.{MICROSCOPE_FORMATS[path.suffix.lower()]}").file_reader
+    suffix = path.suffix.lower()
+    plugin = RSCIIO_FORMATS[suffix]
+    header = _tiff_header(path, max_pixels) if plugin == "tiff" else None
+    if header is None:
+        _check_microscope_header(path, max_pixels)
+    reader = importlib.import_module(f"rsciio.{plugin}").file_reader
+    # Velox EMD: the images only (EDS spectrum images are large, slow and need `sparse`).
+    kwargs = {"select_type": "images"} if plugin == "emd" else {}
     try:
-        signals = reader(str(path))
+        signals = list(reader(str(path), **kwargs))
     except Exception as e:  # rosettasciio raises many types for damaged files
         raise ValueError(f"{path}: cannot read microscope file ({type(e).__name__}: {e})") from None
-    for sig in signals:
-        data = np.asarray(sig["data"])
-        if data.ndim == 3 and data.shape[0] == 1:
-            data = data[0]
-        if data.ndim != 2:
-            continue
-        axes = [a for a in sig.get("axes", []) if a.get("navigate") is not True]
-        p = None
-        if axes:
-            ax = axes[-1]
-            factor = UNIT_TO_A.get(str(ax.get("units", "")).strip())
-            if factor is not None and float(ax.get("scale", 0)) > 0:
-                p = float(ax["scale"]) * factor
-        return data, p
-    raise ValueError(f"{path}: no 2-D image in the file")
-
-
-def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[np.ndarray, float | None]:
-    """Read an image as grey float32 [H, W] and its pixel size in Å (None when not recorded).
-
-    TIFF (pixel size from its resolution tags), PNG/JPEG/BMP (Pillow), and DM3/DM4, EMD, SER, MRC
-    (rosettasciio, pixel size from the calibrated axes). RGB(A) is converted to grey (luminance).
-    Raises ValueError naming the file for unreadable, truncated, non-finite, constant or tiny images,
-    and, before decoding, for TIFF/PNG/JPEG/BMP/MRC headers or EMD datasets declaring more than
-    `max_pixels` values.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such image file")
-    suffix = path.suffix.lower()
-    pixel_size_A = None
-    try:
-        if suffix in (".tif", ".tiff"):
-            import tifffile
-
+    if not signals:
+        raise ValueError(f"{path}: no signal in the file")
+    k = choose_signal(path, signals, signal)
+    chosen = signals[k]
+    data = _as_image(chosen["data"])
+    p = _axes_pixel_size_A(path, chosen.get("axes", []))
+    calibration = ("axes" if plugin != "tiff" else header["flavour"] or "tiff axes") if p is not None else None
+    if plugin == "tiff" and p is None:
+        # rosettasciio keeps ImageJ's scale but only the unit 'micron': ImageJ's own unit completes it.
+        p = _imagej_pixel_size_A(path, header)
+        calibration = "imagej" if p is not None else None
+        if p is None:
             from vdwstack.core.io import read_tiff_pixel_size_A
 
-            with tifffile.TiffFile(path) as tif:
-                if not tif.series:
-                    raise ValueError(f"{path}: TIFF holds no image")
-                _check_pixels(path, tif.series[0].shape, max_pixels)
-                arr = tif.series[0].asarray()
-            pixel_size_A = read_tiff_pixel_size_A(path)
-        elif suffix in (".png", ".jpg", ".jpeg", ".bmp"):
-            from PIL import Image
+            p = read_tiff_pixel_size_A(path)
+            calibration = "resolution tags" if p is not None else None
+    return LoadedImage(data, p, _title(chosen), calibration, len(signals))
 
-            with Image.open(path) as im:
-                _check_pixels(path, (im.size[1], im.size[0], len(im.getbands())), max_pixels)
-                im.load()
-                arr = np.asarray(im.convert("RGB") if im.mode not in ("L", "I", "I;16", "F") else im)
-        elif suffix in MICROSCOPE_FORMATS:
-            _check_microscope_header(path, max_pixels)
-            arr, pixel_size_A = _read_microscope_file(path)
+
+def _read_pillow(path: Path, signal: str | None, max_pixels: int) -> LoadedImage:
+    from PIL import Image
+
+    if signal is not None and str(signal).strip() not in ("", "0"):
+        raise ValueError(f"{path}: no signal {str(signal).strip()!r} in the file; it holds 1: 0: None "
+                         f"(name one by title or index)")
+    with Image.open(path) as im:
+        _check_pixels(path, (im.size[1], im.size[0], len(im.getbands())), max_pixels)
+        im.load()
+        arr = np.asarray(im.convert("RGB") if im.mode not in ("L", "I", "I;16", "F") else im)
+    return LoadedImage(arr, None)
+
+
+def load_image(path: str | Path, signal: str | None = None, max_pixels: int = MAX_IMAGE_PIXELS) -> LoadedImage:
+    """Read an image file: grey float32 [H, W], the file's pixel size (Å/px or None) and which
+    signal was read.
+
+    Formats, calibration and the choice among several signals: see the module docstring.
+    signal: a title or index (as a string) of the signal to read; None or '' chooses the HAADF/ADF
+    image. RGB(A) is converted to grey (luminance). Raises ValueError naming the file for
+    unreadable, truncated, non-finite, constant or tiny images, an unknown `signal` (listing the
+    titles), an unknown axis unit, and, before decoding, for TIFF/PNG/JPEG/BMP/MRC headers, EMD/hspy
+    datasets or zspy arrays declaring more than `max_pixels` values; FileNotFoundError for a
+    missing file.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not (path.is_file() or (suffix in DIRECTORY_FORMATS and path.is_dir())):
+        if path.is_dir():
+            raise ValueError(f"{path}: is a directory, not an image file")
+        raise FileNotFoundError(f"{path}: no such image file")
+    try:
+        if suffix in RSCIIO_FORMATS:
+            loaded = _read_rsciio(path, signal, max_pixels)
+        elif suffix in PILLOW_FORMATS:
+            loaded = _read_pillow(path, signal, max_pixels)
         else:
             raise ValueError(f"{path}: unsupported image format {suffix!r} (use one of {', '.join(FORMATS)})")
     except (OSError, SyntaxError, EOFError) as e:
@@ -124,9 +383,19 @@ def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[np
         if isinstance(e, ValueError) and str(e).startswith(str(path)):
             raise
         raise ValueError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
+    return LoadedImage(_checked_grey(path, loaded.data), loaded.pixel_size_A, loaded.signal, loaded.calibration,
+                       loaded.n_signals)
+
+
+def _checked_grey(path: Path, arr) -> np.ndarray:
+    """Grey float32 [H, W]; ValueError naming the file for complex, non-2-D, tiny, non-finite or
+    constant images (the same checks for every reader)."""
     if np.iscomplexobj(arr):
         raise ValueError(f"{path}: complex-valued data is not an image")
-    arr = np.asarray(arr, dtype=np.float64)
+    try:
+        arr = np.asarray(arr, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: image data is not numeric ({e})") from None
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
         arr = arr[..., :3] @ np.array([0.299, 0.587, 0.114])
     if arr.ndim != 2:
@@ -139,9 +408,20 @@ def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[np
     if not np.all(np.isfinite(out)):
         raise ValueError(f"{path}: image values exceed the float32 range (|value| > {np.finfo(np.float32).max:.3g})")
     # Denormal-only contrast would vanish in the float32 arithmetic downstream: as good as constant.
-    if out.std() == 0 or np.ptp(out) < np.finfo(np.float32).tiny:
+    if out.std(dtype=np.float64) == 0 or np.ptp(out) < np.finfo(np.float32).tiny:
         raise ValueError(f"{path}: image is constant (no contrast above float32 precision)")
-    return out, pixel_size_A
+    return out
+
+
+def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS, signal: str | None = None
+               ) -> tuple[np.ndarray, float | None]:
+    """Read an image as grey float32 [H, W] and its pixel size in Å (None when not recorded).
+
+    The image of :func:`load_image` (same formats, signal choice and errors) without the record
+    of which signal was read and where the calibration came from.
+    """
+    loaded = load_image(path, signal=signal, max_pixels=max_pixels)
+    return loaded.data, loaded.pixel_size_A
 
 
 def normalize_unit(image: np.ndarray, lo_pct: float = 0.5, hi_pct: float = 99.5) -> np.ndarray:
