@@ -1,9 +1,10 @@
 """Checks on the sample sheets (config/images.tsv, config/style_references.tsv) beyond their schema.
 
 Paths in a sheet are relative to the workflow's working directory (where `snakemake` runs, or
-`-d DIR`); absolute paths are allowed. A path must name an existing file of a supported format, or
-a file the workflow itself makes (under `results/`), so that a typo is reported with the sheet, the
-row and the path, not as a missing input deep in the job graph.
+`-d DIR`); absolute paths are allowed. A path must name an existing file of a supported format (a
+``.zspy`` may be a Zarr directory), or a file the workflow itself makes (under `results/`), so that
+a typo is reported with the sheet, the row and the path, not as a missing input deep in the job
+graph.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vdwstack.core.images import FORMATS
+from vdwstack.core.images import DIRECTORY_FORMATS, FORMATS
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # A sheet lists images, not data: a bigger file is a wrong path in the config.
@@ -97,5 +98,7 @@ def check_sheet(sheet: pd.DataFrame, sheet_path: str | Path, id_column: str, wor
                              f"(use one of {', '.join(FORMATS)})")
         made_here = not p.is_absolute() and p.parts[:1] == ("results",) and ".." not in p.parts
         full = p if p.is_absolute() else Path(workdir) / p
-        if not made_here and not full.is_file():
+        # A .zspy may be a Zarr directory store rather than a file.
+        exists = full.is_file() or (p.suffix.lower() in DIRECTORY_FORMATS and full.is_dir())
+        if not made_here and not exists:
             raise ValueError(f"{line}: {path}: no such file (paths are relative to {Path(workdir).resolve()})")

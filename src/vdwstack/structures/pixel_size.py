@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vdwstack.core.images import read_image
+from vdwstack.core.images import LoadedImage, load_image
 from vdwstack.structures.bragg import (
     R_MAX,
     R_MIN_PX,
@@ -42,8 +42,8 @@ from vdwstack.structures.bragg import (
 )
 from vdwstack.structures.materials import get_material
 
-__all__ = ["PixelSize", "PixelSizeEstimate", "estimate_pixel_size", "read_calibrated_image", "reflections",
-           "resolve_pixel_size"]
+__all__ = ["PixelSize", "PixelSizeEstimate", "estimate_pixel_size", "load_calibrated_image", "read_calibrated_image",
+           "reflections", "resolve_pixel_size"]
 
 log = logging.getLogger(__name__)
 
@@ -223,13 +223,29 @@ def resolve_pixel_size(image: np.ndarray, material: str, user_A: float | None = 
     return PixelSize(est.pixel_size_A, "estimated")
 
 
-def read_calibrated_image(path: str | Path, material: str, user_A: float | None = None,
-                          user_source: str = "user") -> tuple[np.ndarray, PixelSize]:
-    """Read an image (:func:`vdwstack.core.images.read_image`), check the material and resolve its
-    pixel size (:func:`resolve_pixel_size`); every error names the file."""
+def load_calibrated_image(path: str | Path, material: str, user_A: float | None = None, user_source: str = "user",
+                          signal: str | None = None) -> tuple[LoadedImage, PixelSize]:
+    """Read an image (:func:`vdwstack.core.images.load_image`: the grey float32 [H, W] data, the
+    file's calibration and which signal was read), check the material and resolve its pixel size
+    (:func:`resolve_pixel_size`); every error names the file.
+
+    signal: which signal of a multi-signal file to read (title or index as a string; None: the
+    HAADF/ADF image)."""
     try:
         get_material(material)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
-    image, file_A = read_image(path)
-    return image, resolve_pixel_size(image, material, user_A, file_A, user_source, where=str(path))
+    loaded = load_image(path, signal=signal)
+    return loaded, resolve_pixel_size(loaded.data, material, user_A, loaded.pixel_size_A, user_source,
+                                      where=str(path))
+
+
+def read_calibrated_image(path: str | Path, material: str, user_A: float | None = None,
+                          user_source: str = "user", signal: str | None = None) -> tuple[np.ndarray, PixelSize]:
+    """Read an image (:func:`vdwstack.core.images.read_image`), check the material and resolve its
+    pixel size (:func:`resolve_pixel_size`); every error names the file.
+
+    Returns the grey float32 [H, W] image and its :class:`PixelSize` (Å/px). signal: as for
+    :func:`load_calibrated_image`, which also says which signal was read."""
+    loaded, px = load_calibrated_image(path, material, user_A, user_source, signal)
+    return loaded.data, px
