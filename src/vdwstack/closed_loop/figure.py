@@ -1,5 +1,8 @@
 """The comparison figure: experimental crop | simulation of the final reading | difference, in the
-frame of the image as supplied (a mirrored reading's simulation is mirrored back), axes in Å."""
+frame of the image as supplied (a mirrored reading's simulation is mirrored back), axes in Å.
+
+Every panel has a scale bar; crop and simulation are grey on one intensity scale, the difference on
+the diverging RdBu map (readable with colour-vision deficiencies) centred on zero."""
 
 from __future__ import annotations
 
@@ -20,8 +23,30 @@ def _pyplot():
     return plt
 
 
+def add_scale_bar(ax) -> None:
+    """A scale bar on an image axis whose data units are Å (Å for short bars, nm for longer ones).
+
+    The report draws the same bar (vdwstack.report.figures.add_scale_bar); it is repeated here
+    because a stage never imports a later one."""
+    from matplotlib_scalebar.dimension import _Dimension
+    from matplotlib_scalebar.scalebar import ScaleBar
+
+    dim = _Dimension("Å")  # matplotlib-scalebar's SI length has no ångström
+    dim.add_units("nm", 10.0)
+    ax.add_artist(ScaleBar(1.0, "Å", dimension=dim, location="lower left", length_fraction=0.25,
+                           box_alpha=0.75, color="black", font_properties={"size": 8}))
+
+
 def comparison_figure(panels: Sequence[tuple[str, Estimate]], out_png, title: str = "") -> None:
     """One row per estimate: experimental crop | simulated crop | difference (PNG at `out_png`)."""
+    plt = _pyplot()
+    fig = comparison_figure_fig(panels, title)
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+
+
+def comparison_figure_fig(panels: Sequence[tuple[str, Estimate]], title: str = ""):
+    """The matplotlib Figure of :func:`comparison_figure` (rows of three panels, axes in Å)."""
     plt = _pyplot()
     rows = max(1, len(panels))
     fig, axes = plt.subplots(rows, 3, figsize=(11.5, 3.7 * rows), squeeze=False)
@@ -59,11 +84,11 @@ def comparison_figure(panels: Sequence[tuple[str, Estimate]], out_png, title: st
         for ax in ax_row:
             ax.set_xlabel("x (Å)")
             ax.set_ylabel("y (Å)")
+            add_scale_bar(ax)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def message_figure(out_png, text: str) -> None:

@@ -23,11 +23,16 @@ from vdwstack.report.figures import (
     training_curves,
     twist_histogram,
 )
-from vdwstack.report.page import error_paragraph, img_tag, page
+from vdwstack.report.page import details, error_paragraph, final_block, img_tag, page, table, warning_list
 from vdwstack.report.tables import (
+    ANSWER_COLUMNS,
     benchmark_table,
+    candidates_table,
     details_table,
+    domains_table,
     final_table,
+    fit_table,
+    hand_text,
     reading_text,
     slip_evaluation_table,
     stacking_counts,
@@ -40,15 +45,20 @@ ClosedLoop = Mapping[str, tuple[Mapping, str | Path]]
 
 
 def _summary_section(records: Sequence[Mapping], closed_loop: ClosedLoop, out: Path) -> list[str]:
-    """The answer table (final reading ± 95 % interval, agreement, hand, source, verdict first);
-    also written to out/summary.tsv."""
-    table = final_table(records, closed_loop)
-    table.to_csv(out / "summary.tsv", sep="\t", index=False)
+    """The answer table (final reading ± 95 % interval, agreement, hand, verdict, source); every
+    column (the network's reading, pixel size, errors against a known truth) folded under it and
+    written to out/summary.tsv."""
+    full = final_table(records, closed_loop)
+    full.to_csv(out / "summary.tsv", sep="\t", index=False)
+    answer = full[[c for c in ANSWER_COLUMNS if c in full.columns]]
     return ["<h2>Readings</h2>",
             "<p>Final reading = the stacking whose simulation reproduces the image best (network proposal, "
             "its refinement and a global search, both hands for chiral lattices), with its calibrated 95 % "
-            "interval; agreement = Pearson r of the band-passed image and simulation.</p>",
-            table.to_html(index=False, na_rep="", classes="tbl", escape=True)]
+            "interval; agreement = Pearson r of the band-passed image and simulation; hand = whether the "
+            "image shows the lattice as is or its mirror image (chiral projections only).</p>",
+            table(answer, float_format="%.3f"),
+            details("Every column (as in summary.tsv): the network's reading, pixel size, errors against a "
+                    "known truth", [table(full, wide=True, float_format="%.4g")])]
 
 
 def _statistics_section(records: Sequence[Mapping], maps: Mapping[str, str | Path], out: Path,
@@ -58,46 +68,104 @@ def _statistics_section(records: Sequence[Mapping], maps: Mapping[str, str | Pat
     slip_cell_histogram(records, maps, slip_png)
     twist_histogram(records, maps, twist_png)
     return ["<h2>Run-wide statistics</h2>",
-            img_tag(slip_png, "Slips of all sliding-window predictions in the slip cell (Cartesian Å); "
-                              "triangles: high-symmetry stackings; white: one unit cell."),
+            img_tag(slip_png, "Slips of all sliding-window predictions in the slip cell (Cartesian Å), each "
+                              "with its symmetry-equivalent images; triangles: high-symmetry stackings; "
+                              "black outline: one unit cell."),
             img_tag(twist_png, "Twist angles of all sliding-window predictions."),
             "<h3>Stacking domains</h3>",
-            pd.DataFrame([counts]).T.rename(columns={0: "count"}).to_html(classes="tbl")]
+            pd.DataFrame([counts]).T.rename(columns={0: "count"}).to_html(classes="tbl", border=0)]
 
 
-def _closed_loop_image_parts(image_id: str, reading: Mapping, comparison_png: str | Path) -> list[str]:
-    """One image's final readings (one line each), their comparison figure, warnings or error."""
+def _task_final(task: str, rec: Mapping) -> str:
+    """One task's final reading block: value ± 95 % interval, hand, agreement, source, verdict and
+    the final reading of each domain."""
+    facts = f"hand: {hand_text(rec)} · agreement r = {rec['agreement']:.3f} · source: {rec['source']}"
+    doms = domains_table(rec, task)
+    extra = [f"<p>{len(doms)} domains, each read on its own:</p>", table(doms, float_format="%.3f")] if len(doms) else []
+    return final_block(task, reading_text(rec, task), facts, rec["verdict"], extra)
+
+
+def _network_text(net: Mapping, task: str) -> str:
+    """The network's reading and how it was made: "D = (…) Å ± … Å; resnet50, 9 crops, spread 0.08 Å"."""
+    model = net.get("model") or {}
+    arch = model.get("architecture") if isinstance(model, Mapping) else model
+    bits = [b for b in (arch, f"{net['n_crops']} crops" if net.get("n_crops") else None) if b]
+    for key, unit in (("spread_A", " Å"), ("spread_deg", "°")):
+        if net.get(key) is not None:
+            bits.append(f"spread {net[key]:.3f}{unit}")
+    return reading_text(net, task) + (f"; {', '.join(bits)}" if bits else "")
+
+
+def _reading_details(reading: Mapping, network_figure: list[str]) -> list[str]:
+    """How one image's final readings were reached, folded: the network's value, the candidates and
+    runner-up, the fitted pose and optics (per task), the network's maps, the warnings."""
     parts = []
     for task, rec in (reading.get("results") or {}).items():
-        parts.append(f"<p><b>{html.escape(task)}: {html.escape(reading_text(rec, task) or rec['status'])}</b> — "
-                     f"{html.escape(rec['verdict'])} (source: {html.escape(rec['source'])}"
-                     f"{', mirror lattice' if rec.get('mirrored') else ''})</p>")
-    if reading.get("status") == "ok":
-        parts.append(img_tag(comparison_png, f"{image_id}: experimental crop, the simulation of the final "
-                                             "reading, difference; r = agreement."))
-    for w in reading.get("warnings", []) or [reading.get("message") or reading.get("error")]:
-        if w:
-            parts.append(error_paragraph(w))
+        net = rec.get("network")
+        text = _network_text(net, task) if net else "none (no trained model: the physics search alone)"
+        parts.append(details(f"{task}: the network's reading", [f"<p>{html.escape(text)}</p>"]))
+        cands = candidates_table(rec, task)
+        if len(cands):
+            parts.append(details(f"{task}: candidates and runner-up", [table(cands, float_format="%.4f")]))
+        fit = fit_table(rec)
+        if len(fit):
+            parts.append(details(f"{task}: fitted pose and optics", [table(fit)]))
+    if network_figure:
+        parts.append(details("The network's maps and domains", network_figure))
+    warnings = reading.get("warnings") or []
+    if warnings:
+        parts.append(details(f"Warnings ({len(warnings)})", [warning_list(warnings)]))
     return parts
+
+
+def _final_parts(image_id: str, reading: Mapping, comparison_png: str | Path, network_figure: list[str]) -> list[str]:
+    """One image's final readings first, their comparison figure, then the folded details."""
+    if reading.get("status") in ("skipped", "error"):
+        return [error_paragraph(f"no final reading ({reading['status']}): "
+                                f"{reading.get('message') or reading.get('error')}"),
+                *([details("The network's maps and domains", network_figure)] if network_figure else [])]
+    parts = [_task_final(task, rec) for task, rec in (reading.get("results") or {}).items()]
+    if reading.get("status") == "no_match" and reading.get("message"):
+        parts.append(error_paragraph(reading["message"]))
+    if reading.get("status") == "ok":
+        parts.append(img_tag(comparison_png, f"{image_id}: experimental crop | simulation of the final reading | "
+                                             "difference (experiment − simulation); r = agreement."))
+    return parts + _reading_details(reading, network_figure)
+
+
+def _network_figure(record: Mapping, maps: Mapping[str, str | Path], out: Path) -> list[str]:
+    """The network's maps of one image (drawn into out/images/), none without a model."""
+    if not record["results"]:
+        return []
+    image_id = record["image_id"]
+    png = out / "images" / f"{image_id}.png"
+    image_figure(record, maps[image_id], png)
+    cap = (f"{image_id} ({record['material']}): image; the network's map over it (slips coloured so that one "
+           "stacking has one colour, key beside it), domain boundaries; scale bars in Å or nm.")
+    truth = record.get("errors_vs_truth")
+    if truth:
+        cap += " Network's error against the known truth: " + ", ".join(f"{k} = {v:.3f}" for k, v in truth.items())
+    return [img_tag(png, cap)]
 
 
 def _image_section(record: Mapping, maps: Mapping[str, str | Path], out: Path, closed_loop: ClosedLoop) -> list[str]:
-    """One image: its figure (drawn into out/images/), or its error; then its closed-loop check."""
+    """One image: its final readings first (or its error), the network's maps and how the reading
+    was reached folded under them."""
     image_id = record["image_id"]
+    meta = " · ".join(str(v) for v in (record.get("material"), record.get("task")) if v)
+    head = f'<section class="image"><h3>{html.escape(image_id)} <span class="meta">{html.escape(meta)}</span></h3>'
     if record.get("status") != "ok":
-        return [f"<h3>{html.escape(image_id)}</h3>" + error_paragraph(f"error: {record.get('error')}")]
-    parts = [f"<h3>{html.escape(image_id)}</h3>"]
-    if record["results"]:  # the network's maps (none when no model exists for the material)
-        png = out / "images" / f"{image_id}.png"
-        image_figure(record, maps[image_id], png)
-        cap = f"{image_id} ({record['material']}): image, network map overlay with domain boundaries, histogram."
-        truth = record.get("errors_vs_truth")
-        if truth:
-            cap += " Network's error against the known truth: " + ", ".join(f"{k} = {v:.3f}" for k, v in truth.items())
-        parts.append(img_tag(png, cap))
-    if image_id in closed_loop:  # the answer first, the network's maps after it
-        parts[1:1] = _closed_loop_image_parts(image_id, *closed_loop[image_id])
-    return parts
+        return [head, error_paragraph(f"error: {record.get('error')}"), "</section>"]
+    network = _network_figure(record, maps, out)
+    if image_id in closed_loop:
+        return [head, *_final_parts(image_id, *closed_loop[image_id], network), "</section>"]
+    parts = [head]
+    for task, res in record["results"].items():  # closed loop off: the network's reading is the answer
+        parts.append(final_block(task, reading_text(res, task), "source: network only (closed loop off)", "",
+                                 note="± the spread of the network's crops, not a calibrated interval"))
+    if network:
+        parts.append(details("The network's maps and domains", network))
+    return parts + ["</section>"]
 
 
 def _closed_loop_section(closed_loop: ClosedLoop) -> list[str]:
@@ -108,8 +176,7 @@ def _closed_loop_section(closed_loop: ClosedLoop) -> list[str]:
             "(slip grid, both slips of a trilayer, or a θ scan), in the image and its mirror for chiral "
             "lattices — is simulated and fitted to its image (rotation, scale, translation, defocus, source "
             "size); the final reading is the one that agrees best.</p>",
-            details_table([c for c, _ in closed_loop.values()]).to_html(
-                index=False, na_rep="", classes="tbl", float_format="%.3f", escape=True), "</details>"]
+            table(details_table([c for c, _ in closed_loop.values()]), wide=True, float_format="%.3f"), "</details>"]
 
 
 def _twist_evaluation_text(ev: Mapping) -> str:
@@ -128,7 +195,7 @@ def _evaluation_section(evaluation: Mapping[str, Mapping]) -> list[str]:
         # an evaluation of neither kind gets no heading (nothing to show)
         if "models" in ev:
             parts += [f"<h3>{html.escape(name)} ({ev['material']}, {ev['n_test']} images)</h3>",
-                      slip_evaluation_table(ev).to_html(index=False, float_format="%.3f", classes="tbl")]
+                      table(slip_evaluation_table(ev), wide=True, float_format="%.3f")]
         elif "model_mae_deg" in ev:
             parts += [f"<h3>{html.escape(name)} ({ev['material']}, {ev['n_test']} images)</h3>"
                       + _twist_evaluation_text(ev)]
@@ -177,7 +244,7 @@ def write_report(records: Sequence[Mapping], maps: Mapping[str, str | Path], out
         parts += _evaluation_section(evaluation)
     parts += _figures_section(out, extra_figures, loss_csvs)
     if bench_root and Path(bench_root).exists():
-        parts += ["<h2>Run time per job</h2>", benchmark_table(bench_root).to_html(index=False, classes="tbl")]
+        parts += ["<h2>Run time per job</h2>", table(benchmark_table(bench_root), wide=True)]
     path = out / "index.html"
     path.write_text(page(parts), encoding="utf-8")
     (out / "stacking_counts.json").write_text(json.dumps(counts, indent=1))

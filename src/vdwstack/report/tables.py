@@ -58,13 +58,21 @@ def reading_text(rec: Mapping, task: str, prefix: str = "") -> str:
     return text + (f" ± {g['uncertainty_A']:.3f} Å" if g["uncertainty_A"] is not None else "")
 
 
-def _hand(rec: Mapping) -> str:
+def hand_text(rec: Mapping) -> str:
+    """The hand of a final reading: "as is" or "mirrored" with both agreements, ", undecided" when
+    they are closer than the hand margin; "n/a (achiral)" for materials whose projection has a mirror."""
     if "hand" not in rec:
         return "n/a (achiral)"
     h = rec["hand"]
     name = "mirrored" if rec.get("mirrored") else "as is"
     return f"{name} (r {h['agreement_as_is']:.3f} as is, {h['agreement_mirrored']:.3f} mirrored)" + (
         "" if h["decided"] else ", undecided")
+
+
+_hand = hand_text  # the name used before it became public
+
+# The answer columns the report page shows first (summary.tsv keeps every column).
+ANSWER_COLUMNS = ["image", "material", "task", "status", "reading", "agreement", "hand", "verdict", "source"]
 
 
 def final_rows(reading: Mapping) -> list[dict]:
@@ -123,6 +131,43 @@ def details_table(readings: Sequence[Mapping]) -> pd.DataFrame:
                 fit = r.get("fit") or {}
                 row.update({k: fit.get(k) for k in ("pixel_size_A", "defocus_A", "source_fwhm_A")})
                 rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def candidates_table(rec: Mapping, task: str) -> pd.DataFrame:
+    """One final reading's contenders: each candidate (network, refined, search) and the runner-up
+    with its reading, agreement r, hand and distance from the final reading (Å or °)."""
+    unit = "deg" if task == "twist" else "A"
+    rows = [{"candidate": name, "reading": reading_text(c, task), "agreement": c.get("agreement"),
+             "mirrored": c.get("mirrored"), f"distance from final ({'°' if unit == 'deg' else 'Å'})":
+                 c.get(f"distance_{unit}")} for name, c in (rec.get("candidates") or {}).items()]
+    ru = rec.get("runner_up")
+    if ru:
+        rows.append({"candidate": f"runner-up ({ru.get('source')}; margin {rec.get('margin', float('nan')):.3f})",
+                     "reading": reading_text(ru, task), "agreement": ru.get("agreement"), "mirrored": ru.get("mirrored")})
+    return pd.DataFrame(rows)
+
+
+def fit_table(rec: Mapping) -> pd.DataFrame:
+    """The fitted pose and optics of a final reading as (quantity, value) rows; standard errors
+    of the fitted parameters as "σ <name>" rows."""
+    fit = dict(rec.get("fit") or {})
+    sigma = fit.pop("standard_errors", None) or {}
+    rows = [{"quantity": k, "value": v} for k, v in fit.items()]
+    rows += [{"quantity": f"σ {k}", "value": v} for k, v in sigma.items()]
+    return pd.DataFrame(rows, columns=["quantity", "value"])
+
+
+def domains_table(rec: Mapping, task: str) -> pd.DataFrame:
+    """The final reading of each slip domain of one task: id, area (nm²), named stacking, reading,
+    agreement, hand and verdict; empty when the image has fewer than two domains."""
+    rows = []
+    for d in rec.get("domains", []):
+        if "agreement" not in d:
+            continue  # a domain too small to be read on its own
+        rows.append({"domain": d["id"], "area (nm²)": round(d.get("area_nm2", float("nan")), 1),
+                     "stacking": d.get("stacking"), "reading": reading_text(d, task) or d.get("status"),
+                     "agreement": d["agreement"], "hand": hand_text(d), "verdict": d.get("verdict")})
     return pd.DataFrame(rows)
 
 
