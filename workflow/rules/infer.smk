@@ -4,6 +4,8 @@ rule infer:
     output:
         result="results/infer/{image}/result.json",
         maps="results/infer/{image}/maps.npz",
+        map_tiffs=directory("results/infer/{image}/maps"),
+        map_store=directory("results/infer/{image}/maps.zarr"),
     log:
         "results/logs/infer/{image}.log",
     benchmark:

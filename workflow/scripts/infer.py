@@ -1,4 +1,6 @@
-"""Adapter: one row of the image sheet + trained models -> results/infer/<image>/."""
+"""Adapter: one row of the image sheet + trained models -> results/infer/<image>/ (result.json,
+maps.npz, maps/ calibrated TIFFs, maps.zarr). The row's optional `signal` names the signal of a
+multi-signal file to read (empty: the HAADF/ADF image)."""
 
 from pathlib import Path
 
@@ -21,4 +23,5 @@ infer_to_files(
     snakemake.params.settings,
     Path(snakemake.output.result).parent,
     on_error="raise" if snakemake.params.on_error == "fail" else "record",
+    signal=row.get("signal") or None,
 )

@@ -97,7 +97,7 @@ def closed_loop_record(image_path: str | Path, record: Mapping, maps_npz: str | 
 
     microscope: the config's microscope block (values or [min, max] ranges, whose midpoint is used;
     defocus and source size are fitted): energy, aperture, Cs and detector angles of the model."""
-    image, _ = read_image(image_path)
+    image, _ = read_image(image_path, signal=record.get("signal_requested"))  # the signal infer read
     labels = None
     if maps_npz is not None and "slip" in record["results"]:
         with np.load(maps_npz) as arr:

@@ -229,8 +229,10 @@ def _rank(title: str | None) -> int:
     return 0
 
 
-def _describe(signals: list[dict]) -> str:
-    return ", ".join(f"{i}: {_title(s)!r}" for i, s in enumerate(signals))
+def _describe(signals: list[dict], indices: list[int] | None = None) -> str:
+    """'index: title' of the signals (all, or those at `indices`)."""
+    indices = range(len(signals)) if indices is None else indices
+    return ", ".join(f"{i}: {_title(signals[i])!r}" for i in indices)
 
 
 def choose_signal(path: str | Path, signals: list[dict], signal: str | None = None) -> int:
@@ -253,8 +255,7 @@ def choose_signal(path: str | Path, signals: list[dict], signal: str | None = No
         hits_2d = [i for i in hits if i in images]
         if not hits_2d:
             raise ValueError(f"{path}: signal {want!r} is not a 2-D image (shape "
-                             f"{np.shape(signals[hits[0]]['data'])}); images: "
-                             f"{_describe([signals[i] for i in images]) or 'none'}")
+                             f"{np.shape(signals[hits[0]]['data'])}); images: {_describe(signals, images) or 'none'}")
         return hits_2d[0]
     if not images:
         raise ValueError(f"{path}: no 2-D image in the file (signals: {_describe(signals) or 'none'})")

@@ -1,4 +1,4 @@
-"""Files: the Zarr image datasets and TIFF images, with the pixel size travelling along."""
+"""Files: the Zarr image datasets, TIFF images and calibrated maps, with the pixel size travelling along."""
 
 from __future__ import annotations
 
@@ -138,6 +138,88 @@ def write_tiff(path: str | os.PathLike, image: np.ndarray, pixel_size_A: float, 
         path, np.asarray(image, np.float32), resolution=(px_per_cm, px_per_cm), resolutionunit="CENTIMETER",
         description=desc, metadata=None,
     )
+
+
+MAP_UNITS = {**LABEL_UNITS, "domains": "domain id", "boundaries": "1 = next to another domain"}
+
+
+def map_axes_nm(shape: tuple[int, int], extent_A) -> list[dict]:
+    """Calibrated axes of a map [rows, cols] in nm, as rosettasciio/HyperSpy describe them
+    (y then x: name, size, scale, offset, units, navigate): `extent_A` = (x0, x1, y1, y0) in Å of
+    the map's outer edges (imshow's extent, y0 the top edge); the offset is the first pixel's centre."""
+    x0, x1, y1, y0 = (float(v) for v in extent_A)
+    rows, cols = int(shape[0]), int(shape[1])
+    sx, sy = (x1 - x0) / cols / 10, (y1 - y0) / rows / 10
+    return [{"name": "y", "size": rows, "scale": sy, "offset": y0 / 10 + sy / 2, "units": "nm", "navigate": False},
+            {"name": "x", "size": cols, "scale": sx, "offset": x0 / 10 + sx / 2, "units": "nm", "navigate": False}]
+
+
+def write_imagej_tiff(path: str | os.PathLike, image: np.ndarray, pixel_size_A: float,
+                      origin_A: tuple[float, float] = (0.0, 0.0), info: Mapping | None = None) -> None:
+    """Float32 TIFF calibrated in nm for ImageJ/Fiji, HyperSpy and this package's reader.
+
+    image: [H, W] (any real dtype; written as float32). pixel_size_A: Å/px, written as ImageJ's
+    ``unit=nm`` with resolution = pixels per nm; origin_A: (x, y) in Å of the image's top-left
+    corner, written as ImageJ's xorigin/yorigin (in pixels, so that ImageJ's coordinates are the
+    source image's); info: JSON in ImageJ's Info property (Image > Show Info). Written via a
+    temporary file and a rename.
+    """
+    import tifffile
+
+    if not (np.isfinite(pixel_size_A) and pixel_size_A > 0):
+        raise ValueError(f"{path}: pixel size must be a positive number of Å, got {pixel_size_A!r}")
+    px_nm = pixel_size_A / 10
+    meta = {"unit": "nm", "xorigin": -origin_A[0] / pixel_size_A, "yorigin": -origin_A[1] / pixel_size_A}
+    if info:
+        meta["Info"] = json.dumps(dict(info), default=_jsonable)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    tifffile.imwrite(tmp, np.asarray(image, np.float32), imagej=True, resolution=(1 / px_nm, 1 / px_nm),
+                     metadata=meta)
+    os.replace(tmp, path)
+
+
+def write_map_store(path: str | os.PathLike, maps: Mapping[str, Mapping[str, np.ndarray]],
+                    extents_A: Mapping[str, tuple[float, float, float, float]],
+                    attrs: Mapping | None = None) -> None:
+    """One Zarr (v3) store holding every map with its calibrated axes.
+
+    maps: group (e.g. the task) → name → map [rows, cols]; extents_A: group → (x0, x1, y1, y0) in Å
+    of that group's maps (one grid per group). Layout: ``<group>/<name>`` arrays with dimension
+    names (y, x) and attrs ``units`` (of the values, :data:`MAP_UNITS`) and ``axes``
+    (:func:`map_axes_nm`); ``<group>/x``, ``<group>/y`` the pixel centres in nm (so xarray's
+    ``open_zarr(path, group=...)`` gives a calibrated Dataset); `attrs` on the root. Written to
+    ``<path>.partial`` and moved into place when complete.
+    """
+    import zarr
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+    root.attrs.update({"array_convention": "<group>/<name>[row, col]; x = x.offset + col * x.scale (nm), "
+                                           "y = y.offset + row * y.scale (nm): pixel centres",
+                       **json.loads(json.dumps(dict(attrs or {}), default=_jsonable))})
+    for group, arrays in maps.items():
+        g = root.create_group(group)
+        g.attrs["extent_A"] = [float(v) for v in extents_A[group]]
+        axes = None
+        for name, arr in arrays.items():
+            arr = np.asarray(arr)
+            if arr.dtype == bool:
+                arr = arr.astype(np.uint8)
+            axes = map_axes_nm(arr.shape, extents_A[group])
+            a = g.create_array(name, data=arr, dimension_names=("y", "x"))
+            a.attrs.update({"units": MAP_UNITS.get(name, ""), "axes": axes})
+        if axes is not None:
+            for ax in axes:
+                c = g.create_array(ax["name"], data=ax["offset"] + ax["scale"] * np.arange(ax["size"]),
+                                   dimension_names=(ax["name"],))
+                c.attrs["units"] = "nm"
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
 
 
 def read_tiff_pixel_size_A(path: str | os.PathLike) -> float | None:
