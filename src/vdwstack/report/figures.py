@@ -103,11 +103,11 @@ def _map_panels(fig, ax_img, ax_map, img: np.ndarray, ext_img: tuple, record: Ma
     lo, hi = np.percentile(img, [0.5, 99.5])
     for ax in (ax_img, ax_map):
         ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, extent=ext_img)
-    ax_img.set_title(f"{record['image_id']} ({p:.4f} Å/px, {record['pixel_size_source']})", fontsize=9)
+    ax_img.set_title(f"image, {p:.4f} Å/px ({record['pixel_size_source']})", fontsize=9)
     if task == "slip":
         rgb, by = _slip_overlay(record, arr)
         im = ax_map.imshow(rgb, alpha=0.55, extent=ext, interpolation="nearest")
-        what = "slip, one colour per stacking (key →)" if by == "slip" else "slip domains"
+        what = "slip map, one colour per stacking (key →)" if by == "slip" else "slip domains"
     else:
         period = symmetry_for(record["material"]).twist_period_deg
         # The full period (θ ≡ θ + period) on the cyclic map: folded readings fill its first half,
@@ -115,10 +115,10 @@ def _map_panels(fig, ax_img, ax_map, img: np.ndarray, ext_img: tuple, record: Ma
         im = ax_map.imshow(arr["twist_theta_deg"], cmap=CYCLIC_CMAP, vmin=0.0, vmax=period, alpha=0.7,
                            extent=ext, interpolation="nearest")
         fig.colorbar(im, ax=ax_map, label="θ (°)", shrink=0.8)
-        what = "twist"
+        what = "twist map"
     im.set_gid(f"{task}-map")
     _mark_domains(ax_map, r, arr, task, ext)
-    ax_map.set_title(f"{what}; window {r['map']['window_A']:.0f} Å, stride {r['map']['stride_A']:.1f} Å",
+    ax_map.set_title(f"{what}\nwindow {r['map']['window_A']:.0f} Å, stride {r['map']['stride_A']:.1f} Å",
                      fontsize=9)
     for ax in (ax_img, ax_map):
         ax.set_xlim(ext_img[0], ext_img[1])
@@ -205,6 +205,8 @@ def image_figure_fig(record: Mapping, arr: Mapping[str, np.ndarray]):
             _slip_key_panel(ax_row[2], record, arr, record["results"][t])
         else:
             _twist_histogram_panel(ax_row[2], arr, record["results"][t])
+    # The id on top of the whole figure: a long one would run over the panels' titles.
+    fig.suptitle(f"{record['image_id']} ({record['material']}): the network's maps", fontsize=10)
     fig.tight_layout()
     return fig
 

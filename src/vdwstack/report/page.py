@@ -4,9 +4,9 @@ Every figure is embedded as a base64 PNG, so the page needs no files beside it; 
 from records (image ids, errors, warnings, captions) is HTML-escaped.
 
 Layout: the page fits a 1400-px-wide window without horizontal scrolling. The body is at most
-1320 px wide, images shrink to the page width (keeping their aspect ratio), text and narrow tables
-wrap long tokens (file paths, ids) anywhere, and tables with many columns sit in their own
-horizontally scrollable box inside the page width. Each image's final reading comes first; how it
+1320 px wide, images shrink to the page width (keeping their aspect ratio), text wraps long tokens
+(file paths, ids) anywhere, table cells wrap between words and after "/" and "_", and a table with
+more columns than fit scrolls sideways in its own box inside the page width. Each image's final reading comes first; how it
 was reached (the network's value, candidates, fitted optics, warnings) is folded in <details>.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,11 +28,12 @@ STYLE = (
     "line-height:1.4;overflow-wrap:anywhere}"
     "img{max-width:100%;height:auto;display:block}figure{margin:0.6em 0}"
     "figcaption{font-size:0.9em;color:#444}"
-    ".wide{max-width:100%;overflow-x:auto}"
-    ".tbl{border-collapse:collapse;font-size:0.85em;max-width:100%}"
-    ".tbl td,.tbl th{border:1px solid #ccc;padding:2px 6px;vertical-align:top;overflow-wrap:anywhere}"
-    # In a scrollable box, columns keep a readable width instead of shrinking to a letter.
-    ".wide .tbl{max-width:none}.wide .tbl td,.wide .tbl th{min-width:6em;max-width:26em}"
+    ".scroll{max-width:100%;overflow-x:auto}"
+    ".tbl{border-collapse:collapse;font-size:0.85em}"
+    # Cells break between words only (never inside "material"); paths and ids get break points
+    # after "/" and "_" (see table()), so a column is as narrow as its longest word.
+    ".tbl td,.tbl th{border:1px solid #ccc;padding:2px 6px;vertical-align:top;overflow-wrap:break-word}"
+    ".tbl th{text-align:left}"
     ".err{color:#b00}.warn{color:#8a5a00}"
     "section.image{border-top:2px solid #ddd;margin-top:1.4em}"
     ".final{background:#f3f7fb;border-left:4px solid #0072B2;padding:0.3em 0.9em;margin:0.5em 0}"
@@ -55,12 +57,17 @@ def error_paragraph(text: str) -> str:
     return f'<p class="err">{html.escape(text)}</p>'
 
 
-def table(df: pd.DataFrame, wide: bool = False, **to_html) -> str:
-    """A DataFrame as an HTML table (escaped); wide=True puts it in a horizontally scrollable box
-    (for tables with many columns), otherwise its cells wrap to the page width."""
+def _break_points(text: str) -> str:
+    """HTML text with a word-break opportunity (<wbr>) after every "/" and "_" outside tags, so that
+    file paths and long image ids wrap at their separators."""
+    return re.sub(r">([^<]+)<", lambda m: ">" + re.sub(r"([/_])", r"\1<wbr>", m.group(1)) + "<", text)
+
+
+def table(df: pd.DataFrame, **to_html) -> str:
+    """A DataFrame as an HTML table (escaped, paths breakable) in a box that scrolls sideways inside
+    the page width when the table has more columns than fit (the page itself never scrolls)."""
     kw = {"index": False, "na_rep": "", "classes": "tbl", "escape": True, "border": 0, **to_html}
-    body = df.to_html(**kw)
-    return f'<div class="wide">{body}</div>' if wide else body
+    return f'<div class="scroll">{_break_points(df.to_html(**kw))}</div>'
 
 
 def details(summary: str, parts: Sequence[str], summary_is_html: bool = False) -> str:

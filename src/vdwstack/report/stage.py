@@ -58,7 +58,7 @@ def _summary_section(records: Sequence[Mapping], closed_loop: ClosedLoop, out: P
             "image shows the lattice as is or its mirror image (chiral projections only).</p>",
             table(answer, float_format="%.3f"),
             details("Every column (as in summary.tsv): the network's reading, pixel size, errors against a "
-                    "known truth", [table(full, wide=True, float_format="%.4g")])]
+                    "known truth", [table(full, float_format="%.4g")])]
 
 
 def _statistics_section(records: Sequence[Mapping], maps: Mapping[str, str | Path], out: Path,
@@ -73,7 +73,7 @@ def _statistics_section(records: Sequence[Mapping], maps: Mapping[str, str | Pat
                               "black outline: one unit cell."),
             img_tag(twist_png, "Twist angles of all sliding-window predictions."),
             "<h3>Stacking domains</h3>",
-            pd.DataFrame([counts]).T.rename(columns={0: "count"}).to_html(classes="tbl", border=0)]
+            table(pd.DataFrame([counts]).T.rename(columns={0: "count"}), index=True)]
 
 
 def _task_final(task: str, rec: Mapping) -> str:
@@ -81,7 +81,7 @@ def _task_final(task: str, rec: Mapping) -> str:
     the final reading of each domain."""
     facts = f"hand: {hand_text(rec)} · agreement r = {rec['agreement']:.3f} · source: {rec['source']}"
     doms = domains_table(rec, task)
-    extra = [f"<p>{len(doms)} domains, each read on its own:</p>", table(doms, float_format="%.3f")] if len(doms) else []
+    extra = [f"<p>{len(doms)} domains, each read on its own:</p>", table(doms, float_format="%.4g")] if len(doms) else []
     return final_block(task, reading_text(rec, task), facts, rec["verdict"], extra)
 
 
@@ -94,6 +94,13 @@ def _network_text(net: Mapping, task: str) -> str:
         if net.get(key) is not None:
             bits.append(f"spread {net[key]:.3f}{unit}")
     return reading_text(net, task) + (f"; {', '.join(bits)}" if bits else "")
+
+
+def _side_by_side(pairs: pd.DataFrame, per_row: int = 4) -> pd.DataFrame:
+    """(quantity, value) rows laid out per_row pairs to a row, so a long list stays short."""
+    cells = [x for row in pairs.itertuples(index=False) for x in row]
+    cells += [""] * (-len(cells) % (2 * per_row))
+    return pd.DataFrame([cells[i:i + 2 * per_row] for i in range(0, len(cells), 2 * per_row)])
 
 
 def _reading_details(reading: Mapping, network_figure: list[str]) -> list[str]:
@@ -109,7 +116,7 @@ def _reading_details(reading: Mapping, network_figure: list[str]) -> list[str]:
             parts.append(details(f"{task}: candidates and runner-up", [table(cands, float_format="%.4f")]))
         fit = fit_table(rec)
         if len(fit):
-            parts.append(details(f"{task}: fitted pose and optics", [table(fit)]))
+            parts.append(details(f"{task}: fitted pose and optics", [table(_side_by_side(fit), header=False)]))
     if network_figure:
         parts.append(details("The network's maps and domains", network_figure))
     warnings = reading.get("warnings") or []
@@ -176,7 +183,7 @@ def _closed_loop_section(closed_loop: ClosedLoop) -> list[str]:
             "(slip grid, both slips of a trilayer, or a θ scan), in the image and its mirror for chiral "
             "lattices — is simulated and fitted to its image (rotation, scale, translation, defocus, source "
             "size); the final reading is the one that agrees best.</p>",
-            table(details_table([c for c, _ in closed_loop.values()]), wide=True, float_format="%.3f"), "</details>"]
+            table(details_table([c for c, _ in closed_loop.values()]), float_format="%.3f"), "</details>"]
 
 
 def _twist_evaluation_text(ev: Mapping) -> str:
@@ -195,7 +202,7 @@ def _evaluation_section(evaluation: Mapping[str, Mapping]) -> list[str]:
         # an evaluation of neither kind gets no heading (nothing to show)
         if "models" in ev:
             parts += [f"<h3>{html.escape(name)} ({ev['material']}, {ev['n_test']} images)</h3>",
-                      table(slip_evaluation_table(ev), wide=True, float_format="%.3f")]
+                      table(slip_evaluation_table(ev), float_format="%.3f")]
         elif "model_mae_deg" in ev:
             parts += [f"<h3>{html.escape(name)} ({ev['material']}, {ev['n_test']} images)</h3>"
                       + _twist_evaluation_text(ev)]
@@ -244,7 +251,7 @@ def write_report(records: Sequence[Mapping], maps: Mapping[str, str | Path], out
         parts += _evaluation_section(evaluation)
     parts += _figures_section(out, extra_figures, loss_csvs)
     if bench_root and Path(bench_root).exists():
-        parts += ["<h2>Run time per job</h2>", table(benchmark_table(bench_root), wide=True)]
+        parts += ["<h2>Run time per job</h2>", table(benchmark_table(bench_root))]
     path = out / "index.html"
     path.write_text(page(parts), encoding="utf-8")
     (out / "stacking_counts.json").write_text(json.dumps(counts, indent=1))
