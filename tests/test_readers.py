@@ -298,3 +298,19 @@ def test_content_checks_apply_to_the_new_readers(tmp_path, bad, match):
     with pytest.raises(ValueError, match=rf"x\.emd: .*{match}"):
         load_image(tmp_path / "x.emd")
     assert load_image(tmp_path / "x.emd", signal="BF").signal == "BF"
+
+
+def test_tiff_that_rosettasciio_cannot_parse_is_read_with_tifffile(tmp_path):
+    """rosettasciio needs the PhotometricInterpretation tag; tifffile does not: such a TIFF reads
+    as before (first series, resolution tags)."""
+    import struct
+
+    path = tmp_path / "nophot.tif"
+    write_tiff(path, _lattice(), 0.1)
+    raw = bytearray(path.read_bytes())
+    i = raw.find(struct.pack("<HH", 262, 3))  # the tag entry: code 262, type SHORT
+    raw[i:i + 2] = struct.pack("<H", 65000)   # renamed to an unknown private tag
+    path.write_bytes(bytes(raw))
+    loaded = load_image(path)
+    assert loaded.pixel_size_A == pytest.approx(0.1) and loaded.calibration == "resolution tags"
+    assert np.allclose(loaded.data, _lattice())

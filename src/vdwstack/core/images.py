@@ -320,7 +320,16 @@ def _read_rsciio(path: Path, signal: str | None, max_pixels: int) -> LoadedImage
     try:
         signals = list(reader(str(path), **kwargs))
     except Exception as e:  # rosettasciio raises many types for damaged files
-        raise ValueError(f"{path}: cannot read microscope file ({type(e).__name__}: {e})") from None
+        if plugin != "tiff":
+            raise ValueError(f"{path}: cannot read microscope file ({type(e).__name__}: {e})") from None
+        # A TIFF that tifffile reads but rosettasciio's metadata parsing trips on (a missing tag):
+        # its first series, calibrated by ImageJ's unit or the resolution tags below.
+        log.warning("%s: rosettasciio cannot read this TIFF (%s: %s); reading it with tifffile",
+                    path, type(e).__name__, e)
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            signals = [{"data": tif.series[0].asarray(), "axes": [], "metadata": {}}]
     if not signals:
         raise ValueError(f"{path}: no signal in the file")
     k = choose_signal(path, signals, signal)
