@@ -18,7 +18,8 @@ N = 128
 def _lattice(seed: int = 0, n: int = N) -> np.ndarray:
     """A lattice-like positive float32 image [n, n] with a little noise."""
     y, x = np.mgrid[:n, :n].astype(np.float64)
-    img = sum(np.cos(2 * np.pi * (x * np.cos(a) + y * np.sin(a)) / 7.3) for a in (0.2, 0.2 + np.pi / 3, 0.2 + 2 * np.pi / 3))
+    angles = 0.2 + np.arange(3) * np.pi / 3
+    img = sum(np.cos(2 * np.pi * (x * np.cos(a) + y * np.sin(a)) / 7.3) for a in angles)
     return (img + 3 + 0.1 * np.random.default_rng(seed).standard_normal((n, n))).astype(np.float32)
 
 
