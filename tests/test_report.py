@@ -250,11 +250,14 @@ def _chromium(browser: str, *args: str, timeout: int = 180) -> subprocess.Comple
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
-# Injected into a copy of the page: after load, writes the document's widths and the widest
-# element's right edge into the DOM, where --dump-dom shows them.
+# Injected into a copy of the page: after load, unfolds every <details> (what a reader may open
+# must fit too), then writes the document's widths and the widest element's right edge into the
+# DOM, where --dump-dom shows them.
 MEASURE = """<script>addEventListener('load', () => {
+  document.querySelectorAll('details').forEach(e => { e.open = true; });
   const d = document.documentElement; let right = 0, widest = '';
   for (const e of document.body.querySelectorAll('*')) {
+    if (e.parentElement.closest('.scroll')) continue;  // scrolls inside its own box, which is checked
     const r = e.getBoundingClientRect().right;
     if (r > right) { right = r; widest = e.tagName + '.' + e.className; }
   }
