@@ -47,7 +47,8 @@ def _fit() -> dict:
 
 def slip_reading(record: dict) -> dict:
     """A closed-loop reading.json of a ReS2 bilayer: final (−1.571, 0.006) Å (canonical, as records
-    hold it), the network's proposal (1.566, 0.011) Å — the same stacking, D ≡ −D — beside it, two domains read on their own, both hands tried, warnings with long paths."""
+    hold it), the network's proposal (1.566, 0.011) Å — the same stacking, D ≡ −D — beside it, two
+    domains read on their own, both hands tried, warnings with long paths."""
     net = record["results"]["slip"]
     final = {"Da_A": -1.5712, "Db_A": 0.0061}
     rec = {"status": "ok", **final, "uncertainty_A": 0.0134, "agreement": 0.9871, "source": "search",

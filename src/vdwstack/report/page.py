@@ -6,8 +6,10 @@ from records (image ids, errors, warnings, captions) is HTML-escaped.
 Layout: the page fits a 1400-px-wide window without horizontal scrolling. The body is at most
 1320 px wide, images shrink to the page width (keeping their aspect ratio), text wraps long tokens
 (file paths, ids) anywhere, table cells wrap between words and after "/" and "_", and a table with
-more columns than fit scrolls sideways in its own box inside the page width. Each image's final reading comes first; how it
-was reached (the network's value, candidates, fitted optics, warnings) is folded in <details>.
+more columns than fit scrolls sideways in its own box inside the page width.
+
+Each image's final reading comes first; how it was reached (the network's value, candidates,
+fitted optics, warnings) is folded in <details>.
 """
 
 from __future__ import annotations

@@ -81,7 +81,8 @@ def _task_final(task: str, rec: Mapping) -> str:
     the final reading of each domain."""
     facts = f"hand: {hand_text(rec)} · agreement r = {rec['agreement']:.3f} · source: {rec['source']}"
     doms = domains_table(rec, task)
-    extra = [f"<p>{len(doms)} domains, each read on its own:</p>", table(doms, float_format="%.4g")] if len(doms) else []
+    extra = ([f"<p>{len(doms)} domains, each read on its own:</p>", table(doms, float_format="%.4g")]
+             if len(doms) else [])
     return final_block(task, reading_text(rec, task), facts, rec["verdict"], extra)
 
 
@@ -217,7 +218,8 @@ def _figures_section(out: Path, extra_figures: Sequence[tuple[str | Path, str]],
         parts.append("<h2>Training and evaluation figures</h2>")
     if loss_csvs:
         training_curves(loss_csvs, out / "training_curves.png")
-        parts.append(img_tag(out / "training_curves.png", "Training losses of DRIT and of the slip and twist regressors."))
+        parts.append(img_tag(out / "training_curves.png",
+                             "Training losses of DRIT and of the slip and twist regressors."))
     if extra_figures:
         parts += [img_tag(p, c) for p, c in extra_figures if Path(p).exists()]
     return parts

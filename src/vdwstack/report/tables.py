@@ -68,9 +68,6 @@ def hand_text(rec: Mapping) -> str:
     return f"{name} (r {h['agreement_as_is']:.3f} as is, {h['agreement_mirrored']:.3f} mirrored)" + (
         "" if h["decided"] else ", undecided")
 
-
-_hand = hand_text  # the name used before it became public
-
 # The answer columns the report page shows first (summary.tsv keeps every column).
 ANSWER_COLUMNS = ["image", "material", "task", "status", "reading", "agreement", "hand", "verdict", "source"]
 
@@ -85,7 +82,8 @@ def final_rows(reading: Mapping) -> list[dict]:
     for task, rec in reading["results"].items():
         net = rec.get("network") or {}
         row = {**base, "task": task, "status": rec["status"], "reading": reading_text(rec, task),
-               "agreement": rec["agreement"], "hand": _hand(rec), "source": rec["source"], "verdict": rec["verdict"],
+               "agreement": rec["agreement"], "hand": hand_text(rec), "source": rec["source"],
+               "verdict": rec["verdict"],
                "network reading": reading_text(net, task) if net else "no model",
                "pixel_size_A": round(reading["pixel_size_A"], 4), "pixel_size_source": reading.get("pixel_size_source"),
                "domains": len(rec.get("domains", [])), "warnings": len(rec.get("warnings", []))}
@@ -144,7 +142,8 @@ def candidates_table(rec: Mapping, task: str) -> pd.DataFrame:
     ru = rec.get("runner_up")
     if ru:
         rows.append({"candidate": f"runner-up ({ru.get('source')}; margin {rec.get('margin', float('nan')):.3f})",
-                     "reading": reading_text(ru, task), "agreement": ru.get("agreement"), "mirrored": ru.get("mirrored")})
+                     "reading": reading_text(ru, task), "agreement": ru.get("agreement"),
+                     "mirrored": ru.get("mirrored")})
     return pd.DataFrame(rows)
 
 
