@@ -56,11 +56,10 @@ def network_proposal(models: Path | None, image: np.ndarray, p: float, material:
     """The network's whole-image reading (None without a model for the material)."""
     if models is None:
         return None
-    from vdwstack.cli import _find_model
     from vdwstack.infer.reading import infer_image
-    from vdwstack.regress.model import Regressor
+    from vdwstack.regress.model import Regressor, find_model
 
-    folder = _find_model(models, task, material, layers)
+    folder = find_model(models, task, material, layers)
     if folder is None:
         return None
     rec = infer_image(image, p, Regressor(folder)).record
@@ -81,6 +80,38 @@ def read_one(image: np.ndarray, p: float, material: str, layers: int, task: str,
         rec["covariance"] = est.interval.covariance
         rec["parameters"] = list(est.interval.sigma)
     return rec
+
+
+def network_errors(set_name: str, tasks: list[str], limit: int | None, models: Path) -> dict:
+    """The networks alone on the independent set: whole-image readings as inference makes them
+    (rescaled to each model's pixel size, crops × 4 quarter turns), scored against the truth."""
+    out = {}
+    for task in tasks:
+        folder = DATA / set_name / task
+        if not (folder / "manifest.tsv").exists():
+            print(f"{folder}: no manifest, skipped (run benchmarks/independent_images.py)", flush=True)
+            continue
+        errs = []
+        for row in list(csv.DictReader(open(folder / "manifest.tsv"), delimiter="\t"))[:limit]:
+            path = folder / row["path"]
+            truth = read_truth(path)
+            image, _ = read_image(path)
+            try:
+                prop = network_proposal(models, image, float(row["pixel_size_A"]), truth["material"],
+                                        int(truth["layers"]), truth["task"])
+            except ValueError as e:  # e.g. an image smaller than the model's smallest field
+                print(f"{set_name}/{task}/{row['image_id']}: {e}", flush=True)
+                continue
+            if prop is None:
+                break
+            errs.append(metrics.twist_error(prop, truth) if truth["task"] == "twist" else metrics.slip_error(prop, truth))
+        if errs:
+            e = np.array(errs)
+            out[task] = {"n": int(len(e)), "mean": float(e.mean()), "median": float(np.median(e)),
+                         "p95": float(np.percentile(e, 95)), "max": float(e.max()),
+                         "unit": "degree" if task.endswith("twist") else "Å"}
+            print(f"{set_name}/{task}: network alone {json.dumps(out[task])}", flush=True)
+    return out
 
 
 def run_set(set_name: str, tasks: list[str], limit: int | None, models: Path | None,
@@ -195,9 +226,20 @@ def main() -> None:
     ap.add_argument("--calibration-json", type=Path, default=None,
                     help="re-score coverage with the (k, f) of this calibration JSON")
     ap.add_argument("--shared", action="store_true")
+    ap.add_argument("--network-only", action="store_true",
+                    help="score the networks alone (no closed loop): writes network_<set>.json")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     models = args.models if args.models.is_dir() else None
+    if args.network_only:
+        if models is None:
+            raise SystemExit(f"--models {args.models}: no such folder")
+        out = args.out or ROOT / "benchmarks" / "results" / f"network_{args.set}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        res = {"set": args.set, "models": str(models), "network": network_errors(args.set, args.tasks, args.limit, models)}
+        out.write_text(json.dumps(res, indent=1))
+        print(f"-> {out}")
+        return
     settings = ClosedLoopSettings()
     out = args.out or ROOT / "benchmarks" / "results" / f"final_readings_{args.set}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

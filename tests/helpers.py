@@ -11,3 +11,22 @@ def make_row(material="MoS2", size=128, pixel_size_A=0.1, **kw):
     )
     row.update(kw)
     return row
+
+
+def untrained_model(folder, task, material, crop=48, pixel_size_A=0.12, layers=2):
+    """An untrained but complete model folder under `folder` (inference plumbing does not need a
+    good model)."""
+    import torch
+
+    from vdwstack.regress.model import TargetCodec, build_resnet, export_regressor
+
+    torch.manual_seed(0)
+    codec = TargetCodec(task, material, layers)
+    net = build_resnet("resnet18", codec.dim)
+    out = folder / f"{task}_{material}"
+    out.mkdir(parents=True)
+    card = {"architecture": "resnet18", "task": task, "encoding": codec.to_dict(),
+            "input": {"channels": 1, "crop_px": crop, "pixel_size_A": pixel_size_A},
+            "training": {"dataset": "none", "slip_step_A": 0.5 if task == "slip" else None}}
+    export_regressor(net.eval(), out, card)
+    return out

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import make_row
+from helpers import make_row, untrained_model
 from vdwstack.cli import main as cli_main
 from vdwstack.core.images import read_image
 from vdwstack.infer import InferenceSettings, domain_boundaries, infer_image, segment_domains
@@ -18,7 +18,7 @@ from vdwstack.structures.geometry import reading_atoms
 from vdwstack.infer.stage import infer_to_files
 from vdwstack.core.io import write_tiff
 from vdwstack.structures.pixel_size import estimate_pixel_size
-from vdwstack.regress.model import Regressor, TargetCodec, build_resnet, export_regressor
+from vdwstack.regress.model import Regressor
 from vdwstack.report.stage import write_report
 from vdwstack.simulate.render import simulate_row
 from vdwstack.structures.names import name_stacking, stacking_names
@@ -110,17 +110,7 @@ def test_pixel_size_refuses_an_image_without_lattice():
 
 # --- inference -----------------------------------------------------------------------------------
 def _model(tmp_path, task, material, crop=48, p=0.12):
-    """An untrained but complete model folder (inference plumbing does not need a good model)."""
-    torch.manual_seed(0)
-    codec = TargetCodec(task, material, 2)
-    net = build_resnet("resnet18", codec.dim)
-    out = tmp_path / f"{task}_{material}"
-    out.mkdir()
-    card = {"architecture": "resnet18", "task": task, "encoding": codec.to_dict(),
-            "input": {"channels": 1, "crop_px": crop, "pixel_size_A": p},
-            "training": {"dataset": "none", "slip_step_A": 0.5 if task == "slip" else None}}
-    export_regressor(net.eval(), out, card)
-    return out
+    return untrained_model(tmp_path, task, material, crop=crop, pixel_size_A=p)
 
 
 @pytest.fixture(scope="module")
@@ -291,7 +281,8 @@ def test_cli_infer_json(models, res2_tif, tmp_path, capsys):
             "mirrored", "network_Da_A", "network_Db_A"} <= set(out)
     assert out["pixel_size_source"] == "metadata" and out["pixel_size_A"] == pytest.approx(0.1)
     assert out["status"] == "ok" and out["source"] in ("network", "refined", "search")
-    assert (tmp_path / "cli" / "reading.json").exists() and (tmp_path / "cli" / "model.cif").exists()
+    assert (tmp_path / "cli" / "res2" / "reading.json").exists() and (tmp_path / "cli" / "res2" / "model.cif").exists()
+    assert (tmp_path / "cli" / "summary.tsv").exists()
 
 
 def test_report_html_lists_every_image_and_opens_in_a_browser(models, res2_tif, tmp_path):

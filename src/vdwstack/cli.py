@@ -14,7 +14,6 @@ from vdwstack.core.microscope import MICROSCOPE_DEFAULTS
 from vdwstack.infer.settings import InferenceSettings
 from vdwstack.simulate.multislice import MultisliceSettings
 from vdwstack.simulate.render import METHODS, SimulationSettings
-from vdwstack.structures.enumeration import sample_seed
 from vdwstack.structures.materials import MATERIALS
 
 
@@ -49,21 +48,17 @@ def _row_from_args(args) -> dict:
         return hit.iloc[0].to_dict()
     if args.material is None:
         raise SystemExit("give --material (or --table and --sample)")
-    if args.pixel_size <= 0:
-        raise SystemExit(f"--pixel-size must be > 0 Å, got {args.pixel_size}")
-    if args.size < 16:
-        raise SystemExit(f"--size must be ≥ 16 pixels, got {args.size}")
-    da, db = args.slip if args.slip else (0.0, 0.0)
-    extent = args.size * args.pixel_size
-    return {
-        "sample_id": "cli", "material": args.material, "layers": args.layers,
-        "Da_A": da, "Db_A": db, "Da2_A": args.slip2[0], "Db2_A": args.slip2[1],
-        "theta_deg": args.twist or 0.0, "rotation_deg": args.rotation,
-        "origin_x_A": extent / 2, "origin_y_A": extent / 2,
-        "pixel_size_A": args.pixel_size, "height_px": args.size, "width_px": args.size,
-        "seed": sample_seed(args.seed, "cli", 0),
-        **{k: getattr(args, k) for k in MICROSCOPE_DEFAULTS},
-    }
+    from vdwstack.simulate.render import stacking_row
+
+    try:
+        row = stacking_row(args.material, layers=args.layers, slip_A=args.slip or (0.0, 0.0),
+                           slip2_A=args.slip2, twist_deg=args.twist or 0.0, rotation_deg=args.rotation,
+                           pixel_size_A=args.pixel_size, size_px=args.size, seed=args.seed,
+                           microscope={k: getattr(args, k) for k in MICROSCOPE_DEFAULTS})
+    except ValueError as e:
+        raise SystemExit(f"--{str(e).split(' ')[0].rstrip(':').replace('_', '-')}: {e}") from None
+    row["sample_id"] = "cli"
+    return row
 
 
 def cmd_simulate(args) -> None:
@@ -106,33 +101,14 @@ def cmd_structures(args) -> None:
     print(f"wrote {args.out} ({len(table)} samples)")
 
 
-def _find_model(models: Path, task: str, material: str, layers: int) -> Path | None:
-    """The model folder under `models` (results/models or one model folder) for task + material;
-    None when there is none (the reading then comes from the physics search alone).
-
-    Among several slip models of the material, the one trained on the finest grid wins.
-    """
-    import json
-
-    if (models / "card.json").exists():
-        return models
-    cands = []
-    for card_path in sorted((models / task).glob("*/card.json")) + sorted(models.glob("*/card.json")):
-        card = json.loads(card_path.read_text())
-        enc = card.get("encoding", {})
-        if enc.get("task") == task and enc.get("material") == material and (task == "twist" or enc.get("layers") == layers):
-            step = (card.get("training") or {}).get("slip_step_A") or 0.0
-            cands.append((step, str(card_path.parent)))
-    return Path(min(cands)[1]) if cands else None
-
-
 def brief_record(reading: dict, output: Path) -> dict:
     """The flat summary ``vdwstack infer --json`` prints: the final values under the keys of the
     per-task record (Da_A, Db_A, theta_deg, uncertainty_A/_deg, agreement, source, mirrored), the
     network's values as network_*; with two tasks the twist's agreement, source and hand get a
     ``twist_`` prefix."""
     brief = {"image": reading["path"], "status": reading["status"], "pixel_size_A": reading.get("pixel_size_A"),
-             "pixel_size_source": reading.get("pixel_size_source"), "output": str(output)}
+             "pixel_size_source": reading.get("pixel_size_source"), "signal": reading.get("signal"),
+             "output": str(output)}
     if reading["status"] in ("error", "skipped"):
         brief["error"] = reading.get("error") or reading.get("message")
         return brief
@@ -150,39 +126,133 @@ def brief_record(reading: dict, output: Path) -> dict:
     return brief
 
 
-def cmd_infer(args) -> None:
+def _expand_inputs(items: list[str]) -> list[Path]:
+    """Image paths from the command line: files, folders (their images, sorted) and quoted glob
+    patterns (expanded here, as a shell would)."""
+    import glob
+
+    from vdwstack.core.images import FORMATS
+
+    out: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            out += sorted(p for p in path.iterdir() if p.suffix.lower() in FORMATS or p.suffix.lower() == ".zspy")
+        elif not path.exists() and glob.has_magic(item):
+            hits = sorted(glob.glob(item))
+            if not hits:
+                raise FileNotFoundError(f"{item}: no file matches this pattern")
+            out += [Path(h) for h in hits]
+        else:
+            out.append(path)  # a missing file is reported as that image's failure
+    return list(dict.fromkeys(out))
+
+
+def _output_folders(images: list[Path], out: Path) -> dict[Path, Path]:
+    """One folder per image under `out`, named after the file (a.dm4 → out/a); two inputs with
+    one name (dir1/a.tif, dir2/a.tif, a.dm4) get the suffix, then a number."""
+    folders: dict[Path, Path] = {}
+    taken: set[str] = set()
+    for img in images:
+        name = img.stem if img.suffix.lower() != ".zspy" else img.name[:-5]
+        for cand in (name, f"{name}_{img.suffix.lstrip('.').lower()}", *(f"{name}_{i}" for i in range(2, 10**6))):
+            if cand not in taken:
+                taken.add(cand)
+                folders[img] = out / cand
+                break
+    return folders
+
+
+def _write_summary(rows: list[dict], path: Path) -> None:
+    import os
+
+    import pandas as pd
+
+    tmp = path.with_suffix(".tsv.partial")
+    pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    os.replace(tmp, path)
+
+
+def _print_reading(reading: dict) -> None:
+    from tqdm import tqdm
+
+    from vdwstack.report.tables import reading_text
+
+    for t, r in reading.get("results", {}).items():
+        net = r.get("network")
+        tqdm.write(f"{reading['path']}: {t}: {reading_text(r, t) or 'no reading'} — {r['verdict']}; source "
+                   f"{r['source']}{', mirror lattice' if r.get('mirrored') else ''}; network: "
+                   f"{reading_text(net, t) if net else 'no model'}")
+        for w in r.get("warnings", []):
+            tqdm.write(f"  warning: {w}")
+    if reading["status"] != "ok":
+        tqdm.write(f"{reading['path']}: {reading['status']}: {reading.get('message') or reading.get('error')}")
+
+
+def read_one(image: Path, args, out: Path) -> dict:
+    """infer + closed_loop of one image into `out`; the final record (status "error" when it failed:
+    the message names the file)."""
+    from vdwstack.closed_loop.stage import closed_loop_to_files
+    from vdwstack.infer.stage import infer_to_files, tasks_of
+    from vdwstack.regress.model import find_model
+
+    try:
+        models = {t: find_model(args.models, t, args.material, args.layers) if args.models else None
+                  for t in tasks_of(args.task)}
+    except (ValueError, OSError) as e:
+        return {"path": str(image), "status": "error", "error": f"{type(e).__name__}: {e}"}
+    # Unset options keep InferenceSettings' defaults: the workflow's (config/config.yaml's infer block).
+    settings = {k: v for k, v in (("window_A", args.window), ("stride_A", args.stride)) if v is not None}
+    infer_to_files(image, image.stem, args.material, args.layers, args.task, args.pixel_size, models, settings,
+                   out, on_error="record", pixel_size_source="user", signal=args.signal)
+    return closed_loop_to_files(image, out / "result.json", out / "maps.npz", None, out)
+
+
+def cmd_infer(args) -> int:
+    """Every image in turn (a progress bar over images): one folder each under --out and one
+    summary.tsv; a failing image is listed there and the others go on; exit status 1 if any
+    image has no final reading."""
     import json
 
     import torch
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from vdwstack.closed_loop.stage import closed_loop_to_files
-    from vdwstack.infer.stage import infer_to_files, tasks_of
+    from vdwstack.structures.materials import get_material
 
+    get_material(args.material)  # before any image: an unknown material fails once, naming it
+    if args.models is None:
+        default = Path("results/models")
+        args.models = default if default.is_dir() else None
+        if args.models is None:
+            logging.getLogger("vdwstack").warning("no results/models here and no --models: the readings come "
+                                                  "from the physics search alone")
+    elif not args.models.exists():
+        raise FileNotFoundError(f"--models: {args.models}: no such folder (results/models of a workflow run "
+                                f"or one model folder)")
     torch.set_num_threads(args.threads)
-    models = {t: _find_model(args.models, t, args.material, args.layers) for t in tasks_of(args.task)}
-    out = args.out or Path(args.image).with_suffix("").with_name(Path(args.image).stem + "_vdwstack")
-    # Unset options keep InferenceSettings' defaults: the workflow's (config/config.yaml's infer block).
-    settings = {k: v for k, v in (("window_A", args.window), ("stride_A", args.stride)) if v is not None}
-    infer_to_files(args.image, Path(args.image).stem, args.material, args.layers, args.task, args.pixel_size,
-                   models, settings, out, on_error="raise", pixel_size_source="user")
-    reading = closed_loop_to_files(args.image, out / "result.json", out / "maps.npz", None, out)
-    if args.json:
-        print(json.dumps(brief_record(reading, out), indent=1))
-    elif reading["status"] in ("error", "skipped"):
-        raise ValueError(reading.get("error") or reading.get("message"))
-    else:
-        from vdwstack.report.tables import reading_text
-
-        for t, r in reading["results"].items():
-            net = r.get("network")
-            print(f"{args.image}: {t}: {reading_text(r, t) or 'no reading'} — {r['verdict']}; source {r['source']}"
-                  f"{', mirror lattice' if r.get('mirrored') else ''}; network: "
-                  f"{reading_text(net, t) if net else 'no model'}")
-            for w in r["warnings"]:
-                print(f"  warning: {w}")
-        print(f"pixel size {reading['pixel_size_A']:.4f} Å/px ({reading['pixel_size_source']}); results in {out}/")
-    if reading["status"] != "ok":
-        raise ValueError(reading.get("message") or reading.get("error"))
+    images = _expand_inputs(args.images)
+    if not images:
+        raise ValueError("no images given")
+    out_root = args.out if args.out is not None else Path.cwd() / "vdwstack_results"
+    out_root.mkdir(parents=True, exist_ok=True)
+    folders = _output_folders(images, out_root)
+    summary, failed = [], 0
+    with logging_redirect_tqdm():
+        for image in tqdm(images, desc="images", unit="image", disable=len(images) < 2):
+            reading = read_one(image, args, folders[image])
+            brief = brief_record(reading, folders[image])
+            summary.append(brief)
+            _write_summary(summary, out_root / "summary.tsv")  # after every image: a crash loses nothing done
+            failed += reading["status"] != "ok"
+            if args.json:
+                print(json.dumps(brief), flush=True)
+            else:
+                _print_reading(reading)
+    if not args.json:
+        print(f"{len(images) - failed} of {len(images)} image(s) read; results in {out_root}/ "
+              f"(summary.tsv){'; failed: ' + ', '.join(str(s['image']) for s in summary if s['status'] != 'ok') if failed else ''}")
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,33 +281,40 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_structures)
 
-    p = sub.add_parser("infer", help="slip / twist of one experimental image: the stacking that reproduces it best")
-    p.add_argument("image", type=Path, help="TIFF, PNG/JPEG, DM3/DM4, EMD, SER or MRC")
+    p = sub.add_parser("infer", help="slip / twist of experimental images: the stacking that reproduces each best")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files (TIFF, PNG/JPEG, DM3/DM4, EMD, SER, MRC, .hspy, .zspy), folders of them "
+                        "or quoted glob patterns")
     p.add_argument("--material", required=True)
     p.add_argument("--task", choices=("slip", "twist", "both"), required=True)
     p.add_argument("--layers", type=int, default=2, choices=(2, 3))
     p.add_argument("--pixel-size", type=float, default=None, metavar="A",
                    help="Å/px; wins over the file's calibration (a warning when they differ by > 2 %%); "
                         "without either, estimated from the Bragg spots")
-    p.add_argument("--models", type=Path, default=Path("results/models"),
-                   help="results/models of a workflow run, or one model folder")
+    p.add_argument("--models", type=Path, default=None,
+                   help="results/models of a workflow run, or one model folder (default: results/models when "
+                        "it exists; without models the readings come from the physics search alone)")
     p.add_argument("--window", type=float, default=None, metavar="A",
                    help=f"map window in Å (default {InferenceSettings.window_A:g}, as the workflow)")
     p.add_argument("--stride", type=float, default=None, metavar="A",
                    help=f"map stride in Å (default {InferenceSettings.stride_A:g}, as the workflow)")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: next to the image)")
+    p.add_argument("--signal", default=None,
+                   help="files with several signals (e.g. HAADF, DF, BF): the title or index of the one to "
+                        "read (default: the HAADF/ADF signal)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder: one subfolder per image and summary.tsv (default: ./vdwstack_results; "
+                        "never the images' own folder)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--json", action="store_true", help="print each image's result as one line of JSON")
     p.set_defaults(func=cmd_infer)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
-        args.func(args)
+        return int(args.func(args) or 0)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         print(f"vdwstack {args.command}: error: {e}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

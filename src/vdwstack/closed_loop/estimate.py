@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from vdwstack.closed_loop.comparator import Comparator
 from vdwstack.closed_loop.crop import Crop, extract_crop
@@ -236,8 +237,11 @@ def estimate_reading(image: np.ndarray, pixel_size_A: float, material: str, laye
     else:
         chiral = s.try_mirror and projection_is_chiral(material)
         hands = [(False, None)] + ([(True, None)] if chiral else [])
+    # Each hand is a global search and local fits (seconds to a minute on a CPU): a progress bar.
+    where = "domain" if context is not None else "whole image"
     fits = [_fit_hand(crop, coarse_crop, image, pixel_size_A, material, layers, twist, s, microscope, m,
-                      _slip_of(proposal), start) for m, start in hands]
+                      _slip_of(proposal), start)
+            for m, start in tqdm(hands, desc=f"fitting {task}, {where}", unit="hand", leave=False)]
     return _conclude(material, layers, twist, fits, s)
 
 

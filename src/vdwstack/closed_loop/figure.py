@@ -12,6 +12,7 @@ import numpy as np
 
 from vdwstack.closed_loop.estimate import Estimate
 from vdwstack.closed_loop.record import values
+from vdwstack.core.scalebar import add_scale_bar
 
 
 def _pyplot():
@@ -21,20 +22,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def add_scale_bar(ax) -> None:
-    """A scale bar on an image axis whose data units are Å (Å for short bars, nm for longer ones).
-
-    The report draws the same bar (vdwstack.report.figures.add_scale_bar); it is repeated here
-    because a stage never imports a later one."""
-    from matplotlib_scalebar.dimension import _Dimension
-    from matplotlib_scalebar.scalebar import ScaleBar
-
-    dim = _Dimension("Å")  # matplotlib-scalebar's SI length has no ångström
-    dim.add_units("nm", 10.0)
-    ax.add_artist(ScaleBar(1.0, "Å", dimension=dim, location="lower left", length_fraction=0.25,
-                           box_alpha=0.75, color="black", font_properties={"size": 8}))
 
 
 def comparison_figure(panels: Sequence[tuple[str, Estimate]], out_png, title: str = "") -> None:

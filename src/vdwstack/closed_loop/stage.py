@@ -103,8 +103,8 @@ def closed_loop_record(image_path: str | Path, record: Mapping, maps_npz: str | 
         with np.load(maps_npz) as arr:
             labels = arr["slip_domains"] if "slip_domains" in arr.files else None
     p, material, layers = float(record["pixel_size_A"]), record["material"], int(record.get("layers", 2))
-    out = {k: record[k] for k in ("image_id", "material", "layers", "task", "pixel_size_A", "pixel_size_source")
-           if k in record}
+    out = {k: record[k] for k in ("image_id", "material", "layers", "task", "pixel_size_A", "pixel_size_source",
+                                  "signal", "signal_requested", "n_signals", "calibration") if k in record}
     out.update(path=str(image_path), status="ok", results={}, warnings=list(record.get("warnings", [])),
                microscope=fixed_microscope(microscope),
                settings={k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(settings).items()})

@@ -27,12 +27,13 @@ index, as a string, of the signal among those the reader returns (counting from 
 from __future__ import annotations
 
 import logging
-import re
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from vdwstack.core.calibration import UNIT_TO_A, axes_pixel_size_A, unit_to_A  # noqa: F401 - public here too
+from vdwstack.core.signals import as_image, choose_signal, signal_title  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -45,25 +46,10 @@ FORMATS = (".tif", ".tiff", *PILLOW_FORMATS, *MICROSCOPE_FORMATS)
 # Formats whose "file" may be a directory (a Zarr directory store).
 DIRECTORY_FORMATS = (".zspy",)
 
-# Length units (after NFKC normalisation and casefolding: 'Å' (U+212B or U+00C5) → 'å', 'µ' (U+00B5)
-# and 'μ' (U+03BC) → 'μ') → Å per unit.
-UNIT_TO_A = {
-    "å": 1.0, "a": 1.0, "angstrom": 1.0, "angstroms": 1.0, "ångström": 1.0, "ångströms": 1.0, "ångstrom": 1.0,
-    "nm": 10.0, "nanometer": 10.0, "nanometers": 10.0, "nanometre": 10.0, "nanometres": 10.0,
-    "pm": 0.01, "picometer": 0.01, "picometers": 0.01, "picometre": 0.01, "picometres": 0.01,
-    "μm": 1e4, "um": 1e4, "micron": 1e4, "microns": 1e4, "micrometer": 1e4, "micrometers": 1e4,
-    "micrometre": 1e4, "micrometres": 1e4,
-    "mm": 1e7, "millimeter": 1e7, "millimeters": 1e7, "millimetre": 1e7, "millimetres": 1e7,
-    "m": 1e10, "meter": 1e10, "meters": 1e10, "metre": 1e10, "metres": 1e10,
-}
-# No unit or pixels: the axis is not calibrated, whatever its scale (a scale in pixels is no length).
-UNCALIBRATED_UNITS = frozenset({"", "<undefined>", "undefined", "none", "px", "pixel", "pixels"})
 # Checked from the file header before any pixel is decoded: a small compressed file that claims a
 # huge image (a decompression bomb) is refused instead of filling memory. 2**28 px = 16384², 1 GiB
 # as float32, above any STEM frame.
 MAX_IMAGE_PIXELS = 2**28
-# Relative difference of the x and y pixel sizes above which a warning is logged (x is used).
-MAX_ANISOTROPY = 0.01
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,124 +138,6 @@ def _check_microscope_header(path: Path, max_pixels: int) -> None:
 
 
 # --- units and calibration -----------------------------------------------------------------------
-def _unit_key(unit) -> str:
-    """A unit string normalised for lookup: ImageJ's '\\u00B5m' escapes decoded, NFKC (Å sign →
-    Å, micro sign → Greek mu), case-folded, spaces removed."""
-    if unit is None:
-        return ""
-    if isinstance(unit, bytes):
-        unit = unit.decode("latin-1")
-    text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), str(unit))
-    return unicodedata.normalize("NFKC", text).casefold().replace(" ", "").strip()
-
-
-def unit_to_A(unit, path: str | Path = "image") -> float | None:
-    """Å per `unit` of length; None for no unit or pixels (not calibrated).
-
-    Raises ValueError naming `path` and the unit for any other string."""
-    key = _unit_key(unit)
-    if key in UNCALIBRATED_UNITS:
-        return None
-    if key in UNIT_TO_A:
-        return UNIT_TO_A[key]
-    raise ValueError(f"{path}: the image's axes are in {unit!r}, not a length unit this reader knows (Å, A, "
-                     f"Angstrom, nm, pm, µm, um, micron, mm, m; none or 'px' means uncalibrated): is it an image "
-                     f"in real space? Convert the file, or relabel its axes")
-
-
-def _axes_pixel_size_A(path: Path, axes: list[dict]) -> float | None:
-    """Pixel size (Å/px) from the x (last signal) axis of a rosettasciio signal; None when it has
-    no length unit or a non-positive scale."""
-    signal_axes = [a for a in axes if a.get("navigate") is not True]
-    if not signal_axes:
-        return None
-    sizes = []
-    for ax in signal_axes[-2:]:
-        factor = unit_to_A(ax.get("units"), path)
-        try:
-            scale = float(ax.get("scale", 1.0))
-        except (TypeError, ValueError):
-            scale = float("nan")
-        sizes.append(scale * factor if factor is not None and np.isfinite(scale) and scale > 0 else None)
-    p = sizes[-1]
-    if p is None:
-        return None
-    if len(sizes) == 2 and sizes[0] is not None and abs(sizes[0] / p - 1) > MAX_ANISOTROPY:
-        log.warning("%s: non-square pixels (x %.4g Å, y %.4g Å): using x", path, p, sizes[0])
-    return p
-
-
-# --- choosing a signal ---------------------------------------------------------------------------
-def _title(sig: dict) -> str | None:
-    title = ((sig.get("metadata") or {}).get("General") or {}).get("title")
-    if isinstance(title, bytes):
-        title = title.decode("utf-8", "replace")
-    return str(title) if title not in (None, "") else None
-
-
-def _as_image(data) -> np.ndarray | None:
-    """A signal's data as a 2-D (or RGB [H, W, 3|4]) array; None when it is no single image
-    (a stack, a spectrum)."""
-    data = np.asarray(data)
-    if data.dtype.names:  # rosettasciio's structured RGB(A)
-        data = np.stack([data[n] for n in data.dtype.names], axis=-1)
-        return data if data.ndim == 3 else None
-    while data.ndim > 2 and data.shape[0] == 1:
-        data = data[0]
-    return data if data.ndim == 2 else None
-
-
-def _rank(title: str | None) -> int:
-    """Preference of an automatic choice: 2 HAADF, 1 ADF/DF (not BF), 0 otherwise."""
-    t = (title or "").upper()
-    if "HAADF" in t:
-        return 2
-    if ("ADF" in t or "DF" in t) and "BF" not in t:
-        return 1
-    return 0
-
-
-def _describe(signals: list[dict], indices: list[int] | None = None) -> str:
-    """'index: title' of the signals (all, or those at `indices`)."""
-    indices = range(len(signals)) if indices is None else indices
-    return ", ".join(f"{i}: {_title(signals[i])!r}" for i in indices)
-
-
-def choose_signal(path: str | Path, signals: list[dict], signal: str | None = None) -> int:
-    """Index of the signal to read among rosettasciio's `signals` (dicts with 'data', 'metadata').
-
-    signal: a title (case-insensitive exact match) or an index as a string; None chooses
-    automatically (see the module docstring). Raises ValueError naming the file and listing the
-    available titles when the name matches none, the chosen signal is no 2-D image, or several
-    images leave the choice open.
-    """
-    images = [i for i, s in enumerate(signals) if _as_image(s["data"]) is not None]
-    if signal is not None and str(signal).strip() != "":
-        want = str(signal).strip()
-        hits = [i for i, s in enumerate(signals) if (_title(s) or "").strip().casefold() == want.casefold()]
-        if not hits and want.isdigit() and int(want) < len(signals):
-            hits = [int(want)]
-        if not hits:
-            raise ValueError(f"{path}: no signal {want!r} in the file; it holds {len(signals)}: "
-                             f"{_describe(signals)} (name one by title or index)")
-        hits_2d = [i for i in hits if i in images]
-        if not hits_2d:
-            raise ValueError(f"{path}: signal {want!r} is not a 2-D image (shape "
-                             f"{np.shape(signals[hits[0]]['data'])}); images: {_describe(signals, images) or 'none'}")
-        return hits_2d[0]
-    if not images:
-        raise ValueError(f"{path}: no 2-D image in the file (signals: {_describe(signals) or 'none'})")
-    if len(images) == 1:
-        return images[0]
-    best = max(_rank(_title(signals[i])) for i in images)
-    if best > 0:
-        return next(i for i in images if _rank(_title(signals[i])) == best)
-    if all(_title(signals[i]) is None for i in images):
-        return images[0]  # untitled series (TIFF pages): the first is the main image
-    raise ValueError(f"{path}: {len(images)} images and none titled HAADF/ADF/DF: name one with signal= (the sample "
-                     f"sheet's `signal` column): {_describe(signals)}")
-
-
 # --- readers -------------------------------------------------------------------------------------
 def _tiff_header(path: Path, max_pixels: int) -> dict:
     """What the TIFF's header says before any pixel is decoded: the sizes of every series
@@ -334,8 +202,8 @@ def _read_rsciio(path: Path, signal: str | None, max_pixels: int) -> LoadedImage
         raise ValueError(f"{path}: no signal in the file")
     k = choose_signal(path, signals, signal)
     chosen = signals[k]
-    data = _as_image(chosen["data"])
-    p = _axes_pixel_size_A(path, chosen.get("axes", []))
+    data = as_image(chosen["data"])
+    p = axes_pixel_size_A(path, chosen.get("axes", []))
     calibration = ("axes" if plugin != "tiff" else header["flavour"] or "tiff axes") if p is not None else None
     if plugin == "tiff" and p is None:
         # rosettasciio keeps ImageJ's scale but only the unit 'micron': ImageJ's own unit completes it.
@@ -346,7 +214,7 @@ def _read_rsciio(path: Path, signal: str | None, max_pixels: int) -> LoadedImage
 
             p = read_tiff_pixel_size_A(path)
             calibration = "resolution tags" if p is not None else None
-    return LoadedImage(data, p, _title(chosen), calibration, len(signals))
+    return LoadedImage(data, p, signal_title(chosen), calibration, len(signals))
 
 
 def _read_pillow(path: Path, signal: str | None, max_pixels: int) -> LoadedImage:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from vdwstack.core.images import normalize_unit
 from vdwstack.core.resample import resample
@@ -42,7 +43,9 @@ class CropPredictor:
 
         h = self.c // 2
         out = []
-        for i in range(0, len(centres_px), self.batch):
+        starts = range(0, len(centres_px), self.batch)
+        # A large map is thousands of windows: a progress bar when it takes more than a few batches.
+        for i in tqdm(starts, desc="windows", unit="batch", leave=False, disable=len(starts) < 8):
             crops = []
             for r, c in centres_px[i:i + self.batch]:
                 crop = normalize_unit(self.img[r - h:r - h + self.c, c - h:c - h + self.c])

@@ -135,3 +135,26 @@ class Regressor:
 
     def predict(self, images: np.ndarray, pixel_size_A: float, tta_rotations: int = 1) -> dict[str, np.ndarray]:
         return self.codec.decode(self.predict_features(images, pixel_size_A, tta_rotations=tta_rotations))
+
+
+def find_model(models: str | Path, task: str, material: str, layers: int = 2) -> Path | None:
+    """The model folder for `task` and `material` under `models` (``results/models`` of a run, or
+    one model folder); None when none was trained for them (the reading then comes from the
+    physics search alone). Among several slip models of the material, the finest training grid wins.
+    A single model folder for another task or material is an error naming it."""
+    models = Path(models)
+    if (models / "card.json").exists():
+        enc = json.loads((models / "card.json").read_text()).get("encoding", {})
+        if enc.get("task") != task or enc.get("material") != material:
+            raise ValueError(f"{models}: this model reads {enc.get('task')} of {enc.get('material')}, "
+                             f"not {task} of {material}")
+        return models
+    cands = []
+    for card_path in sorted((models / task).glob("*/card.json")) + sorted(models.glob("*/card.json")):
+        card = json.loads(card_path.read_text())
+        enc = card.get("encoding", {})
+        if enc.get("task") == task and enc.get("material") == material and (task == "twist" or enc.get("layers") == layers):
+            step = (card.get("training") or {}).get("slip_step_A") or 0.0
+            cands.append((step, str(card_path.parent)))
+    return Path(min(cands)[1]) if cands else None
+

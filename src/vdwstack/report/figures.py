@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vdwstack.core.scalebar import add_scale_bar
 from vdwstack.report.colours import DOMAIN_COLOURS, slip_colours, slip_key
 
 # Cyclic colour map of angles (perceptually uniform, readable with colour-vision deficiencies).
@@ -30,22 +31,6 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def add_scale_bar(ax) -> None:
-    """A scale bar on an image axis whose data units are Å: Å for short bars, nm for longer ones.
-
-    matplotlib-scalebar's SI dimension has no ångström, so a dimension with Å as its base unit
-    (and nm, µm) is given; the bar's length is picked from 1, 2, 5, 10, 20, … of the chosen unit.
-    """
-    from matplotlib_scalebar.dimension import _Dimension
-    from matplotlib_scalebar.scalebar import ScaleBar
-
-    dim = _Dimension("Å")
-    dim.add_units("nm", 10.0)
-    dim.add_units("µm", 1e4)
-    ax.add_artist(ScaleBar(1.0, "Å", dimension=dim, location="lower left", length_fraction=0.25,
-                           box_alpha=0.75, color="black", font_properties={"size": 8}))
 
 
 def _window_xy_A(ext: Sequence[float], step_A: float, rows, cols) -> tuple[np.ndarray, np.ndarray]:

@@ -43,6 +43,37 @@ class SimulationSettings:
         return settings_from_mapping(cls, m, "simulation")
 
 
+def stacking_row(material: str, *, layers: int = 2, slip_A: tuple[float, float] = (0.0, 0.0),
+                 slip2_A: tuple[float, float] = (0.0, 0.0), twist_deg: float = 0.0, rotation_deg: float = 0.0,
+                 pixel_size_A: float = 0.1, size_px: int = 256, seed: int = 0,
+                 microscope: Mapping | None = None) -> dict:
+    """The table row of one stacking imaged on a size_px × size_px grid at pixel_size_A (Å/px),
+    centred, with the default optics overridden by `microscope` (Optics fields)."""
+    from vdwstack.core.microscope import MICROSCOPE_DEFAULTS
+    from vdwstack.structures.enumeration import sample_seed
+
+    get_material(material)
+    if layers not in (1, 2, 3):
+        raise ValueError(f"layers: {layers!r} is not allowed (allowed: 1, 2, 3)")
+    if not pixel_size_A > 0:
+        raise ValueError(f"pixel_size_A must be > 0 Å, got {pixel_size_A}")
+    if size_px < 16:
+        raise ValueError(f"size must be ≥ 16 pixels, got {size_px}")
+    unknown = set(microscope or {}) - set(MICROSCOPE_DEFAULTS)
+    if unknown:
+        raise ValueError(f"microscope: unknown key(s) {sorted(unknown)} (allowed: {', '.join(MICROSCOPE_DEFAULTS)})")
+    extent = size_px * pixel_size_A
+    return {
+        "sample_id": "single", "material": material, "layers": layers,
+        "Da_A": float(slip_A[0]), "Db_A": float(slip_A[1]), "Da2_A": float(slip2_A[0]), "Db2_A": float(slip2_A[1]),
+        "theta_deg": float(twist_deg), "rotation_deg": float(rotation_deg),
+        "origin_x_A": extent / 2, "origin_y_A": extent / 2,
+        "pixel_size_A": float(pixel_size_A), "height_px": int(size_px), "width_px": int(size_px),
+        "seed": sample_seed(seed, "single", 0),
+        **{**MICROSCOPE_DEFAULTS, **dict(microscope or {})},
+    }
+
+
 def sample_atoms(row: Mapping, margin_A: float = 0.0):
     """The atoms of one table row over its field of view plus a margin (Å)."""
     geom = StackGeometry.from_row(row)
