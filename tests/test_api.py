@@ -95,6 +95,14 @@ def test_array_needs_a_pixel_size_or_a_lattice_and_errors_name_the_field(tmp_pat
         vs.read_stacking(noise, material="ReS2", pixel_size_A=0.1, models=tmp_path / "nowhere")
 
 
+def test_batch_cli_bad_config_value_names_the_field(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("closed_loop: {min_agreement: 7}\n")
+    rc = cli_main(["infer", str(tmp_path / "x.tif"), "--material", "ReS2", "--task", "slip", "--config", str(bad),
+                   "--out", str(tmp_path / "o")])
+    assert rc == 2 and "min_agreement" in capsys.readouterr().err
+
+
 def test_batch_cli_reads_every_image_and_lists_the_failure(tmp_path, res2_image, capsys):
     data = tmp_path / "data"
     (data / "more").mkdir(parents=True)
@@ -104,9 +112,11 @@ def test_batch_cli_reads_every_image_and_lists_the_failure(tmp_path, res2_image,
     before = sorted(p.relative_to(data) for p in data.rglob("*"))
     model = untrained_model(tmp_path / "models", "slip", "ReS2")
     out = tmp_path / "out"
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(json.dumps({"infer": MAPS, "closed_loop": FAST}))  # JSON is YAML
     rc = cli_main(["infer", str(data / "a.tif"), str(data / "broken.dm4"), str(data / "more" / "*.tif"),
-                   "--material", "ReS2", "--task", "slip", "--models", str(model), "--window", "6",
-                   "--stride", "3", "--out", str(out), "--threads", "1", "--json"])
+                   "--material", "ReS2", "--task", "slip", "--models", str(model), "--config", str(settings),
+                   "--out", str(out), "--threads", "1", "--json"])
     assert rc == 1  # one image failed
     lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")]
     assert [ln["status"] for ln in lines][1] == "error" and len(lines) == 3

@@ -149,13 +149,13 @@ def _expand_inputs(items: list[str]) -> list[Path]:
 
 
 def _output_folders(images: list[Path], out: Path) -> dict[Path, Path]:
-    """One folder per image under `out`, named after the file (a.dm4 → out/a); two inputs with
-    one name (dir1/a.tif, dir2/a.tif, a.dm4) get the suffix, then a number."""
+    """One folder per image under `out`, named after the file (a.dm4 → out/a); further inputs with
+    the same name (dir2/a.tif, a.emd) get a number (out/a_2, out/a_3) in the order given."""
     folders: dict[Path, Path] = {}
     taken: set[str] = set()
     for img in images:
         name = img.stem if img.suffix.lower() != ".zspy" else img.name[:-5]
-        for cand in (name, f"{name}_{img.suffix.lstrip('.').lower()}", *(f"{name}_{i}" for i in range(2, 10**6))):
+        for cand in (name, *(f"{name}_{i}" for i in range(2, 10**6))):
             if cand not in taken:
                 taken.add(cand)
                 folders[img] = out / cand
@@ -201,11 +201,39 @@ def read_one(image: Path, args, out: Path) -> dict:
                   for t in tasks_of(args.task)}
     except (ValueError, OSError) as e:
         return {"path": str(image), "status": "error", "error": f"{type(e).__name__}: {e}"}
-    # Unset options keep InferenceSettings' defaults: the workflow's (config/config.yaml's infer block).
-    settings = {k: v for k, v in (("window_A", args.window), ("stride_A", args.stride)) if v is not None}
-    infer_to_files(image, image.stem, args.material, args.layers, args.task, args.pixel_size, models, settings,
-                   out, on_error="record", pixel_size_source="user", signal=args.signal)
-    return closed_loop_to_files(image, out / "result.json", out / "maps.npz", None, out)
+    # Unset options keep the --config file's blocks, else the settings' defaults (the workflow's).
+    blocks = args.settings_blocks
+    settings = {**(blocks.get("infer") or {}),
+                **{k: v for k, v in (("window_A", args.window), ("stride_A", args.stride)) if v is not None}}
+    rec = infer_to_files(image, image.stem, args.material, args.layers, args.task, args.pixel_size, models,
+                         settings, out, on_error="record", pixel_size_source="user", signal=args.signal)
+    reading = closed_loop_to_files(image, out / "result.json", out / "maps.npz", blocks.get("closed_loop"), out,
+                                   blocks.get("microscope"))
+    if rec["status"] == "error":  # the image could not be read: the closed loop only says it skipped it
+        reading = {**reading, "status": "error", "error": rec["error"]}
+    return reading
+
+
+def _settings_blocks(path: Path | None) -> dict:
+    """The `infer`, `closed_loop` and `microscope` blocks of a workflow config (YAML), checked
+    before any image is read; {} without --config."""
+    if path is None:
+        return {}
+    import yaml
+
+    from vdwstack.closed_loop.settings import ClosedLoopSettings
+    from vdwstack.infer.settings import InferenceSettings
+
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"--config {path}: cannot read it ({e})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"--config {path}: expected a YAML mapping (a workflow config)")
+    blocks = {k: config.get(k) or {} for k in ("infer", "closed_loop", "microscope")}
+    InferenceSettings.from_mapping(blocks["infer"])  # bad keys or values: ConfigError naming them
+    ClosedLoopSettings.from_mapping(blocks["closed_loop"])
+    return blocks
 
 
 def cmd_infer(args) -> int:
@@ -230,6 +258,7 @@ def cmd_infer(args) -> int:
     elif not args.models.exists():
         raise FileNotFoundError(f"--models: {args.models}: no such folder (results/models of a workflow run "
                                 f"or one model folder)")
+    args.settings_blocks = _settings_blocks(args.config)
     torch.set_num_threads(args.threads)
     images = _expand_inputs(args.images)
     if not images:
@@ -298,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"map window in Å (default {InferenceSettings.window_A:g}, as the workflow)")
     p.add_argument("--stride", type=float, default=None, metavar="A",
                    help=f"map stride in Å (default {InferenceSettings.stride_A:g}, as the workflow)")
+    p.add_argument("--config", type=Path, default=None, metavar="YAML",
+                   help="a workflow config whose infer, closed_loop and microscope blocks to use (e.g. "
+                        "config/config.yaml of the run that trained the models)")
     p.add_argument("--signal", default=None,
                    help="files with several signals (e.g. HAADF, DF, BF): the title or index of the one to "
                         "read (default: the HAADF/ADF signal)")
