@@ -226,3 +226,13 @@ def test_gpu_check_runs_at_toy_sizes(tmp_path):
     assert {"throughput", "training", "drit"} <= set(result)
     assert result["training"]["steps"] == 8 and np.isfinite(result["training"]["test_mean_dD_A"])
     assert result["drit"]["translate_s"] > 0
+
+
+def test_constant_baseline_of_trilayers_scores_both_slips():
+    from vdwstack.regress.evaluate import constant_slip_baseline
+    from vdwstack.structures.symmetry import symmetry_for
+
+    sym = symmetry_for("ReS2")
+    truth = [np.array([0.5, 1.0, 2.0]), np.array([0.2, 0.3, 1.1]), np.array([1.0, 0.1, 0.0]), np.array([0.4, 0.2, 2.0])]
+    err = constant_slip_baseline(sym, *truth)
+    assert err.shape == (3,) and np.all(err >= 0) and np.all(np.isfinite(err))

@@ -50,7 +50,7 @@ def constant_slip_baseline(sym, *truth: np.ndarray) -> np.ndarray:
         cands = [(a, b, c, d) for a, b in cands for c, d in cands]
     best = np.inf
     for c in cands:
-        e = slip_errors_A(sym, dict(zip(SLIP_KEYS[len(truth)], c)), truth)
+        e = slip_errors_A(sym, dict(zip(SLIP_KEYS[3 if len(truth) == 4 else 2], c)), truth)
         if e.mean() < best:
             best, keep = e.mean(), e
     return keep
