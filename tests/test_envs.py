@@ -11,7 +11,8 @@ from vdwstack.core.provenance import module_closure
 
 ROOT = Path(__file__).resolve().parents[1]
 # Import name → conda package name, where they differ.
-CONDA_NAME = {"yaml": "pyyaml", "PIL": "pillow", "skimage": "scikit-image", "rsciio": "rosettasciio"}
+CONDA_NAME = {"yaml": "pyyaml", "PIL": "pillow", "skimage": "scikit-image", "rsciio": "rosettasciio",
+              "matplotlib_scalebar": "matplotlib-scalebar"}
 # Imported only when a GPU is asked for (abTEM on CUDA); not part of the CPU envs.
 OPTIONAL = {"cupy"}
 
