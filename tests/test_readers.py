@@ -3,6 +3,8 @@ tags, resolution tags), HyperSpy's hspy and zspy, multi-signal files (the HAADF 
 `signal=` for another), unit strings, and the header checks in front of every reader. Every file is
 written here, small (128 px), so the whole module runs in seconds."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import yaml
@@ -315,3 +317,30 @@ def test_tiff_that_rosettasciio_cannot_parse_is_read_with_tifffile(tmp_path):
     loaded = load_image(path)
     assert loaded.pixel_size_A == pytest.approx(0.1) and loaded.calibration == "resolution tags"
     assert np.allclose(loaded.data, _lattice())
+
+
+def test_cli_signal_option_reads_the_named_signal(three_signal_emd, tmp_path, monkeypatch, capsys):
+    """`vdwstack infer --signal DF4` reads DF4, and the summary and record say so (the fits are
+    replaced by a stub here: the reading itself is tested elsewhere)."""
+    import json
+
+    import pandas as pd
+
+    import vdwstack.closed_loop.stage as cl
+    from vdwstack.cli import main as cli_main
+
+    def no_fit(image_path, result_json, maps_npz, settings, out_dir, microscope=None):
+        rec = json.loads(Path(result_json).read_text())
+        return {**{k: rec.get(k) for k in ("path", "image_id", "material", "pixel_size_A", "pixel_size_source",
+                                           "signal", "signal_requested")}, "status": "ok", "results": {}}
+
+    monkeypatch.setattr(cl, "closed_loop_to_files", no_fit)
+    path, _ = three_signal_emd
+    for request, expect in ((None, "HAADF"), ("DF4", "DF4")):
+        out = tmp_path / f"out_{expect}"
+        args = ["infer", str(path), "--material", "MoS2", "--task", "twist", "--pixel-size", "0.123",
+                "--out", str(out), "--threads", "1", "--json"] + (["--signal", request] if request else [])
+        assert cli_main(args) == 0
+        assert json.loads((out / "velox_like" / "result.json").read_text())["signal"] == expect
+        assert pd.read_csv(out / "summary.tsv", sep="\t")["signal"].item() == expect
+    capsys.readouterr()
