@@ -82,20 +82,36 @@ def read_one(image: np.ndarray, p: float, material: str, layers: int, task: str,
     return rec
 
 
-def network_errors(set_name: str, tasks: list[str], limit: int | None, models: Path) -> dict:
-    """The networks alone on the independent set: whole-image readings as inference makes them
-    (rescaled to each model's pixel size, crops × 4 quarter turns), scored against the truth."""
-    out = {}
+def _task_images(set_name: str, tasks: list[str], limit: int | None):
+    """(task, iterator of (manifest row, image, truth)) for each task of the set that has been
+    generated (the first `limit` images); a task without a manifest is skipped with a message."""
     for task in tasks:
         folder = DATA / set_name / task
         if not (folder / "manifest.tsv").exists():
             print(f"{folder}: no manifest, skipped (run benchmarks/independent_images.py)", flush=True)
             continue
+        with open(folder / "manifest.tsv") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))[:limit]
+        yield task, _read_rows(folder, rows)
+
+
+def _read_rows(folder: Path, rows: list[dict]):
+    for row in rows:
+        yield row, read_image(folder / row["path"])[0], read_truth(folder / row["path"])
+
+
+def _error(record: dict, truth: dict) -> float:
+    """|Δθ| (degrees) or ΔD (Å) of a reading against its truth."""
+    return metrics.twist_error(record, truth) if truth["task"] == "twist" else metrics.slip_error(record, truth)
+
+
+def network_errors(set_name: str, tasks: list[str], limit: int | None, models: Path) -> dict:
+    """The networks alone on the independent set: whole-image readings as inference makes them
+    (rescaled to each model's pixel size, crops × 4 quarter turns), scored against the truth."""
+    out = {}
+    for task, images in _task_images(set_name, tasks, limit):
         errs = []
-        for row in list(csv.DictReader(open(folder / "manifest.tsv"), delimiter="\t"))[:limit]:
-            path = folder / row["path"]
-            truth = read_truth(path)
-            image, _ = read_image(path)
+        for row, image, truth in images:
             try:
                 prop = network_proposal(models, image, float(row["pixel_size_A"]), truth["material"],
                                         int(truth["layers"]), truth["task"])
@@ -104,12 +120,9 @@ def network_errors(set_name: str, tasks: list[str], limit: int | None, models: P
                 continue
             if prop is None:
                 break
-            errs.append(metrics.twist_error(prop, truth) if truth["task"] == "twist" else metrics.slip_error(prop, truth))
+            errs.append(_error(prop, truth))
         if errs:
-            e = np.array(errs)
-            out[task] = {"n": int(len(e)), "mean": float(e.mean()), "median": float(np.median(e)),
-                         "p95": float(np.percentile(e, 95)), "max": float(e.max()),
-                         "unit": "degree" if task.endswith("twist") else "Å"}
+            out[task] = {**metrics.summary(errs), "unit": "degree" if task.endswith("twist") else "Å"}
             print(f"{set_name}/{task}: network alone {json.dumps(out[task])}", flush=True)
     return out
 
@@ -117,23 +130,15 @@ def network_errors(set_name: str, tasks: list[str], limit: int | None, models: P
 def run_set(set_name: str, tasks: list[str], limit: int | None, models: Path | None,
             settings: ClosedLoopSettings, partial: Path | None = None) -> dict:
     out = {}
-    for task in tasks:
-        folder = DATA / set_name / task
-        if not (folder / "manifest.tsv").exists():
-            print(f"{folder}: no manifest, skipped (run benchmarks/independent_images.py)", flush=True)
-            continue
-        rows = list(csv.DictReader(open(folder / "manifest.tsv"), delimiter="\t"))[:limit]
+    for task, images in _task_images(set_name, tasks, limit):
         records, truths = [], []
-        for row in rows:
-            path = folder / row["path"]
-            truth = read_truth(path)
-            image, _ = read_image(path)
+        for row, image, truth in images:
             rec = read_one(image, float(row["pixel_size_A"]), truth["material"], int(truth["layers"]),
                            truth["task"], models, settings)
             rec.update(image_id=row["image_id"], renderer=row.get("renderer"))
             records.append(rec)
             truths.append(truth)
-            err = (metrics.twist_error(rec, truth) if truth["task"] == "twist" else metrics.slip_error(rec, truth))
+            err = _error(rec, truth)
             print(f"{set_name}/{task}/{row['image_id']}: {rec['status']} err {err:.4f} "
                   f"± {rec.get('uncertainty_A', rec.get('uncertainty_deg', float('nan'))):.4f} "
                   f"r {rec['agreement']:.3f} {rec['source']} mirrored {rec['mirrored']} "

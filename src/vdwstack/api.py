@@ -148,10 +148,7 @@ def read_stacking(data: str | os.PathLike | np.ndarray | Any, material: str, tas
                                   microscope)
     if record["status"] == "error":
         raise ValueError(record.get("error"))
-    from vdwstack.core.images import read_image
-
-    image, _ = read_image(path, signal=record.get("signal_requested", signal))
-    return StackingResult(record, folder, image)
+    return StackingResult.open(folder)
 
 
 def simulate_image(material: str, slip_A: tuple[float, float] = (0.0, 0.0), twist_deg: float = 0.0,

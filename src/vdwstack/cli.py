@@ -48,15 +48,17 @@ def _row_from_args(args) -> dict:
         return hit.iloc[0].to_dict()
     if args.material is None:
         raise SystemExit("give --material (or --table and --sample)")
+    # The options' own names in the errors (stacking_row checks the same in its keywords' names).
+    if args.pixel_size <= 0:
+        raise SystemExit(f"--pixel-size must be > 0 Å, got {args.pixel_size}")
+    if args.size < 16:
+        raise SystemExit(f"--size must be ≥ 16 pixels, got {args.size}")
     from vdwstack.simulate.render import stacking_row
 
-    try:
-        row = stacking_row(args.material, layers=args.layers, slip_A=args.slip or (0.0, 0.0),
-                           slip2_A=args.slip2, twist_deg=args.twist or 0.0, rotation_deg=args.rotation,
-                           pixel_size_A=args.pixel_size, size_px=args.size, seed=args.seed,
-                           microscope={k: getattr(args, k) for k in MICROSCOPE_DEFAULTS})
-    except ValueError as e:
-        raise SystemExit(f"--{str(e).split(' ')[0].rstrip(':').replace('_', '-')}: {e}") from None
+    row = stacking_row(args.material, layers=args.layers, slip_A=args.slip or (0.0, 0.0), slip2_A=args.slip2,
+                       twist_deg=args.twist or 0.0, rotation_deg=args.rotation, pixel_size_A=args.pixel_size,
+                       size_px=args.size, seed=args.seed,
+                       microscope={k: getattr(args, k) for k in MICROSCOPE_DEFAULTS})
     row["sample_id"] = "cli"
     return row
 

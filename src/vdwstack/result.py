@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from vdwstack.core.io import jsonable
+
 __all__ = ["StackingResult", "TaskReading"]
 
 
@@ -203,7 +205,7 @@ class StackingResult:
             for t, r in self.readings.items()}
         out["folder"] = str(self.folder)
         out["record"] = self.record
-        return json.loads(json.dumps(out, default=_jsonable))
+        return json.loads(json.dumps(out, default=jsonable))
 
     def __str__(self) -> str:
         head = f"{self.material}, {Path(str(self.record.get('path', ''))).name}"
@@ -267,13 +269,3 @@ class StackingResult:
             mirrored = bool(doms[domain].get("mirrored", mirrored))
         return reading_atoms(self.material, int(self.record.get("layers", 2)), reading, size_A=size_A,
                              mirrored=mirrored)
-
-
-def _jsonable(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(type(o))

@@ -171,7 +171,7 @@ def write_imagej_tiff(path: str | os.PathLike, image: np.ndarray, pixel_size_A: 
     px_nm = pixel_size_A / 10
     meta = {"unit": "nm", "xorigin": -origin_A[0] / pixel_size_A, "yorigin": -origin_A[1] / pixel_size_A}
     if info:
-        meta["Info"] = json.dumps(dict(info), default=_jsonable)
+        meta["Info"] = json.dumps(dict(info), default=jsonable)
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
     tifffile.imwrite(tmp, np.asarray(image, np.float32), imagej=True, resolution=(1 / px_nm, 1 / px_nm),
@@ -200,7 +200,7 @@ def write_map_store(path: str | os.PathLike, maps: Mapping[str, Mapping[str, np.
     root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
     root.attrs.update({"array_convention": "<group>/<name>[row, col]; x = x.offset + col * x.scale (nm), "
                                            "y = y.offset + row * y.scale (nm): pixel centres",
-                       **json.loads(json.dumps(dict(attrs or {}), default=_jsonable))})
+                       **json.loads(json.dumps(dict(attrs or {}), default=jsonable))})
     for group, arrays in maps.items():
         g = root.create_group(group)
         g.attrs["extent_A"] = [float(v) for v in extents_A[group]]
@@ -286,11 +286,12 @@ def write_json_atomic(path: str | os.PathLike, record: Mapping) -> None:
     NumPy scalars and arrays are written as numbers and lists."""
     path = Path(path)
     tmp = path.with_suffix(".json.partial")
-    tmp.write_text(json.dumps(record, indent=1, default=_jsonable))
+    tmp.write_text(json.dumps(record, indent=1, default=jsonable))
     os.replace(tmp, path)
 
 
-def _jsonable(o):
+def jsonable(o):
+    """`default=` of json.dumps: NumPy scalars and arrays as numbers and lists."""
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):

@@ -84,7 +84,6 @@ def _infer(image_path, image_id, material, layers, task, sheet_p, models, settin
               "warnings": list(px.warnings), "results": {}}
     if loaded.n_signals > 1:
         log.info("%s: read signal %r of %d", image_path, loaded.signal, loaded.n_signals)
-    arrays = {"image": image}
     task_maps: dict[str, dict[str, np.ndarray]] = {}
     extents: dict[str, tuple[float, float, float, float]] = {}
     for t in tasks_of(task):
@@ -106,10 +105,6 @@ def _infer(image_path, image_id, material, layers, task, sheet_p, models, settin
         rec["maps"] = {k: np.round(v, 4).tolist() for k, v in res.maps.items()}
         rec["map_extent_A"] = list(map(float, res.map_extent_A))
         record["results"][t] = rec
-        for k, v in res.maps.items():
-            arrays[f"{t}_{k}"] = v
-        arrays[f"{t}_domains"] = res.domain_labels
-        arrays[f"{t}_boundaries"] = res.boundaries
         task_maps[t] = {**res.maps, "domains": res.domain_labels, "boundaries": res.boundaries}
         extents[t] = tuple(map(float, res.map_extent_A))
     truth = read_truth(image_path)
@@ -117,7 +112,8 @@ def _infer(image_path, image_id, material, layers, task, sheet_p, models, settin
         record["truth"] = truth
         nets = {t: r for t, r in record["results"].items() if r.get("model")}
         record["errors_vs_truth"] = symmetry_for(material).errors_vs_truth(nets, truth)
-    np.savez_compressed(out / "maps.npz", **arrays)
+    np.savez_compressed(out / "maps.npz", image=image,
+                        **{f"{t}_{k}": v for t, named in task_maps.items() for k, v in named.items()})
     write_map_files(out, task_maps, extents, {"image_id": image_id, "path": str(image_path), "material": material,
                                               "pixel_size_A": p, "signal": loaded.signal})
     return record

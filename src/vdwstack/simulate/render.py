@@ -58,7 +58,7 @@ def stacking_row(material: str, *, layers: int = 2, slip_A: tuple[float, float] 
     if not pixel_size_A > 0:
         raise ValueError(f"pixel_size_A must be > 0 Å, got {pixel_size_A}")
     if size_px < 16:
-        raise ValueError(f"size must be ≥ 16 pixels, got {size_px}")
+        raise ValueError(f"size_px must be ≥ 16 pixels, got {size_px}")
     unknown = set(microscope or {}) - set(MICROSCOPE_DEFAULTS)
     if unknown:
         raise ValueError(f"microscope: unknown key(s) {sorted(unknown)} (allowed: {', '.join(MICROSCOPE_DEFAULTS)})")
