@@ -100,9 +100,11 @@ def _read_rows(folder: Path, rows: list[dict]):
         yield row, read_image(folder / row["path"])[0], read_truth(folder / row["path"])
 
 
-def _error(record: dict, truth: dict) -> float:
-    """|Δθ| (degrees) or ΔD (Å) of a reading against its truth."""
-    return metrics.twist_error(record, truth) if truth["task"] == "twist" else metrics.slip_error(record, truth)
+def _error(record: dict, truth: dict, prefix: str = "") -> float:
+    """|Δθ| (degrees) or ΔD (Å) of a reading (``prefix="network_"``: the network's values) against its truth."""
+    if truth["task"] == "twist":
+        return metrics.twist_error(record, truth, prefix)
+    return metrics.slip_error(record, truth, prefix)
 
 
 def network_errors(set_name: str, tasks: list[str], limit: int | None, models: Path) -> dict:
@@ -120,7 +122,7 @@ def network_errors(set_name: str, tasks: list[str], limit: int | None, models: P
                 continue
             if prop is None:
                 break
-            errs.append(_error(prop, truth))
+            errs.append(_error({f"network_{k}": v for k, v in prop.items()}, truth, "network_"))
         if errs:
             out[task] = {**metrics.summary(errs), "unit": "degree" if task.endswith("twist") else "Å"}
             print(f"{set_name}/{task}: network alone {json.dumps(out[task])}", flush=True)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from vdwstack.structures.symmetry import symmetry_for
+from vdwstack.structures.symmetry import TRILAYER_ORDERS, symmetry_for
 
 
 @dataclass(frozen=True)
@@ -105,11 +105,11 @@ def layer_orderings(s: Stacking, layers: int) -> list[Stacking]:
     (the reversed order is the relabelling (D1, D2) ≡ (−D2, −D1)). The first is `s` itself."""
     if layers == 2:
         return [s, replace(s, Da_A=-s.Da_A, Db_A=-s.Db_A)]
-    pos = [np.zeros(2), np.array([s.Da_A, s.Db_A]), np.array([s.Da_A + s.Da2_A, s.Db_A + s.Db2_A])]
+    pair = np.array([[s.Da_A, s.Db_A], [s.Da2_A, s.Db2_A]])  # (Da, Db) are linear in D: maps apply as is
     out = [s]
-    for a, b, c in ((0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)):
-        d1, d2 = pos[b] - pos[a], pos[c] - pos[b]
-        out.append(replace(s, Da_A=float(d1[0]), Db_A=float(d1[1]), Da2_A=float(d2[0]), Db2_A=float(d2[1])))
+    for L in TRILAYER_ORDERS[1:]:
+        (a1, b1), (a2, b2) = L @ pair
+        out.append(replace(s, Da_A=float(a1), Db_A=float(b1), Da2_A=float(a2), Db2_A=float(b2)))
     return out
 
 

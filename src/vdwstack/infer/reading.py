@@ -65,10 +65,10 @@ def _distance(reg: Regressor, sym: StackingSymmetry, a: Mapping, b: Mapping) -> 
     """ΔD (Å, slip) or |Δθ| (degrees, twist) between two sets of decoded predictions."""
     if reg.codec.task == "twist":
         return sym.twist_error_deg(a["theta_deg"], b["theta_deg"])
-    d = sym.slip_error_A(a["Da_A"], a["Db_A"], b["Da_A"], b["Db_A"])
-    if "Da2_A" in a:
-        d = np.maximum(d, sym.slip_error_A(a["Da2_A"], a["Db2_A"], b["Da2_A"], b["Db2_A"]))
-    return d
+    if "Da2_A" in a:  # trilayers: the network reads the layers' positions, not their order
+        keys = ("Da_A", "Db_A", "Da2_A", "Db2_A")
+        return sym.trilayer_slip_error_A([a[k] for k in keys], [b[k] for k in keys], any_order=True)
+    return sym.slip_error_A(a["Da_A"], a["Db_A"], b["Da_A"], b["Db_A"])
 
 
 def robust_aggregate(reg: Regressor, sym: StackingSymmetry, feats: np.ndarray) -> tuple[dict, np.ndarray]:

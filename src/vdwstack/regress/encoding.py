@@ -7,7 +7,9 @@ or symmetry boundaries. Decoding: nearest feature vector on a fine grid of canon
 locally.
 
 Trilayer slips: the same with pairs of reciprocal vectors acting on both slips at once
-(:class:`TrilayerSlipEncoding`), invariant under the relabelling (D1, D2) ≡ (−D2, −D1).
+(:class:`TrilayerSlipEncoding`), invariant under the 6 orders of the layers along the beam
+(``TRILAYER_ORDERS``: the projection barely tells them apart, so a target that did would ask the
+network for what the image does not hold; the closed loop fits the orders).
 
 Twist: ψ_n(θ) = cos(2π n θ / P), n = 1..N, P = 360°/r: periodic in P and even (θ ≡ −θ).
 """
@@ -20,7 +22,7 @@ from functools import cached_property
 import numpy as np
 
 from vdwstack.structures.reciprocal import reciprocal_lattice
-from vdwstack.structures.symmetry import StackingSymmetry, symmetry_for
+from vdwstack.structures.symmetry import TRILAYER_ORDERS, StackingSymmetry, symmetry_for
 
 
 @dataclass(frozen=True)
@@ -121,10 +123,12 @@ class SlipEncoding:
 class TrilayerSlipEncoding:
     """Encoder/decoder of a trilayer's two slips (D1 = layer 2 − layer 1, D2 = layer 3 − layer 2).
 
-    φ_(g1,g2)(D1, D2) = mean over the group R and the relabelling of cos(2π (R g1·D1 + R g2·D2)).
-    One rotation turns both slips (the stack turns as a whole), and reading the stack from the other
-    side, (D1, D2) ≡ (−D2, −D1), swaps g1 and g2. Single-slip features (g1 or g2 = 0) alone would
-    lose the relative sign of the slips: (D1, D2) and (D1, −D2) are different trilayers.
+    φ_(g1,g2)(D1, D2) = mean over the group R and the layer orders L of cos(2π (R g1·D1' + R g2·D2')),
+    (D1', D2') = L (D1, D2). One rotation turns both slips (the stack turns as a whole); an order L
+    acts on the pair (g1, g2) by its transpose. Invariant under the orders, the features depend on
+    the set of layer positions {0, D1, D1 + D2} only — what the projection shows. Single-slip
+    features (g1 or g2 = 0) alone would lose the relative sign of the slips: (D1, D2) and (D1, −D2)
+    are different trilayers.
     """
 
     material: str
@@ -136,10 +140,11 @@ class TrilayerSlipEncoding:
         return symmetry_for(self.material)
 
     def _images(self, g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
-        """The pair's images under the group, the relabelling and negation: (M, 2, 2)."""
+        """The pair's images under the group, the layer orders and negation: (M, 2, 2)."""
         out = []
         for R in self.sym.rotations:
-            for a, b in ((g1, g2), (g2, g1)):
+            for L in TRILAYER_ORDERS:
+                a, b = L[0, 0] * g1 + L[1, 0] * g2, L[0, 1] * g1 + L[1, 1] * g2
                 for sgn in (1.0, -1.0):
                     out.append(sgn * np.stack([R @ a, R @ b]))
         return np.array(out)
@@ -163,7 +168,7 @@ class TrilayerSlipEncoding:
 
     @cached_property
     def _orbits(self) -> np.ndarray:
-        """(M, P, 2, 2): every pair's images under the group and the relabelling (cos is even)."""
+        """(M, P, 2, 2): every pair's images under the group and the layer orders (cos is even)."""
         return np.stack([self._images(*pair)[0::2] for pair in self.pairs], axis=1)
 
     @property
@@ -198,7 +203,8 @@ class TrilayerSlipEncoding:
         return x, f
 
     def decode(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(Da, Db, Da2, Db2) in Å whose features are nearest to `features` (..., dim); D1 canonical."""
+        """(Da, Db, Da2, Db2) in Å whose features are nearest to `features` (..., dim), in the layer
+        order that keeps both slips shortest (see `_canonical`)."""
         f = np.asarray(features, np.float64)
         shape = f.shape[:-1]
         f = f.reshape(-1, self.dim)
@@ -232,13 +238,24 @@ class TrilayerSlipEncoding:
         return a1.reshape(shape), b1.reshape(shape), a2.reshape(shape), b2.reshape(shape)
 
     def _canonical(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """D1 made canonical by the rotation that turns the whole stack (D2 turns with it)."""
-        d1, d2 = x[:, 0], x[:, 1]
-        target = self.sym.canonical_cartesian(d1)
-        out2 = np.empty_like(d2)
-        for i in range(len(d1)):
-            R = min(self.sym.rotations, key=lambda R: float(np.linalg.norm(self.sym.wigner_seitz(R @ d1[i]) - target[i])))
-            out2[i] = self.sym.wigner_seitz(R @ d2[i])
+        """One representative (Cartesian D1, D2; each (N, 2)) of each pair's orbit under the layer
+        orders and the group: the order with the smallest |D1| + |D2| (ties: the smaller |D1|),
+        turned by the rotation that makes D1 canonical (D2 turns with it)."""
+        sym = self.sym
+        best1, best2 = np.empty_like(x[:, 0]), np.empty_like(x[:, 1])
+        score = np.full(len(x), np.inf)
+        for L in TRILAYER_ORDERS:
+            d1 = sym.wigner_seitz(L[0, 0] * x[:, 0] + L[0, 1] * x[:, 1])
+            d2 = sym.wigner_seitz(L[1, 0] * x[:, 0] + L[1, 1] * x[:, 1])
+            n1 = np.linalg.norm(d1, axis=1)
+            s = np.round(n1 + np.linalg.norm(d2, axis=1), 4) + 1e-6 * n1
+            take = s < score - 1e-9
+            best1[take], best2[take], score[take] = d1[take], d2[take], s[take]
+        target = sym.canonical_cartesian(best1)
+        out2 = np.empty_like(best2)
+        for i in range(len(x)):
+            R = min(sym.rotations, key=lambda R: float(np.linalg.norm(sym.wigner_seitz(R @ best1[i]) - target[i])))
+            out2[i] = sym.wigner_seitz(R @ best2[i])
         return target, out2
 
 

@@ -36,9 +36,10 @@ SLIP_KEYS = {2: ("Da_A", "Db_A"), 3: ("Da_A", "Db_A", "Da2_A", "Db2_A")}
 
 def slip_errors_A(sym, pred: Mapping, truth: Sequence[np.ndarray]) -> np.ndarray:
     """ΔD (Å) of predictions {Da_A, Db_A[, Da2_A, Db2_A]} against true arrays in the same order;
-    trilayers: the larger slip error, over the pair's equivalences (joint rotation, relabelling)."""
+    trilayers: the larger slip error, over the pair's equivalences (joint rotation, any order of the
+    layers along the beam: the networks' targets do not hold the order, the closed loop fits it)."""
     if len(truth) == 4:
-        return sym.trilayer_slip_error_A([pred[k] for k in SLIP_KEYS[3]], truth)
+        return sym.trilayer_slip_error_A([pred[k] for k in SLIP_KEYS[3]], truth, any_order=True)
     return sym.slip_error_A(pred["Da_A"], pred["Db_A"], *truth)
 
 

@@ -7,6 +7,13 @@ measured from AA stacking. Images cannot tell apart slips related by
 - the in-plane rotations g of the projected monolayer (unknown image orientation): D ≡ g·D.
 For 2H MX2 (3-fold) with ±D the group on D is C6; for ReX2 it is {+1, −1}.
 
+A trilayer's slips D1 (layer 2 − layer 1) and D2 (layer 3 − layer 2) put its layers at 0, D1 and
+D1 + D2. Its projection barely depends on the order of those three positions along the beam: only
+the layers' depths (a per-layer defocus over ~12 Å, within the probe's depth of focus) tell the 6
+orders apart, by about as much as moving one layer 0.1–0.2 Å (measured with the incoherent
+simulator, ReS2 at 0.18 Å/px). ``TRILAYER_ORDERS`` lists the 6 orders as maps of (D1, D2); the
+networks read the stacking up to them and the physics fit decides the order.
+
 The canonical representative is the image of D in the Wigner–Seitz cell of the 2D lattice whose
 Cartesian polar angle lies in [0°, 360°/n) with n the order of the group (6 or 2). Twist θ (degrees)
 folds with θ ≡ −θ and θ ≡ θ + 360°/r (r = rotation order of the monolayer) into
@@ -24,6 +31,18 @@ import numpy as np
 from vdwstack.structures.materials import Material, get_material
 
 _EPS = 1e-9
+
+
+def _trilayer_orders() -> np.ndarray:
+    """(6, 2, 2) integer maps L, (D1', D2') = L (D1, D2): the slips of the same three in-plane
+    positions (0, D1, D1 + D2) stacked in each order (a, b, c) along the beam. The first is the
+    identity; (2, 1, 0), the reversed stack, is (D1, D2) → (−D2, −D1)."""
+    P = np.array([[0, 0], [1, 0], [1, 1]])  # positions as combinations of (D1, D2)
+    orders = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+    return np.array([[P[b] - P[a], P[c] - P[b]] for a, b, c in orders])
+
+
+TRILAYER_ORDERS = _trilayer_orders()
 
 
 def _rotation(angle_rad: float) -> np.ndarray:
@@ -116,16 +135,20 @@ class StackingSymmetry:
             best = np.minimum(best, np.linalg.norm(diff, axis=-1))
         return best.reshape(shape)
 
-    def trilayer_slip_error_A(self, pred, true) -> np.ndarray:
+    def trilayer_slip_error_A(self, pred, true, any_order: bool = False) -> np.ndarray:
         """ΔD (Å) of trilayers: the larger of the two slips' errors, minimised over the pair's
         equivalences: one rotation g of the group turns both slips (the stack turns as a whole),
-        lattice translations act on each, and reading the stack from the other side relabels
-        (D1, D2) ≡ (−D2, −D1). pred, true: (Da, Db, Da2, Db2) in Å, arrays broadcast together."""
+        lattice translations act on each, and the reversed stack (D1, D2) ≡ (−D2, −D1) (the stack
+        seen from its other side; the hand is reported on its own). `any_order`: also over all 6
+        orders of the layers along the beam (``TRILAYER_ORDERS``), which the networks do not tell
+        apart. pred, true: (Da, Db, Da2, Db2) in Å, arrays broadcast together."""
         arrays = np.broadcast_arrays(*(np.asarray(v, float) for v in (*pred, *true)))
         shape = arrays[0].shape
         p1, p2, t1, t2 = (self.slip_to_cartesian(arrays[i], arrays[i + 1]).reshape(-1, 2) for i in (0, 2, 4, 6))
         best = np.full(len(p1), np.inf)
-        for q1, q2 in ((p1, p2), (-p2, -p1)):
+        maps = TRILAYER_ORDERS if any_order else TRILAYER_ORDERS[[0, 5]]
+        for L in maps:
+            q1, q2 = L[0, 0] * p1 + L[0, 1] * p2, L[1, 0] * p1 + L[1, 1] * p2
             for g in self.rotations:
                 e1 = np.linalg.norm(self.wigner_seitz(q1 @ g.T - t1), axis=-1)
                 e2 = np.linalg.norm(self.wigner_seitz(q2 @ g.T - t2), axis=-1)
