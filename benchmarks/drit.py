@@ -6,6 +6,12 @@ Run:  .venv/bin/python benchmarks/drit.py [--config config/config.yaml] [--out b
 The architecture, batch and crop come from the config's `drit` block (and `synthesize.batch_size`
 for translation at the dataset's image size); inputs are random, throughput does not depend on
 content. CPU, and the GPU too when one is visible.
+
+The C allocator matters on the CPU: glibc returns every block over 32 MB to the kernel and faults
+it in again at the next iteration, so paper-scale activations cost page faults (61 → 50 s per fp32
+iteration with jemalloc). Compare with
+      LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 .venv/bin/python benchmarks/drit.py ...
+The JSON records which allocator ran (`allocator`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,13 @@ import torch
 import yaml
 
 from vdwstack.drit.training import DritConfig, DritTrainer
+
+
+def _allocator() -> str:
+    """jemalloc / tcmalloc when preloaded into this process, else the C library's malloc."""
+    maps = Path("/proc/self/maps")
+    text = maps.read_text() if maps.exists() else ""
+    return next((name for name in ("jemalloc", "tcmalloc") if f"lib{name}" in text), "libc")
 
 
 def _sync(device: torch.device) -> None:
@@ -108,7 +121,7 @@ def main() -> None:
         result = profile(cfg, float(config["datasets"][config["drit"]["dataset"]]["pixel_size_A"]),
                          torch.device("cpu"), args.profile)
         result.update(config=args.config, batch_size=cfg.batch_size, crop_px=cfg.crop_px, torch_threads=torch.get_num_threads(),
-                      mixed_precision=cfg.mixed_precision, channels_last=cfg.channels_last)
+                      allocator=_allocator(), mixed_precision=cfg.mixed_precision, channels_last=cfg.channels_last)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
         return
     dataset = config["datasets"][config["drit"]["dataset"]]
@@ -121,7 +134,7 @@ def main() -> None:
         results.append(r)
         print(json.dumps(r))
     out = {"config": args.config, "architecture": cfg.architecture.to_dict(), "cpu_count": os.cpu_count(),
-           "torch_threads": torch.get_num_threads(),
+           "torch_threads": torch.get_num_threads(), "allocator": _allocator(),
            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "results": results}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 

@@ -152,20 +152,27 @@ class DritTrainer:
         z_a = f["mu_a"] + torch.randn_like(f["mu_a"]) * torch.exp(0.5 * f["lv_a"])
         z_b = f["mu_b"] + torch.randn_like(f["mu_b"]) * torch.exp(0.5 * f["lv_b"])
         f["z_r1"], f["z_r2"] = torch.randn(n, nz, device=a.device), torch.randn(n, nz, device=a.device)
-        f["fake_a"] = m.gen_A(f["c_b"], z_a)  # B content, A style
-        f["fake_b"] = m.gen_B(f["c_a"], z_b)  # A content (simulation) in experimental style
-        f["rec_a"], f["rec_b"] = m.gen_A(f["c_a"], z_a), m.gen_B(f["c_b"], z_b)
-        f["fake_a_r1"], f["fake_a_r2"] = m.gen_A(f["c_b"], f["z_r1"]), m.gen_A(f["c_b"], f["z_r2"])
-        f["fake_b_r1"], f["fake_b_r2"] = m.gen_B(f["c_a"], f["z_r1"]), m.gen_B(f["c_a"], f["z_r2"])
+        # Each generator runs once on the four (content, code) pairs it needs, stacked along the
+        # batch: every layer normalises per image (InstanceNorm), so this is the same arithmetic
+        # as four calls, but a batch of 4n keeps the CPU's convolution kernels busy where n = 2
+        # does not (the reference DRIT++ batches its generator calls the same way).
+        # gen_A: B content in A style (fake_a), A's own reconstruction, two random A styles.
+        f["fake_a"], f["rec_a"], f["fake_a_r1"], f["fake_a_r2"] = m.gen_A(
+            torch.cat([f["c_b"], f["c_a"], f["c_b"], f["c_b"]]),
+            torch.cat([z_a, z_a, f["z_r1"], f["z_r2"]])).split(n)
+        # gen_B: A content (simulation) in experimental style (fake_b), B's reconstruction, random styles.
+        f["fake_b"], f["rec_b"], f["fake_b_r1"], f["fake_b_r2"] = m.gen_B(
+            torch.cat([f["c_a"], f["c_b"], f["c_a"], f["c_a"]]),
+            torch.cat([z_b, z_b, f["z_r1"], f["z_r2"]])).split(n)
         return f
 
     def _discriminator_steps(self, f: dict) -> tuple[torch.Tensor, torch.Tensor]:
         m = self.model
         self.opt_d.zero_grad(set_to_none=True)
-        loss_d = (lsgan(m.dis_A(f["a"]), 1) + 0.5 * lsgan(m.dis_A(f["fake_a"].detach()), 0)
-                  + 0.5 * lsgan(m.dis_A(f["fake_a_r1"].detach()), 0)
-                  + lsgan(m.dis_B(f["b"]), 1) + 0.5 * lsgan(m.dis_B(f["fake_b"].detach()), 0)
-                  + 0.5 * lsgan(m.dis_B(f["fake_b_r1"].detach()), 0))
+        real_a, fake_a, fake_a_r1 = _per_part(m.dis_A(torch.cat([f["a"], f["fake_a"].detach(), f["fake_a_r1"].detach()])), 3)
+        real_b, fake_b, fake_b_r1 = _per_part(m.dis_B(torch.cat([f["b"], f["fake_b"].detach(), f["fake_b_r1"].detach()])), 3)
+        loss_d = (lsgan(real_a, 1) + 0.5 * lsgan(fake_a, 0) + 0.5 * lsgan(fake_a_r1, 0)
+                  + lsgan(real_b, 1) + 0.5 * lsgan(fake_b, 0) + 0.5 * lsgan(fake_b_r1, 0))
         loss_d.backward()
         self.opt_d.step()
         self.opt_c.zero_grad(set_to_none=True)
@@ -180,23 +187,23 @@ class DritTrainer:
         m, cfg, l1 = self.model, self.cfg, torch.nn.functional.l1_loss
         a, b, fake_a, fake_b = f["a"], f["b"], f["fake_a"], f["fake_b"]
         losses: dict[str, torch.Tensor] = {}
-        losses["adversarial"] = (lsgan(m.dis_A(fake_a), 1) + lsgan(m.dis_B(fake_b), 1)
-                                 + lsgan(m.dis_A(f["fake_a_r1"]), 1) + lsgan(m.dis_B(f["fake_b_r1"]), 1))
+        d_a, d_a_r1 = _per_part(m.dis_A(torch.cat([fake_a, f["fake_a_r1"]])), 2)
+        d_b, d_b_r1 = _per_part(m.dis_B(torch.cat([fake_b, f["fake_b_r1"]])), 2)
+        losses["adversarial"] = lsgan(d_a, 1) + lsgan(d_b, 1) + lsgan(d_a_r1, 1) + lsgan(d_b_r1, 1)
         la, lb = m.dis_c(f["c_a"]), m.dis_c(f["c_b"])
         losses["content_adversarial"] = _bce(la, torch.full_like(la, 0.5)) + _bce(lb, torch.full_like(lb, 0.5))
         losses["self_recon"] = l1(f["rec_a"], a) + l1(f["rec_b"], b)
         # Cross-cycle: translate, re-encode, swap back.
         c_fa, c_fb = m.enc_c(fake_a, "A"), m.enc_c(fake_b, "B")
-        mu_fa, lv_fa = m.enc_a_A(fake_a)
-        mu_fb, lv_fb = m.enc_a_B(fake_b)
+        # One attribute-encoder pass per domain serves the cross-cycle and the latent regression.
+        (mu_fa, mu_ra), (lv_fa, _) = (t.split(len(a)) for t in m.enc_a_A(torch.cat([fake_a, f["fake_a_r1"]])))
+        (mu_fb, mu_rb), (lv_fb, _) = (t.split(len(a)) for t in m.enc_a_B(torch.cat([fake_b, f["fake_b_r1"]])))
         z_fa = mu_fa + torch.randn_like(mu_fa) * torch.exp(0.5 * lv_fa)
         z_fb = mu_fb + torch.randn_like(mu_fb) * torch.exp(0.5 * lv_fb)
         losses["cross_cycle"] = l1(m.gen_A(c_fb, z_fa), a) + l1(m.gen_B(c_fa, z_fb), b)
         losses["kl_attribute"] = kl_gaussian(f["mu_a"], f["lv_a"]) + kl_gaussian(f["mu_b"], f["lv_b"])
         losses["content_l2"] = torch.mean(f["c_a"] ** 2) + torch.mean(f["c_b"] ** 2)
         # Latent regression: a random code must be recoverable from the image it made (not detached).
-        mu_ra, _ = m.enc_a_A(f["fake_a_r1"])
-        mu_rb, _ = m.enc_a_B(f["fake_b_r1"])
         losses["latent_regression"] = l1(mu_ra, f["z_r1"]) + l1(mu_rb, f["z_r1"])
         losses["mode_seeking"] = (mode_seeking(f["fake_a_r1"], f["fake_a_r2"], f["z_r1"], f["z_r2"])
                                   + mode_seeking(f["fake_b_r1"], f["fake_b_r2"], f["z_r1"], f["z_r2"]))
@@ -236,6 +243,11 @@ class DritTrainer:
         self.opt_c.load_state_dict(state["opt_c"])
         torch.set_rng_state(state["torch_rng"])
         self.iteration = int(state["iteration"])
+
+
+def _per_part(outputs: list[torch.Tensor], parts: int) -> list[list[torch.Tensor]]:
+    """A multi-scale discriminator's outputs on `parts` equal batches stacked together → per batch."""
+    return [list(t) for t in zip(*(o.chunk(parts) for o in outputs))]
 
 
 def _to_tensor(x: np.ndarray, device) -> torch.Tensor:
