@@ -7,11 +7,13 @@ The architecture, batch and crop come from the config's `drit` block (and `synth
 for translation at the dataset's image size); inputs are random, throughput does not depend on
 content. CPU, and the GPU too when one is visible.
 
-The C allocator matters on the CPU: glibc returns every block over 32 MB to the kernel and faults
-it in again at the next iteration, so paper-scale activations cost page faults (61 → 50 s per fp32
-iteration with jemalloc). Compare with
+The C allocator matters on the CPU: glibc returns every block over its mmap threshold (≤ 32 MB) to
+the kernel and faults it in again at the next iteration, so paper-scale activations cost millions of
+page faults. DritTrainer therefore makes glibc keep freed memory (`vdwstack.core.allocator`);
+compare with glibc's defaults or jemalloc:
+      VDWSTACK_KEEP_FREED_MEMORY=0 .venv/bin/python benchmarks/drit.py ...
       LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 .venv/bin/python benchmarks/drit.py ...
-The JSON records which allocator ran (`allocator`).
+The JSON records which allocator ran (`allocator`: glibc-retain, libc, jemalloc, tcmalloc).
 """
 
 from __future__ import annotations
@@ -25,14 +27,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from vdwstack.core.allocator import malloc_name
 from vdwstack.drit.training import DritConfig, DritTrainer
-
-
-def _allocator() -> str:
-    """jemalloc / tcmalloc when preloaded into this process, else the C library's malloc."""
-    maps = Path("/proc/self/maps")
-    text = maps.read_text() if maps.exists() else ""
-    return next((name for name in ("jemalloc", "tcmalloc") if f"lib{name}" in text), "libc")
 
 
 def _sync(device: torch.device) -> None:
@@ -121,7 +117,7 @@ def main() -> None:
         result = profile(cfg, float(config["datasets"][config["drit"]["dataset"]]["pixel_size_A"]),
                          torch.device("cpu"), args.profile)
         result.update(config=args.config, batch_size=cfg.batch_size, crop_px=cfg.crop_px, torch_threads=torch.get_num_threads(),
-                      allocator=_allocator(), mixed_precision=cfg.mixed_precision, channels_last=cfg.channels_last)
+                      allocator=malloc_name(), mixed_precision=cfg.mixed_precision, channels_last=cfg.channels_last)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
         return
     dataset = config["datasets"][config["drit"]["dataset"]]
@@ -134,7 +130,7 @@ def main() -> None:
         results.append(r)
         print(json.dumps(r))
     out = {"config": args.config, "architecture": cfg.architecture.to_dict(), "cpu_count": os.cpu_count(),
-           "torch_threads": torch.get_num_threads(), "allocator": _allocator(),
+           "torch_threads": torch.get_num_threads(), "allocator": malloc_name(),
            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "results": results}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 

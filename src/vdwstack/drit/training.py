@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from vdwstack.core.io import open_loss_log, publish_loss_log
 from vdwstack.core.settings import setting, settings_from_mapping
+from vdwstack.core.allocator import retain_freed_memory
 from vdwstack.core.torch_utils import (
     autocast_dtype,
     load_weights_only,
@@ -98,6 +99,8 @@ class DritTrainer:
         self.cfg = cfg
         self.pixel_size_A = pixel_size_A
         self.device = device or resolve_device(cfg.device)
+        if self.device.type == "cpu":
+            retain_freed_memory()  # paper-scale iterations: 1.5× faster (vdwstack.core.allocator)
         make_deterministic(cfg.deterministic)
         torch.manual_seed(cfg.seed)
         self.fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from vdwstack.core.allocator import retain_freed_memory
 from vdwstack.core.errors import ConfigError
 from vdwstack.core.io import open_loss_log, publish_loss_log
 from vdwstack.core.resample import resample
@@ -169,6 +170,8 @@ def train_regressor(data: TrainingData, cfg: RegressorConfig, out_dir: str | Pat
     out = Path(out_dir)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device if cfg.device != "cuda" else "cuda")
+    if device.type == "cpu":
+        retain_freed_memory()  # large crops: no page faults for the same activations every step
     make_deterministic(cfg.deterministic)
     torch.manual_seed(cfg.seed)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
