@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vdwstack.drit.networks import Drit, DritArchitecture
+from vdwstack.drit.networks import Drit, DritArchitecture, ReflectConv2d, ReflectionPad
 from vdwstack.drit.data import DomainSampler, StyleReference, random_crop
 from vdwstack.drit.losses import content_preservation, lattice_consistency, mode_seeking
 from vdwstack.core.torch_utils import cpu_has_native_bf16, load_weights_only
@@ -105,6 +105,45 @@ def test_bf16_steps_train_in_channels_last_and_keep_the_guard_losses_fp32():
         x = torch.rand(1, 1, 32, 32).to(torch.bfloat16)
         assert content_preservation(x, x.float(), 1.0).dtype == torch.float32
         assert lattice_consistency(x, x.float()).dtype == torch.float32
+
+
+def test_padding_layers_equal_torchs_and_keep_bf16_channels_last_under_autocast():
+    """The padding layers replaced for speed compute what nn.ReflectionPad2d and
+    Conv2d(padding_mode="reflect") compute, and under CPU autocast they neither cast a bf16
+    activation to fp32 nor drop channels-last (each would copy the whole tensor)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 11, 13)
+    assert torch.equal(ReflectionPad(2)(x), torch.nn.ReflectionPad2d(2)(x))
+    ours, theirs = ReflectConv2d(6, 4, 3, padding=1), torch.nn.Conv2d(6, 4, 3, padding=1, padding_mode="reflect")
+    theirs.load_state_dict(ours.state_dict())
+    assert torch.allclose(ours(x), theirs(x), atol=1e-6)
+    if not cpu_has_native_bf16():
+        return
+    xb = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = ReflectionPad(1)(xb)
+        assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=torch.channels_last)
+        assert ours(xb).dtype == torch.bfloat16
+
+
+def test_a_model_saved_before_the_layer_swap_loads_and_translates_the_same(monkeypatch):
+    """Models trained with torch's own padding layers (earlier versions) load strictly into the
+    current networks and translate to the same images."""
+    import functools
+
+    from vdwstack.drit import networks
+
+    monkeypatch.setattr(networks, "ReflectionPad", torch.nn.ReflectionPad2d)
+    monkeypatch.setattr(networks, "ReflectConv2d", functools.partial(torch.nn.Conv2d, padding_mode="reflect"))
+    torch.manual_seed(0)
+    old = networks.Drit(ARCH).eval()
+    monkeypatch.undo()
+    new = networks.Drit(ARCH).eval()
+    assert any(type(m) is torch.nn.ReflectionPad2d for m in old.modules())
+    assert not any(type(m) is torch.nn.ReflectionPad2d for m in new.modules())
+    new.load_state_dict(old.state_dict(), strict=True)
+    x, style = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    assert torch.allclose(new.translate(x, style=style), old.translate(x, style=style), atol=1e-5)
 
 
 def test_save_load_identical_and_refuses_pickles(tmp_path):

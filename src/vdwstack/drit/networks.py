@@ -35,12 +35,34 @@ class DritArchitecture:
         return asdict(self)
 
 
+class ReflectionPad(nn.ReflectionPad2d):
+    """Reflection padding in the input's own precision and layout. CPU autocast lists
+    reflection_pad2d among its fp32 ops, which cast every bf16 activation to fp32 and the conv casts
+    it back: two full copies per padded layer for what only copies values (exact in any precision)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x)
+
+
+class ReflectConv2d(nn.Conv2d):
+    """nn.Conv2d(padding_mode="reflect") whose padding runs in the input's precision (see ReflectionPad)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, padding_mode="reflect", **kwargs)
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            x = F.pad(x, self._reversed_padding_repeated_twice, mode="reflect")
+        return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, self.groups)
+
+
 class ResBlock(nn.Module):
     def __init__(self, ch: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), nn.InstanceNorm2d(ch), nn.ReLU(inplace=True),
-            nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), nn.InstanceNorm2d(ch),
+            ReflectionPad(1), nn.Conv2d(ch, ch, 3), nn.InstanceNorm2d(ch), nn.ReLU(inplace=True),
+            ReflectionPad(1), nn.Conv2d(ch, ch, 3), nn.InstanceNorm2d(ch),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,10 +77,10 @@ class ContentEncoders(nn.Module):
         nf = arch.nf
 
         def stem():
-            layers = [nn.ReflectionPad2d(3), nn.Conv2d(1, nf, 7), nn.LeakyReLU(0.2, inplace=True)]
+            layers = [ReflectionPad(3), nn.Conv2d(1, nf, 7), nn.LeakyReLU(0.2, inplace=True)]
             ch = nf
             for _ in range(2):
-                layers += [nn.ReflectionPad2d(1), nn.Conv2d(ch, ch * 2, 3, stride=2), nn.InstanceNorm2d(ch * 2),
+                layers += [ReflectionPad(1), nn.Conv2d(ch, ch * 2, 3, stride=2), nn.InstanceNorm2d(ch * 2),
                            nn.ReLU(inplace=True)]
                 ch *= 2
             layers += [ResBlock(ch) for _ in range(arch.n_res)]
@@ -79,11 +101,11 @@ class AttributeEncoder(nn.Module):
     def __init__(self, arch: DritArchitecture):
         super().__init__()
         nf = arch.nf
-        layers = [nn.ReflectionPad2d(3), nn.Conv2d(1, nf, 7), nn.LeakyReLU(0.2, inplace=True)]
+        layers = [ReflectionPad(3), nn.Conv2d(1, nf, 7), nn.LeakyReLU(0.2, inplace=True)]
         ch = nf
         for _ in range(4):
             nxt = min(ch * 2, nf * 4)
-            layers += [nn.ReflectionPad2d(1), nn.Conv2d(ch, nxt, 4, stride=2), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [ReflectionPad(1), nn.Conv2d(ch, nxt, 4, stride=2), nn.LeakyReLU(0.2, inplace=True)]
             ch = nxt
         self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1))
         self.mu = nn.Linear(ch, arch.nz)
@@ -99,8 +121,8 @@ class ConcatResBlock(nn.Module):
 
     def __init__(self, ch: int, nz: int):
         super().__init__()
-        self.c1 = nn.Conv2d(ch + nz, ch, 3, padding=1, padding_mode="reflect")
-        self.c2 = nn.Conv2d(ch + nz, ch, 3, padding=1, padding_mode="reflect")
+        self.c1 = ReflectConv2d(ch + nz, ch, 3, padding=1)
+        self.c2 = ReflectConv2d(ch + nz, ch, 3, padding=1)
         self.n1, self.n2 = nn.InstanceNorm2d(ch), nn.InstanceNorm2d(ch)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -120,10 +142,10 @@ class Generator(nn.Module):
         up = []
         for _ in range(2):
             up += [nn.Upsample(scale_factor=2, mode="nearest"),
-                   nn.Conv2d(ch, ch // 2, 3, padding=1, padding_mode="reflect"),
+                   ReflectConv2d(ch, ch // 2, 3, padding=1),
                    nn.InstanceNorm2d(ch // 2), nn.ReLU(inplace=True)]
             ch //= 2
-        up += [nn.Conv2d(ch, 1, 7, padding=3, padding_mode="reflect"), nn.Tanh()]
+        up += [ReflectConv2d(ch, 1, 7, padding=3), nn.Tanh()]
         self.up = nn.Sequential(*up)
 
     def forward(self, content: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
