@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vdwstack.drit.networks import Drit, DritArchitecture, ReflectConv2d, ReflectionPad
+from vdwstack.drit.networks import Drit, DritArchitecture, InstanceNorm, ReflectConv2d, ReflectionPad
 from vdwstack.drit.data import DomainSampler, StyleReference, random_crop
 from vdwstack.drit.losses import content_preservation, lattice_consistency, mode_seeking
 from vdwstack.core.torch_utils import cpu_has_native_bf16, load_weights_only
@@ -108,12 +108,17 @@ def test_bf16_steps_train_in_channels_last_and_keep_the_guard_losses_fp32():
 
 
 def test_padding_layers_equal_torchs_and_keep_bf16_channels_last_under_autocast():
-    """The padding layers replaced for speed compute what nn.ReflectionPad2d and
-    Conv2d(padding_mode="reflect") compute, and under CPU autocast they neither cast a bf16
-    activation to fp32 nor drop channels-last (each would copy the whole tensor)."""
+    """The padding and norm layers replaced for speed compute what nn.ReflectionPad2d,
+    Conv2d(padding_mode="reflect") and nn.InstanceNorm2d compute, and under CPU autocast they
+    neither cast a bf16 activation to fp32 nor drop channels-last (each would copy the whole tensor)."""
     torch.manual_seed(0)
-    x = torch.randn(2, 6, 11, 13)
+    x = torch.randn(2, 6, 11, 13) * 3 + 1
     assert torch.equal(ReflectionPad(2)(x), torch.nn.ReflectionPad2d(2)(x))
+    xcl = x.contiguous(memory_format=torch.channels_last)
+    y = InstanceNorm(6)(xcl)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(y, torch.nn.InstanceNorm2d(6)(x), atol=1e-5)
+    assert torch.equal(InstanceNorm(6)(x), torch.nn.InstanceNorm2d(6)(x))  # contiguous: torch's own
     ours, theirs = ReflectConv2d(6, 4, 3, padding=1), torch.nn.Conv2d(6, 4, 3, padding=1, padding_mode="reflect")
     theirs.load_state_dict(ours.state_dict())
     assert torch.allclose(ours(x), theirs(x), atol=1e-6)
@@ -121,20 +126,24 @@ def test_padding_layers_equal_torchs_and_keep_bf16_channels_last_under_autocast(
         return
     xb = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        y = ReflectionPad(1)(xb)
-        assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=torch.channels_last)
+        for layer in (ReflectionPad(1), InstanceNorm(6)):
+            y = layer(xb)
+            assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=torch.channels_last), layer
+        # bf16 rounding of the normalised values only (|y| ~ 1, bf16 spacing 2^-7 there)
+        assert (InstanceNorm(6)(xb).float() - torch.nn.InstanceNorm2d(6)(x)).abs().max() < 0.05
         assert ours(xb).dtype == torch.bfloat16
 
 
 def test_a_model_saved_before_the_layer_swap_loads_and_translates_the_same(monkeypatch):
-    """Models trained with torch's own padding layers (earlier versions) load strictly into the
-    current networks and translate to the same images."""
+    """Models trained with torch's own padding and norm layers (earlier versions) load strictly into
+    the current networks and translate to the same images, also in channels-last."""
     import functools
 
     from vdwstack.drit import networks
 
     monkeypatch.setattr(networks, "ReflectionPad", torch.nn.ReflectionPad2d)
     monkeypatch.setattr(networks, "ReflectConv2d", functools.partial(torch.nn.Conv2d, padding_mode="reflect"))
+    monkeypatch.setattr(networks, "InstanceNorm", torch.nn.InstanceNorm2d)
     torch.manual_seed(0)
     old = networks.Drit(ARCH).eval()
     monkeypatch.undo()
@@ -143,7 +152,11 @@ def test_a_model_saved_before_the_layer_swap_loads_and_translates_the_same(monke
     assert not any(type(m) is torch.nn.ReflectionPad2d for m in new.modules())
     new.load_state_dict(old.state_dict(), strict=True)
     x, style = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
-    assert torch.allclose(new.translate(x, style=style), old.translate(x, style=style), atol=1e-5)
+    expected = old.translate(x, style=style)
+    assert torch.allclose(new.translate(x, style=style), expected, atol=1e-5)
+    new = new.to(memory_format=torch.channels_last)  # the layout the bf16 training uses
+    cl = new.translate(x.contiguous(memory_format=torch.channels_last), style=style)
+    assert torch.allclose(cl, expected, atol=1e-4)
 
 
 def test_save_load_identical_and_refuses_pickles(tmp_path):

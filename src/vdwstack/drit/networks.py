@@ -57,12 +57,27 @@ class ReflectConv2d(nn.Conv2d):
         return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, self.groups)
 
 
+class InstanceNorm(nn.InstanceNorm2d):
+    """nn.InstanceNorm2d (no affine, no running stats) that keeps a channels-last tensor
+    channels-last. torch's instance_norm makes a contiguous copy of a channels-last input and returns
+    a contiguous output, which the next conv copies back: three full copies per layer, forward and
+    backward, 7 of 18.6 s of a paper-scale bf16 iteration on the CPU. Here the statistics are one
+    reduction over H, W (accumulated in fp32 by torch) and the rest is elementwise, in the input's
+    own layout and precision. Same state dict as nn.InstanceNorm2d (none)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+            return super().forward(x)
+        var, mean = torch.var_mean(x, dim=(2, 3), correction=0, keepdim=True)
+        return (x - mean) * torch.rsqrt(var + self.eps)
+
+
 class ResBlock(nn.Module):
     def __init__(self, ch: int):
         super().__init__()
         self.body = nn.Sequential(
-            ReflectionPad(1), nn.Conv2d(ch, ch, 3), nn.InstanceNorm2d(ch), nn.ReLU(inplace=True),
-            ReflectionPad(1), nn.Conv2d(ch, ch, 3), nn.InstanceNorm2d(ch),
+            ReflectionPad(1), nn.Conv2d(ch, ch, 3), InstanceNorm(ch), nn.ReLU(inplace=True),
+            ReflectionPad(1), nn.Conv2d(ch, ch, 3), InstanceNorm(ch),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,7 +95,7 @@ class ContentEncoders(nn.Module):
             layers = [ReflectionPad(3), nn.Conv2d(1, nf, 7), nn.LeakyReLU(0.2, inplace=True)]
             ch = nf
             for _ in range(2):
-                layers += [ReflectionPad(1), nn.Conv2d(ch, ch * 2, 3, stride=2), nn.InstanceNorm2d(ch * 2),
+                layers += [ReflectionPad(1), nn.Conv2d(ch, ch * 2, 3, stride=2), InstanceNorm(ch * 2),
                            nn.ReLU(inplace=True)]
                 ch *= 2
             layers += [ResBlock(ch) for _ in range(arch.n_res)]
@@ -123,7 +138,7 @@ class ConcatResBlock(nn.Module):
         super().__init__()
         self.c1 = ReflectConv2d(ch + nz, ch, 3, padding=1)
         self.c2 = ReflectConv2d(ch + nz, ch, 3, padding=1)
-        self.n1, self.n2 = nn.InstanceNorm2d(ch), nn.InstanceNorm2d(ch)
+        self.n1, self.n2 = InstanceNorm(ch), InstanceNorm(ch)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         zt = z[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
@@ -143,7 +158,7 @@ class Generator(nn.Module):
         for _ in range(2):
             up += [nn.Upsample(scale_factor=2, mode="nearest"),
                    ReflectConv2d(ch, ch // 2, 3, padding=1),
-                   nn.InstanceNorm2d(ch // 2), nn.ReLU(inplace=True)]
+                   InstanceNorm(ch // 2), nn.ReLU(inplace=True)]
             ch //= 2
         up += [ReflectConv2d(ch, 1, 7, padding=3), nn.Tanh()]
         self.up = nn.Sequential(*up)
@@ -166,7 +181,7 @@ class MultiScaleDiscriminator(nn.Module):
             layers = [nn.Conv2d(1, nf, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
             ch = nf
             for _ in range(arch.disc_layers - 1):
-                layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1), nn.InstanceNorm2d(ch * 2), nn.LeakyReLU(0.2, inplace=True)]
+                layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1), InstanceNorm(ch * 2), nn.LeakyReLU(0.2, inplace=True)]
                 ch *= 2
             layers += [nn.Conv2d(ch, 1, 3, 1, 1)]
             return nn.Sequential(*layers)
