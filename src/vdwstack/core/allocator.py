@@ -52,7 +52,7 @@ def retain_freed_memory() -> bool:
     """Make glibc malloc serve large blocks from the heap and keep freed pages (see module doc).
 
     Idempotent; returns whether the settings are in force (False on other C libraries, with a
-    preloaded allocator, which already keeps its pages, or with VDWSTACK_KEEP_FREED_MEMORY=0)."""
+    preloaded allocator, whose own policy the user chose, or with VDWSTACK_KEEP_FREED_MEMORY=0)."""
     global _applied
     if _applied:
         return True
