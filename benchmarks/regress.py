@@ -10,7 +10,7 @@ CPU-hour configuration train on, so the augmentation's cost is counted. The accu
 precision is measured by training real models (see the issue notes: fp32 vs bf16 on the demo's
 datasets); this script measures speed only. CPU always; the GPU too when one is visible.
 Every row runs with the allocator setting the training loop uses (`vdwstack.core.allocator`; glibc
-keeps freed memory, ResNet-50 at 512²: +22 % steps/s); `VDWSTACK_KEEP_FREED_MEMORY=0` measures
+keeps freed memory, ResNet-50 at 512²: +18–22 % steps/s); `VDWSTACK_KEEP_FREED_MEMORY=0` measures
 glibc's defaults. The JSON records which (`allocator`).
 """
 

@@ -107,7 +107,7 @@ def test_bf16_steps_train_in_channels_last_and_keep_the_guard_losses_fp32():
         assert lattice_consistency(x, x.float()).dtype == torch.float32
 
 
-def test_padding_layers_equal_torchs_and_keep_bf16_channels_last_under_autocast():
+def test_padding_and_norm_layers_equal_torchs_and_keep_bf16_channels_last_under_autocast():
     """The padding and norm layers replaced for speed compute what nn.ReflectionPad2d,
     Conv2d(padding_mode="reflect") and nn.InstanceNorm2d compute, and under CPU autocast they
     neither cast a bf16 activation to fp32 nor drop channels-last (each would copy the whole tensor)."""

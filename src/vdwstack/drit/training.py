@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from vdwstack.core.allocator import retain_freed_memory
 from vdwstack.core.io import open_loss_log, publish_loss_log
 from vdwstack.core.settings import setting, settings_from_mapping
-from vdwstack.core.allocator import retain_freed_memory
 from vdwstack.core.torch_utils import (
     autocast_dtype,
     load_weights_only,
