@@ -201,6 +201,39 @@ def test_two_domains_a_spurious_window_and_the_located_boundary():
     assert 0 <= fit["width_A"] < 10 and np.isfinite(fit["width_sigma_A"])
 
 
+def test_a_band_along_a_boundary_is_not_a_domain_but_a_real_stripe_is():
+    """Windows straddling a boundary decode to some third stacking (the network's response to a
+    crop of two stackings): a band of them, narrower than a window, joins the two domains it
+    separates; a stripe of that stacking wider than a window stays a domain of its own."""
+    from vdwstack.regress.encoding import SlipEncoding
+
+    sym, enc = symmetry_for("MoS2"), SlipEncoding("MoS2")
+    ab = stacking_names("MoS2")["AB/BA"]
+    fa, fb, fx = enc.encode(0.0, 0.0), enc.encode(*ab), enc.encode(1.2, 0.4)
+
+    def decode(f):
+        a, b = enc.decode(f)
+        return {"Da_A": a, "Db_A": b}
+
+    def dist(a, b):
+        return sym.slip_error_A(a["Da_A"], a["Db_A"], b["Da_A"], b["Db_A"])
+
+    def grid(third_cols):
+        cols = np.array([fx if c in third_cols else (fa if c < min(third_cols) else fb) for c in range(24)])
+        return cols[None] + np.random.default_rng(1).normal(0, 0.03, (14, 24, len(fa)))
+
+    band = grid(range(11, 13))  # 2 windows (8 Å) of mixed crops; windows of 12 Å at a 4 Å stride
+    labels, masks = segment_domains(band, decode, dist, 0.35, 1.0, 1.0, 12)
+    assert len(masks) == 3, "without the window size the band is a domain"
+    labels, masks = segment_domains(band, decode, dist, 0.35, 1.0, 1.0, 12, window_windows=3.0)
+    assert len(masks) == 2
+    assert len(np.unique(labels[:, :11])) == 1 and len(np.unique(labels[:, 13:])) == 1
+    assert labels[0, 0] != labels[0, -1]
+    stripe = grid(range(8, 16))  # 32 Å of a third stacking: a real domain
+    labels, masks = segment_domains(stripe, decode, dist, 0.35, 1.0, 1.0, 12, window_windows=3.0)
+    assert len(masks) == 3 and len(np.unique(labels[:, 8:16])) == 1
+
+
 def test_stacking_names():
     a = 3.16
     sym = symmetry_for("MoS2")

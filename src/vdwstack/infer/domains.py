@@ -9,7 +9,19 @@ Segmentation is spatially regularised, so that one noisy window cannot make a do
    ``domain_coupling`` for each 4-neighbour with another label (iterated conditional modes from
    the nearest stacking: each sweep lowers the energy, a few sweeps converge on these small grids);
 4. connected pieces smaller than ``min_domain_area_nm2`` join the neighbour they share most
-   edge with.
+   edge with;
+5. a domain that is only the blur of a boundary joins the two domains it separates. A window
+   whose crop straddles a boundary reads neither side's stacking (the network's response to a
+   crop holding two stackings is some third reading, not their mix), so along every boundary runs
+   a band about one window wide that can decode to a stacking of its own. A domain is such a band
+   when nearly all its windows lie between the same two neighbouring domains, closer to them
+   (distances summed, in strides) than one window side plus one stride: each of its windows' crops
+   then covers part of both neighbours, and nothing in it is evidence of a third stacking. Its
+   windows go to the side their features are nearer to (projection on the line between the two
+   domains' mean features). A real domain narrower than that cannot be read by the map at this
+   window size anyway; wider ones are kept. Measured with benchmarks/domains.py (W = 20 Å, 4 Å
+   stride, limit 6): bands summed ≤ 4 strides; real stripes 37 Å wide, which the map shows ~27 Å
+   wide (the mixed windows on both sides go to the neighbours), 7.8–10.
 
 Boundaries: between each pair of touching domains, the raw (unsmoothed) features of the windows
 near the interface are projected on the line from one domain's mean feature to the other's (0 on
@@ -33,7 +45,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import distance_transform_edt, gaussian_filter
 from scipy.ndimage import label as connected_components
 from scipy.optimize import least_squares
 from scipy.special import erf
@@ -122,6 +134,44 @@ def merge_small(labels: np.ndarray, min_windows: int) -> np.ndarray:
     return out
 
 
+def merge_boundary_bands(labels: np.ndarray, features: np.ndarray, band_windows: float,
+                         fraction: float = 0.9) -> np.ndarray:
+    """Domains lying as a thin band between two others join them (see step 5 of the module docstring).
+
+    labels: (rows, cols) domains 0..n−1; features: (rows, cols, dim) window features; band_windows:
+    the largest distance (in windows) from a band window to the nearest window of one neighbour plus
+    that to the other; fraction: the share of a domain's windows that must be that close. Returns
+    labels renumbered 0..n−1, unchanged where no domain is a band.
+    """
+    labels = labels.copy()
+    while True:
+        n = labels.max() + 1
+        if n < 3:
+            return labels
+        near = {k: distance_transform_edt(labels != k) for k in range(n)}
+        merged = False
+        for c in sorted(range(n), key=lambda k: (labels == k).sum()):
+            mask = labels == c
+            touching = [k for k in range(n) if k != c and (_dilate(mask) & (labels == k)).any()]
+            for i, a in enumerate(touching):
+                for b in touching[i + 1:]:
+                    if np.mean((near[a] + near[b])[mask] <= band_windows) < fraction:
+                        continue
+                    fa, fb = features[labels == a].mean(0), features[labels == b].mean(0)
+                    d = fb - fa
+                    s = ((features[mask] - fa) @ d) / max(float(d @ d), 1e-12)
+                    labels[mask] = np.where(s < 0.5, a, b)
+                    merged = True
+                    break
+                if merged:
+                    break
+            if merged:
+                break
+        if not merged:
+            return labels
+        labels = np.unique(labels, return_inverse=True)[1].reshape(labels.shape)
+
+
 def _dilate(mask: np.ndarray) -> np.ndarray:
     out = mask.copy()
     out[1:] |= mask[:-1]
@@ -132,14 +182,15 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
 
 
 def segment_domains(features: np.ndarray, decode: Callable[[np.ndarray], Readings], distance: Callable,
-                    tol: float, coupling: float, smoothing_windows: float, min_windows: int
-                    ) -> tuple[np.ndarray, list[np.ndarray]]:
+                    tol: float, coupling: float, smoothing_windows: float, min_windows: int,
+                    window_windows: float = 0.0) -> tuple[np.ndarray, list[np.ndarray]]:
     """Label map (rows, cols) of the stacking domains and each domain's mask.
 
     features: (rows, cols, dim) network features of the windows; decode: features (n, dim) →
     readings {name: (n,)}; distance(a, b): ΔD (Å) or Δθ (°) between readings; tol: the distance
     that is one data-term unit; coupling: Potts cost of a boundary edge; smoothing_windows: σ of the
-    feature smoothing in windows; min_windows: smallest domain (windows).
+    feature smoothing in windows; min_windows: smallest domain (windows); window_windows: the
+    window's side in strides (0: boundary bands are kept as domains).
     """
     R, C, dim = features.shape
     smooth = smooth_features(features, smoothing_windows)
@@ -150,6 +201,9 @@ def segment_domains(features: np.ndarray, decode: Callable[[np.ndarray], Reading
     cost = np.stack([distance({k: v[i:i + 1] for k, v in centres.items()}, values) for i in range(len(seeds))], -1)
     labels = potts_labels((cost.reshape(R, C, -1) / tol) ** 2, coupling)
     labels = merge_small(labels, min_windows)
+    if window_windows > 0:
+        labels = merge_boundary_bands(labels, features, window_windows + 1)
+        labels = merge_small(labels, min_windows)  # a band split between its sides can leave crumbs
     return labels, [labels == k for k in range(labels.max() + 1)]
 
 

@@ -20,6 +20,7 @@ from vdwstack.core.images import normalize_unit
 from vdwstack.core.resample import resample
 from vdwstack.infer.domains import domain_boundaries, locate_boundaries, segment_domains
 from vdwstack.infer.settings import InferenceSettings
+from vdwstack.infer.slip_gradient import twist_from_slip_map
 from vdwstack.regress.model import Regressor
 from vdwstack.structures.names import name_stacking
 from vdwstack.structures.symmetry import StackingSymmetry, symmetry_for
@@ -151,6 +152,10 @@ def infer_image(image: np.ndarray, pixel_size_A: float, reg: Regressor,
     }
     if reg.codec.task == "slip":
         record["stacking"] = name_stacking(reg.codec.material, est["Da_A"], est["Db_A"])
+    if reg.codec.task == "slip" and reg.codec.layers == 2:
+        m = record["map"]
+        record["twist_from_slip_map"] = twist_from_slip_map(
+            window_map["maps"]["Da_A"], window_map["maps"]["Db_A"], sym, m["stride_A"], m["window_A"])
     return InferenceResult(record, window_map["maps"], window_map["labels"], domain_boundaries(window_map["labels"]),
                            image, window_map["extent"])
 
@@ -184,7 +189,8 @@ def _window_map(pred: CropPredictor, sym: StackingSymmetry, settings: InferenceS
     grid = feats.reshape(len(rows), len(cols), -1)
     min_windows = max(1, int(np.ceil(settings.min_domain_area_nm2 * 100 / step_A ** 2)))
     labels, masks = segment_domains(grid, lambda f: _decode(reg, f), lambda a, b: _distance(reg, sym, a, b), tol,
-                                    settings.domain_coupling, settings.domain_smoothing_A / step_A, min_windows)
+                                    settings.domain_coupling, settings.domain_smoothing_A / step_A, min_windows,
+                                    window_A / step_A)
     domains = []
     for i, mask in enumerate(masks):
         dest, dspread = robust_aggregate(reg, sym, feats[mask.ravel()])
