@@ -84,7 +84,7 @@ def _task_reading(image: np.ndarray, p: float, material: str, layers: int, task:
             dom["centre_A"] = [round(c, 2) for c in centres[dom["id"]]]
             panels.append((f"{task}, domain {dom['id']}", est))
     rec["domains"] = domains
-    for k in ("map", "map_extent_A", "n_domains"):
+    for k in ("map", "map_extent_A", "n_domains", "twist_from_slip_map"):
         if k in net:
             rec[k] = net[k]
     return rec, panels

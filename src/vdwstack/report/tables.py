@@ -21,6 +21,11 @@ def _result_columns(record: Mapping) -> dict:
             row.update(Da_A=round(res["Da_A"], 3), Db_A=round(res["Db_A"], 3),
                        slip_uncertainty_A=round(res["uncertainty_A"], 3), stacking=res["stacking"],
                        slip_domains=res["n_domains"])
+            drift = res.get("twist_from_slip_map")
+            if drift:  # a bilayer's small twist read from its slip map's drift
+                row.update(slip_map_twist_deg=round(drift["theta_deg"], 3),
+                           slip_map_twist_sigma_deg=round(drift["sigma_deg"], 3),
+                           slip_map_twist_lower_bound=drift["lower_bound"])
         else:
             row.update(theta_deg=round(res["theta_deg"], 2), theta_uncertainty_deg=round(res["uncertainty_deg"], 2))
     for k, v in (record.get("errors_vs_truth") or {}).items():
