@@ -142,6 +142,8 @@ def test_map_shapes_and_whole_image_estimate(models, res2_tif):
     assert {"Da_A", "Db_A", "spread_A", "uncertainty_A", "domains", "stacking", "map"} <= set(r)
     assert symmetry_for("ReS2").is_canonical(r["Da_A"], r["Db_A"], tol_A=1e-6)
     assert r["uncertainty_A"] <= r["spread_A"] + 1e-12
+    # 5 × 5 windows of 6 Å at 2 Å: no 3 lags of a window side or more, so no slip-map twist
+    assert "twist_from_slip_map" in r and r["twist_from_slip_map"] is None
 
 
 def test_image_smaller_than_a_window_is_refused(models):

@@ -123,6 +123,10 @@ def brief_record(reading: dict, output: Path) -> dict:
         brief.update({f"network_{k}": net[k] for k in ("Da_A", "Db_A", "Da2_A", "Db2_A", "theta_deg") if k in net})
         if t == "slip":
             brief["n_domains"] = len(r.get("domains", []))
+            drift = r.get("twist_from_slip_map")
+            if drift:  # a bilayer's small twist, from its slip map's drift
+                brief.update(slip_map_twist_deg=drift["theta_deg"], slip_map_twist_sigma_deg=drift["sigma_deg"],
+                             slip_map_twist_lower_bound=drift["lower_bound"])
     if reading.get("message"):
         brief["message"] = reading["message"]
     return brief
