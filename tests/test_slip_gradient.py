@@ -38,9 +38,11 @@ def test_res2_twist_read_from_the_drift_in_any_frame_and_hand(theta):
         r = read("ReS2", *twisted_map("ReS2", theta, frame, mirror, seed=seed))
         assert not r["lower_bound"]
         assert abs(r["theta_deg"] - theta) < 3 * r["sigma_deg"] + 0.01, (frame, mirror, r)
-        assert r["sigma_deg"] < 0.25 * theta
+        # 0.1 Å of noise per window over a 33 × 33 map: ~0.07° of statistical precision
+        assert r["sigma_deg"] < 0.12 + 0.05 * theta
         assert r["noise_A"] == pytest.approx(0.1, abs=0.05)  # independent readings at lags ≥ W
-        assert r["anisotropy"] < 0.3  # a twist drifts the slip equally in every direction
+        if theta >= 0.5:  # (below, θ is within 2σ of 0 and the ratio of rates is not given)
+            assert r["anisotropy"] < 0.3  # a twist drifts the slip equally in every direction
 
 
 def test_no_twist_and_a_stacking_boundary_read_as_no_drift():

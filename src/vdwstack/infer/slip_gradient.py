@@ -27,9 +27,10 @@ Valid for a pure twist of a bilayer without reconstruction. A map around the moi
 the estimate itself is then small and the check above does not see it (measured on synthetic maps:
 0.085° for 0.25°). Heterostrain drifts the slip too
 (|ΔD| then depends on the lag's direction: reported as the anisotropy of the two directions' rates);
-atomic reconstruction at θ ≲ 1° (AB/BA triangles) makes the drift piecewise. The 1σ comes from the
-fit over lags with its residuals, which are correlated between lags, so it is scaled by the number
-of lags per window side; benchmarks/small_twist.py measures it against the truth.
+atomic reconstruction at θ ≲ 1° (AB/BA triangles) makes the drift piecewise. The 1σ is the larger of
+the fit's residual scatter (scaled by the window side in strides: medians at neighbouring lags share
+most of their windows) and the medians' own sampling error (from their interquartile range, one
+independent pair per window² of map); benchmarks/small_twist.py measures it against the truth.
 
 Written here: no library estimates a twist from a stacking map; the fit is a few lines of numpy.
 """
@@ -47,25 +48,32 @@ SlipDistance = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.nda
 
 
 def slip_variogram(da_A: np.ndarray, db_A: np.ndarray, distance: SlipDistance, max_lag: int,
-                   jump_A: float = np.inf) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   jump_A: float = np.inf, window_strides: float = 1.0) -> dict[str, np.ndarray]:
     """Median ΔD² (Å²) of window pairs k strides apart, per lag k = 1..max_lag, along columns (x)
-    and rows (y) separately; pairs farther apart than `jump_A` (Å) are left out. da_A, db_A:
-    (rows, cols) slip maps; distance(da1, db1, da2, db2): ΔD in Å. Returns (k, median ΔD² along x,
-    along y); NaN where a lag does not fit the map."""
+    and rows (y) separately, with the 1σ of each median; pairs farther apart than `jump_A` (Å) are
+    left out. da_A, db_A: (rows, cols) slip maps; distance(da1, db1, da2, db2): ΔD in Å;
+    window_strides: the window side in strides (overlapping windows share their noise: a median's
+    1σ counts one independent pair per window² of map). Returns arrays over k: ``k``, ``x``, ``y``
+    (medians; NaN where a lag does not fit the map), ``x_sigma``, ``y_sigma``."""
     R, C = da_A.shape
     k = np.arange(1, max_lag + 1)
-    gx, gy = np.full(len(k), np.nan), np.full(len(k), np.nan)
+    out = {"k": k, **{key: np.full(len(k), np.nan) for key in ("x", "y", "x_sigma", "y_sigma")}}
 
     def med(d):
-        d = d[d <= jump_A]
-        return float(np.median(d ** 2)) if d.size else np.nan
+        d2 = d[d <= jump_A] ** 2
+        if not d2.size:
+            return np.nan, np.nan
+        n_eff = max(d2.size / max(window_strides, 1.0) ** 2, 1.0)
+        q1, q2, q3 = np.quantile(d2, [0.25, 0.5, 0.75])
+        # the median's standard error from the IQR (robust to the jump pairs' tail)
+        return float(q2), float(1.2533 * (q3 - q1) / 1.349 / np.sqrt(n_eff))
 
     for i, lag in enumerate(k):
         if lag < C:
-            gx[i] = med(distance(da_A[:, :-lag], db_A[:, :-lag], da_A[:, lag:], db_A[:, lag:]).ravel())
+            out["x"][i], out["x_sigma"][i] = med(distance(da_A[:, :-lag], db_A[:, :-lag], da_A[:, lag:], db_A[:, lag:]).ravel())
         if lag < R:
-            gy[i] = med(distance(da_A[:-lag], db_A[:-lag], da_A[lag:], db_A[lag:]).ravel())
-    return k, gx, gy
+            out["y"][i], out["y_sigma"][i] = med(distance(da_A[:-lag], db_A[:-lag], da_A[lag:], db_A[lag:]).ravel())
+    return out
 
 
 def twist_from_slip_map(da_A: np.ndarray, db_A: np.ndarray, sym: StackingSymmetry, stride_A: float,
@@ -74,8 +82,8 @@ def twist_from_slip_map(da_A: np.ndarray, db_A: np.ndarray, sym: StackingSymmetr
 
     da_A, db_A: (rows, cols) slip maps (Å) of windows `window_A` wide at `stride_A` (Å);
     sym: the material's stacking symmetry (its slip metric, and the largest drift a lag may span
-    before the metric saturates, :func:`max_drift_for`). Returns None when the map is too small to hold two
-    independent windows apart (fewer than 3 lags from one window side); else ``theta_deg``,
+    before the metric saturates, :func:`max_drift_for`). Returns None when the map is too small for
+    3 lags of at least one window side; else ``theta_deg``,
     ``sigma_deg``, ``noise_A`` (the readings' noise per window, from the fit's intercept),
     ``lags_A`` (the first and last lag used), ``lower_bound`` (true when the metric cannot follow
     the drift: the shortest independent lag spans more than the largest drift, the readings scatter
@@ -89,13 +97,15 @@ def twist_from_slip_map(da_A: np.ndarray, db_A: np.ndarray, sym: StackingSymmetr
     if first + 2 > min(da_A.shape) - 1:
         return None
     # A pair more than twice the largest drift the lags may span apart is a jump, not a drift.
-    k, gx, gy = slip_variogram(da_A, db_A, distance, last, jump_A=2 * max_drift_A)
+    v = slip_variogram(da_A, db_A, distance, last, jump_A=2 * max_drift_A, window_strides=window_A / stride_A)
+    k, gx, gy = v["k"], v["x"], v["y"]
     h_A = k * stride_A
     use = (k >= first) & ~(np.isnan(gx) & np.isnan(gy))
     sel = use & (k < first + 3)  # start from the shortest independent lags, then reach out
     for _ in range(6):
         h2 = np.concatenate([h_A[sel] ** 2, h_A[sel] ** 2])
         g = np.concatenate([gx[sel], gy[sel]])
+        g_sigma = np.concatenate([v["x_sigma"][sel], v["y_sigma"][sel]])
         ok = np.isfinite(g)
         A = np.stack([h2[ok], np.ones(ok.sum())], axis=1)
         coef, *_ = np.linalg.lstsq(A, g[ok], rcond=None)
@@ -109,7 +119,10 @@ def twist_from_slip_map(da_A: np.ndarray, db_A: np.ndarray, sym: StackingSymmetr
     cov = np.linalg.pinv(A.T @ A) * float(resid @ resid) / dof
     # Medians over overlapping pairs at neighbouring lags share most of their windows.
     cov *= max(window_A / stride_A, 1.0)
-    slope_sigma = float(np.sqrt(max(cov[0, 0], 0.0)))
+    # With a few lags the residuals can be small by chance: the medians' own sampling error is a floor.
+    w = 1.0 / np.maximum(g_sigma[ok], 1e-12) ** 2
+    cov_sampling = np.linalg.pinv(A.T @ (A * w[:, None]))
+    slope_sigma = float(np.sqrt(max(cov[0, 0], cov_sampling[0, 0], 0.0)))
     # θ = √slope: σ_θ = σ_slope / (2θ), capped at the value √σ_slope that a zero slope gives.
     sigma = min(slope_sigma / (2 * theta), np.sqrt(slope_sigma)) if theta > 0 else np.sqrt(slope_sigma)
     # A pair (D, D + δ) reads short when |g·D − D| < 2|δ| and δ points towards g·D (about half
