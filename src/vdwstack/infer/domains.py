@@ -43,6 +43,7 @@ in accuracy at this size.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from itertools import combinations
 
 import numpy as np
 from scipy.ndimage import distance_transform_edt, gaussian_filter
@@ -144,32 +145,36 @@ def merge_boundary_bands(labels: np.ndarray, features: np.ndarray, band_windows:
     labels renumbered 0..n−1, unchanged where no domain is a band.
     """
     labels = labels.copy()
-    while True:
-        n = labels.max() + 1
-        if n < 3:
-            return labels
-        near = {k: distance_transform_edt(labels != k) for k in range(n)}
-        merged = False
-        for c in sorted(range(n), key=lambda k: (labels == k).sum()):
-            mask = labels == c
-            touching = [k for k in range(n) if k != c and (_dilate(mask) & (labels == k)).any()]
-            for i, a in enumerate(touching):
-                for b in touching[i + 1:]:
-                    if np.mean((near[a] + near[b])[mask] <= band_windows) < fraction:
-                        continue
-                    fa, fb = features[labels == a].mean(0), features[labels == b].mean(0)
-                    d = fb - fa
-                    s = ((features[mask] - fa) @ d) / max(float(d @ d), 1e-12)
-                    labels[mask] = np.where(s < 0.5, a, b)
-                    merged = True
-                    break
-                if merged:
-                    break
-            if merged:
-                break
-        if not merged:
-            return labels
+    while labels.max() + 1 >= 3:
+        band = _find_band(labels, band_windows, fraction)
+        if band is None:
+            break
+        c, a, b = band
+        mask = labels == c
+        labels[mask] = np.where(_between(features, labels, a, b, mask) < 0.5, a, b)
         labels = np.unique(labels, return_inverse=True)[1].reshape(labels.shape)
+    return labels
+
+
+def _between(features: np.ndarray, labels: np.ndarray, a: int, b: int, where: np.ndarray) -> np.ndarray:
+    """Features at `where` projected on the line between domains a's and b's mean features:
+    0 at a's mean, 1 at b's."""
+    fa, fb = features[labels == a].mean(0), features[labels == b].mean(0)
+    d = fb - fa
+    return ((features[where] - fa) @ d) / max(float(d @ d), 1e-12)
+
+
+def _find_band(labels: np.ndarray, band_windows: float, fraction: float) -> tuple[int, int, int] | None:
+    """The smallest domain c lying as a band between two touching domains a, b: (c, a, b), or None."""
+    n = labels.max() + 1
+    near = [distance_transform_edt(labels != k) for k in range(n)]  # windows to the nearest of k
+    for c in sorted(range(n), key=lambda k: (labels == k).sum()):
+        mask = labels == c
+        touching = [k for k in range(n) if k != c and (_dilate(mask) & (labels == k)).any()]
+        for a, b in combinations(touching, 2):
+            if np.mean((near[a] + near[b])[mask] <= band_windows) >= fraction:
+                return c, a, b
+    return None
 
 
 def _dilate(mask: np.ndarray) -> np.ndarray:
@@ -246,9 +251,7 @@ def _fit_step(features, labels, xy_A, a, b, touch, window_A, stride_A, reach) ->
     for _ in range(reach):
         near = _dilate(near)
     use = near & ((labels == a) | (labels == b))
-    fa, fb = features[labels == a].mean(0), features[labels == b].mean(0)
-    d = fb - fa
-    s = ((features[use] - fa) @ d) / max(float(d @ d), 1e-12)  # 0 in domain a, 1 in domain b
+    s = _between(features, labels, a, b, use)
     xy = xy_A[use]
     ca, cb = xy_A[labels == a].mean(0), xy_A[labels == b].mean(0)
     phi0 = np.arctan2(*(cb - ca)[::-1])
