@@ -58,9 +58,23 @@ def striped_image(slips: list[tuple[float, float]], normal_deg: float, edges_A: 
         frac = 0.5 * (1 + np.tanh((s - edge) / (width_A / 2)))
         shift += frac[:, None] * (F @ step)[None]
     atoms.positions[layer2, :2] += shift
-    optics = Optics(defocus_A=35.0)
-    img = render_incoherent([job_from_atoms(atoms, optics, MATERIAL)], pixel_size_A, (n_px, n_px), workers=2)[0]
+    return noisy_image(atoms, MATERIAL, pixel_size_A, n_px, rng)
+
+
+def noisy_image(atoms, material: str, pixel_size_A: float, n_px: int, rng: np.random.Generator) -> np.ndarray:
+    """The map benchmarks' imaging (also benchmarks/small_twist.py): incoherent ADF at 35 Å
+    defocus of an n_px × n_px field, shot noise at 10⁶ e/Å²."""
+    img = render_incoherent([job_from_atoms(atoms, Optics(defocus_A=35.0), material)], pixel_size_A,
+                            (n_px, n_px), workers=2)[0]
     return degrade(img, pixel_size_A, Degradation(dose_e_per_A2=1e6), rng)
+
+
+def write_results(args: argparse.Namespace, summary: dict, rows: list[dict]) -> None:
+    """`args.out` ← the model, the command's settings, the summary and every image's row; the
+    summary printed (also benchmarks/small_twist.py)."""
+    Path(args.out).write_text(json.dumps({"model": args.model, "settings": vars(args), "summary": summary,
+                                          "images": rows}, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
 
 
 def score(record: dict, normal_deg: float, edges_A: list[float], size_A: float) -> list[dict]:
@@ -136,9 +150,7 @@ def main() -> None:
                "boundary_error_max_A": float(np.max([b["error_A"] for b in found])) if found else None,
                "within_1nm": sum(b["error_A"] <= 10.0 for b in found),
                "covered_95": sum(b["covered_95"] for b in found)}
-    Path(args.out).write_text(json.dumps({"model": args.model, "settings": vars(args), "summary": summary,
-                                          "images": rows}, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    write_results(args, summary, rows)
 
 
 if __name__ == "__main__":

@@ -16,20 +16,20 @@ window.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from vdwstack.core.microscope import Optics
-from vdwstack.infer.reading import infer_image
-from vdwstack.infer.settings import InferenceSettings
-from vdwstack.regress.model import Regressor
-from vdwstack.simulate.degrade import Degradation, degrade
-from vdwstack.simulate.incoherent import job_from_atoms, render_incoherent
-from vdwstack.structures.geometry import StackGeometry, build_stack
-from vdwstack.structures.reciprocal import fft_twist_deg
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from domains import noisy_image, write_results  # noqa: E402  (the same imaging and output)
+
+from vdwstack.infer.reading import infer_image  # noqa: E402
+from vdwstack.infer.settings import InferenceSettings  # noqa: E402
+from vdwstack.regress.model import Regressor  # noqa: E402
+from vdwstack.structures.geometry import StackGeometry, build_stack  # noqa: E402
+from vdwstack.structures.reciprocal import fft_twist_deg  # noqa: E402
 
 
 def twisted_image(material: str, theta_deg: float, size_A: float, pixel_size_A: float,
@@ -41,9 +41,7 @@ def twisted_image(material: str, theta_deg: float, size_A: float, pixel_size_A: 
                          origin_x_A=float(rng.uniform(0.2, 0.8) * size_A), origin_y_A=float(rng.uniform(0.2, 0.8) * size_A),
                          seed=int(rng.integers(1 << 30)))
     atoms = build_stack(geom, (-4.0, size_A + 4.0, -4.0, size_A + 4.0))
-    img = render_incoherent([job_from_atoms(atoms, Optics(defocus_A=35.0), material)], pixel_size_A,
-                            (n_px, n_px), workers=2)[0]
-    return degrade(img, pixel_size_A, Degradation(dose_e_per_A2=1e6), rng)
+    return noisy_image(atoms, material, pixel_size_A, n_px, rng)
 
 
 def main() -> None:
@@ -88,9 +86,7 @@ def main() -> None:
                "mean_error_deg_valid": float(np.mean([r["error_deg"] for r in valid])) if valid else None,
                "fft_mean_error_deg": float(np.mean([r["fft_error_deg"] for r in rows])),
                "covered_95": sum(r["covered_95"] for r in rows)}
-    Path(args.out).write_text(json.dumps({"model": args.model, "settings": vars(args), "summary": summary,
-                                          "images": rows}, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    write_results(args, summary, rows)
 
 
 if __name__ == "__main__":
