@@ -47,3 +47,16 @@ def test_twist_encoding_round_trips_and_folds():
     assert np.abs(enc.decode(enc.encode(theta)) - enc.sym.fold_twist(theta)).max() < 0.01
     # θ and 60° − θ are different structures: different targets.
     assert np.abs(enc.encode(10.0) - enc.encode(50.0)).max() > 0.5
+
+
+def test_nearest_rows_matches_brute_force_across_chunks():
+    from vdwstack.regress.encoding import NearestRows
+
+    rng = np.random.default_rng(2)
+    table = rng.normal(size=(5000, 6))
+    queries = rng.normal(size=(130, 6))  # 2**18 // 5000 = 52 rows per chunk: three chunks
+    got = NearestRows(table).nearest(queries, 3)
+    d2 = ((queries[:, None, :] - table[None]) ** 2).sum(-1)
+    want = np.argsort(d2, axis=1)[:, :3]
+    assert got.shape == (130, 3)
+    np.testing.assert_array_equal(np.sort(got, axis=1), np.sort(want, axis=1))

@@ -10,7 +10,7 @@ import torch
 from helpers import make_row
 from vdwstack.regress.augment import Augmentation, augment
 from vdwstack.drit.networks import Drit, DritArchitecture
-from vdwstack.core.torch_utils import load_weights_only
+from vdwstack.core.torch_utils import autocast_dtype, load_weights_only
 from vdwstack.drit.training import export_translator
 from vdwstack.regress.evaluate import constant_slip_baseline, evaluate_slip, evaluate_twist
 from vdwstack.core.io import open_image_dataset, write_image_dataset
@@ -125,6 +125,12 @@ def test_pipeline_export_predict_and_evaluate(tiny_sets, tmp_path):
     from scipy.ndimage import zoom
 
     assert reg.predict(np.stack([zoom(i, 1.25) for i in imgs[:2]]), 0.12 / 1.25)["Da_A"].shape == (2,)
+    # Mixed-precision inference (the default where the CPU has bf16) reads the features of fp32 to
+    # within bf16's rounding: the head runs in fp32, only the convolutions round.
+    f_amp = reg.predict_features(imgs, 0.12, tta_rotations=4)
+    f_32 = Regressor(tmp_path / "slip", mixed_precision=False).predict_features(imgs, 0.12, tta_rotations=4)
+    assert f_amp.dtype == np.float32 and f_amp.shape == f_32.shape
+    assert np.abs(f_amp - f_32).max() < 0.05 * max(np.abs(f_32).max(), 1e-3)
     res = evaluate_slip({"grid": tmp_path / "slip"}, tiny_sets["slip"], tmp_path / "eval", noise_levels=(0, 0.3),
                         contamination_blobs=(0, 2))
     m = res["models"]["grid"]
@@ -160,6 +166,25 @@ def test_synthesize_copies_labels(tiny_sets, tmp_path):
     assert root.attrs["style_draws"] == 2 and "normalized" in root.attrs["intensity_unit"]
     with pytest.raises(ValueError, match="style_draws"):
         synthesize_dataset(tiny_sets["slip"], tmp_path, "unused.tsv", out, style_draws=0)
+
+
+def test_synthesize_mixed_precision_matches_fp32(tiny_sets, tmp_path):
+    """bf16 translation (where the CPU has it) stays within a few % of the fp32 images: the same
+    seed draws the same codes, only the arithmetic's precision differs."""
+    torch.manual_seed(0)
+    export_translator(Drit(DritArchitecture(nf=8, nz=2, n_res=1, disc_scales=1, disc_layers=2)), tmp_path,
+                      {"input": {"pixel_size_A": 0.12, "train_crop_px": 32}, "training": {"fingerprint": "x"}})
+    images = {}
+    for amp in (False, True):
+        out = tmp_path / f"syn_{amp}.zarr"
+        synthesize_dataset(tiny_sets["slip"], tmp_path, "unused.tsv", out, style_draws=1, style_source="prior",
+                           device="cpu", mixed_precision=amp, progress=False, seed=4)
+        root, _ = open_image_dataset(out)
+        images[amp] = np.asarray(root["images"][:])
+        expected = "bfloat16" if amp and autocast_dtype(torch.device("cpu"), True) else "float32"
+        assert root.attrs["precision"] == expected
+    assert images[True].dtype == np.float32
+    assert np.abs(images[True] - images[False]).std() < 0.03 * images[False].std()
 
 
 def test_changed_settings_do_not_resume_old_checkpoints(tiny_sets, tmp_path):

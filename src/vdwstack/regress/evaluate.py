@@ -82,22 +82,30 @@ def evaluate_slip(models: Mapping[str, str | Path], test_zarr: str | Path, out_d
     for label, model_dir in models.items():
         reg = Regressor(model_dir)
         err = slip_errors_A(sym, reg.predict(imgs, p, tta_rotations=tta_rotations), truth)
-        single = slip_errors_A(sym, reg.predict(imgs, p), truth)
+        single_pred = reg.predict(imgs, p)
+        single = slip_errors_A(sym, single_pred, truth)
         errors[label] = err
         entry = {"train_step_A": reg.card.get("training", {}).get("slip_step_A"), "tta_rotations": tta_rotations,
                  **_stats(err), "within_0.05_A": float(np.mean(err <= 0.05)), "single_crop": _stats(single)}
         # Robustness: added noise (SNR) and contamination on the test images; vacancy bins.
         rob = {"noise": [], "contamination": [], "vacancy": []}
         for lvl in noise_levels:
-            deg = np.stack([degrade(i - i.min() + 1e-3, p, Degradation(gaussian_noise=lvl), rng) for i in imgs])
-            pr = reg.predict(deg, p)
+            if lvl == 0:  # the undegraded images: the single-crop reading above
+                pr = single_pred
+            else:
+                deg = np.stack([degrade(i - i.min() + 1e-3, p, Degradation(gaussian_noise=lvl), rng) for i in imgs])
+                pr = reg.predict(deg, p)
             snr = float("inf") if lvl == 0 else 1.0 / lvl
             rob["noise"].append({"noise_fraction_of_std": lvl, "snr": snr,
                                  "mean_dD_A": float(slip_errors_A(sym, pr, truth).mean())})
         for nb in contamination_blobs:
-            deg = np.stack([degrade(i - i.min() + 1e-3, p, Degradation(contamination_blobs=nb, contamination_radius_A=3.0,
-                                                                         contamination_strength=0.6), rng) for i in imgs])
-            pr = reg.predict(deg, p)
+            if nb == 0:
+                pr = single_pred
+            else:
+                deg = np.stack([degrade(i - i.min() + 1e-3, p, Degradation(contamination_blobs=nb, contamination_radius_A=3.0,
+                                                                             contamination_strength=0.6), rng)
+                                for i in imgs])
+                pr = reg.predict(deg, p)
             rob["contamination"].append({"blobs_per_image": nb,
                                          "mean_dD_A": float(slip_errors_A(sym, pr, truth).mean())})
         if "vacancy_fraction" in labels:
