@@ -20,6 +20,7 @@ from vdwstack.core.io import open_loss_log, publish_loss_log
 from vdwstack.core.settings import setting, settings_from_mapping
 from vdwstack.core.torch_utils import (
     autocast_dtype,
+    fused_adam_kwargs,
     load_weights_only,
     make_deterministic,
     resolve_device,
@@ -108,9 +109,10 @@ class DritTrainer:
         # bf16, not fp16: no loss scaling for three optimisers, and the CPU has native bf16.
         self.amp = cfg.mixed_precision and not cfg.deterministic and (
             self.device.type == "cuda" or autocast_dtype(self.device, True) == torch.bfloat16)
-        self.opt_g = torch.optim.Adam(self.model.generator_parameters(), lr=cfg.lr, betas=cfg.betas)
-        self.opt_d = torch.optim.Adam(self.model.discriminator_parameters(), lr=cfg.lr, betas=cfg.betas)
-        self.opt_c = torch.optim.Adam(self.model.dis_c.parameters(), lr=cfg.lr, betas=cfg.betas)
+        fused = fused_adam_kwargs(self.device)
+        self.opt_g = torch.optim.Adam(self.model.generator_parameters(), lr=cfg.lr, betas=cfg.betas, **fused)
+        self.opt_d = torch.optim.Adam(self.model.discriminator_parameters(), lr=cfg.lr, betas=cfg.betas, **fused)
+        self.opt_c = torch.optim.Adam(self.model.dis_c.parameters(), lr=cfg.lr, betas=cfg.betas, **fused)
         self.iteration = 0
         self.blur_px = cfg.content_blur_A / pixel_size_A
 

@@ -24,6 +24,7 @@ from vdwstack.core.resample import resample
 from vdwstack.core.settings import setting, settings_from_mapping
 from vdwstack.core.torch_utils import (
     autocast_dtype,
+    fused_adam_kwargs,
     load_weights_only,
     make_deterministic,
     resolve_device,
@@ -176,7 +177,7 @@ def train_regressor(data: TrainingData, cfg: RegressorConfig, out_dir: str | Pat
     torch.manual_seed(cfg.seed)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = build_resnet(cfg.architecture, data.codec.dim).to(device, memory_format=fmt)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused_adam_kwargs(device))
     amp = autocast_dtype(device, cfg.mixed_precision and not cfg.deterministic)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)  # bf16 needs no loss scaling
     ckpt = out / "checkpoints" / "last.pt"
