@@ -53,7 +53,7 @@ class CropPredictor:
                 crops += [np.rot90(crop, k) for k in self.k]
             x = torch.from_numpy(np.ascontiguousarray(np.stack(crops))[:, None]).to(self.reg.device)
             with torch.no_grad():
-                f = self.reg.model(x).float().cpu().numpy()
+                f = self.reg.batch_features(x).cpu().numpy()
             out.append(f.reshape(-1, len(self.k), f.shape[-1]).mean(axis=1))
         return np.concatenate(out)
 

@@ -136,11 +136,12 @@ class Regressor:
             for j in range(0, len(idx), batch):
                 part = idx[j:j + batch]
                 x = np.stack([np.rot90(crops[i], k) for i in part for k in turns])[:, None]
-                f = self._forward(torch.from_numpy(np.ascontiguousarray(x)).to(self.device)).cpu().numpy()
+                f = self.batch_features(torch.from_numpy(np.ascontiguousarray(x)).to(self.device)).cpu().numpy()
                 out[part] = f.reshape(len(part), len(turns), -1).mean(axis=1)
         return out
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def batch_features(self, x: torch.Tensor) -> torch.Tensor:
         """Features [N, dim] (fp32) of a batch [N, 1, H, W]."""
         if self.autocast is None:
             return self.model(x).float()
