@@ -47,6 +47,32 @@ class NearestRows:
         return np.concatenate(out) if out else np.zeros((0, k), int)
 
 
+def _gauss_newton(x: np.ndarray, residual, jacobian, max_step: float, iterations: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Damped Gauss–Newton for many starts at once (the decoders' local refinement).
+
+    x: (N, ...) parameters of N independent fits; ``residual(x) -> (r (N, P), aux)`` with r = target
+    − model and aux (N, ...) what ``jacobian(aux) -> (N, P, x[0].size)`` (d model / d x) needs.
+    Steps are clipped to ±max_step per coordinate and backtracked (1, ½, ¼, 0.1): only steps that
+    lower a fit's squared residual are kept. Returns the refined x and its residuals."""
+    x = np.array(x, float)
+    r, aux = residual(x)
+    n = x[0].size
+    for _ in range(iterations):
+        J = jacobian(aux)
+        JtJ = np.einsum("npi,npj->nij", J, J) + 1e-6 * np.eye(n)
+        step = np.linalg.solve(JtJ, np.einsum("npi,np->ni", J, r)[..., None])[..., 0].reshape(x.shape)
+        step = np.clip(step, -max_step, max_step)
+        todo = np.ones(len(x), bool)
+        for scale in (1.0, 0.5, 0.25, 0.1):
+            x_new = x + scale * step
+            r_new, aux_new = residual(x_new)
+            better = todo & ((r_new**2).sum(1) < (r**2).sum(1))
+            x[better], r[better], aux[better] = x_new[better], r_new[better], aux_new[better]
+            todo &= ~better
+    return x, r
+
+
 @dataclass(frozen=True)
 class SlipEncoding:
     """Encoder/decoder of one slip (Da, Db in Å) for one material."""
@@ -124,19 +150,10 @@ class SlipEncoding:
             ph = 2 * np.pi * np.einsum("ni,rgi->nrg", x, q)
             return f_rep - np.cos(ph).mean(axis=1), ph
 
-        r, ph = residual(x)
-        for _ in range(12):  # Gauss–Newton on the analytic features, all starts at once
-            J = -(2 * np.pi) * np.einsum("nrg,rgi->ngi", np.sin(ph), q) / len(q)  # (N, G, 2)
-            JtJ = np.einsum("ngi,ngj->nij", J, J) + 1e-6 * np.eye(2)
-            step = np.linalg.solve(JtJ, np.einsum("ngi,ng->ni", J, r)[..., None])[..., 0]
-            step = np.clip(step, -self.grid_step_A, self.grid_step_A)
-            todo = np.ones(len(x), bool)
-            for scale in (1.0, 0.5, 0.25, 0.1):  # backtracking: keep only steps that improve the fit
-                x_new = x + scale * step
-                r_new, ph_new = residual(x_new)
-                better = todo & ((r_new**2).sum(1) < (r**2).sum(1))
-                x[better], r[better], ph[better] = x_new[better], r_new[better], ph_new[better]
-                todo &= ~better
+        def jacobian(ph):  # d features / d (x, y): (N, G, 2)
+            return -(2 * np.pi) * np.einsum("nrg,rgi->ngi", np.sin(ph), q) / len(q)
+
+        x, r = _gauss_newton(x, residual, jacobian, self.grid_step_A, iterations=12)
         pick = np.argmin((r**2).sum(1).reshape(-1, k), axis=1)
         x = x.reshape(-1, k, 2)[np.arange(len(f)), pick]
         out_a, out_b = self.sym.canonical_slip(*self.sym.cartesian_to_slip(x))
@@ -242,21 +259,15 @@ class TrilayerSlipEncoding:
         f_rep = np.repeat(f, k, axis=0)
         x = xt[cand.ravel()] + np.array([[1.3e-3, 0.7e-3], [0.9e-3, -1.1e-3]])
         q = self._orbits
-        f0, ph = self._features(x)
-        r = f_rep - f0
-        for _ in range(15):  # Gauss–Newton in the four slip coordinates, all starts at once
-            J = -(2 * np.pi) * np.einsum("nmp,mpsi->npsi", np.sin(ph), q).reshape(len(x), self.dim, 4) / len(q)
-            JtJ = np.einsum("npi,npj->nij", J, J) + 1e-6 * np.eye(4)
-            step = np.linalg.solve(JtJ, np.einsum("npi,np->ni", J, r)[..., None])[..., 0].reshape(-1, 2, 2)
-            step = np.clip(step, -self.grid_step_A, self.grid_step_A)
-            todo = np.ones(len(x), bool)
-            for scale in (1.0, 0.5, 0.25, 0.1):
-                x_new = x + scale * step
-                f_new, ph_new = self._features(x_new)
-                r_new = f_rep - f_new
-                better = todo & ((r_new**2).sum(1) < (r**2).sum(1))
-                x[better], r[better], ph[better] = x_new[better], r_new[better], ph_new[better]
-                todo &= ~better
+
+        def residual(x):
+            f_x, ph = self._features(x)
+            return f_rep - f_x, ph
+
+        def jacobian(ph):  # d features / d (D1, D2): (N, P, 4)
+            return -(2 * np.pi) * np.einsum("nmp,mpsi->npsi", np.sin(ph), q).reshape(len(ph), self.dim, 4) / len(q)
+
+        x, r = _gauss_newton(x, residual, jacobian, self.grid_step_A, iterations=15)
         pick = np.argmin((r**2).sum(1).reshape(-1, k), axis=1)
         x = x.reshape(-1, k, 2, 2)[np.arange(len(f)), pick]
         d1, d2 = self._canonical(x)
