@@ -33,3 +33,19 @@ def test_deterministic_and_distortions_change_image():
 def test_bad_dose_is_named():
     with pytest.raises(ValueError, match="dose_e_per_A2"):
         degrade(_img(), 0.1, Degradation(dose_e_per_A2=0), np.random.default_rng(0))
+
+
+def test_shift_rows_is_the_2d_cubic_spline_at_integer_rows():
+    """The scan-line shift's 1-D per-row spline gives map_coordinates' order-3 values (edges too)."""
+    from scipy.ndimage import map_coordinates
+
+    from vdwstack.simulate.degrade import shift_rows
+
+    rng = np.random.default_rng(5)
+    img = rng.random((40, 57))
+    for rms in (0.3, 2.5):
+        dx = rng.normal(0.0, rms, 40)
+        rows, cols = np.mgrid[0:40, 0:57].astype(float)
+        ref = map_coordinates(img, [rows, cols + dx[:, None]], order=3, mode="reflect")
+        np.testing.assert_allclose(shift_rows(img, dx), ref, atol=1e-12)
+    np.testing.assert_allclose(shift_rows(img, np.zeros(40)), img, atol=1e-12)

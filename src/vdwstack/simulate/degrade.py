@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter, map_coordinates
+from scipy.ndimage import gaussian_filter, map_coordinates, spline_filter1d
 
 from vdwstack.core.settings import setting
 
@@ -43,15 +43,19 @@ def degrade(image: np.ndarray, pixel_size_A: float, params: Degradation, rng: np
     if img.ndim != 2:
         raise ValueError(f"expected a 2-D image, got shape {img.shape}")
     H, W = img.shape
-    rows, cols = np.mgrid[0:H, 0:W].astype(np.float64)
     dx = np.zeros(H)
     if params.scanline_jitter_px > 0:
         dx = rng.normal(0.0, params.scanline_jitter_px, H)
-    shift_x = dx[:, None] + params.drift_px[0] * rows / H
-    shift_y = params.drift_px[1] * rows / H
-    if np.any(shift_x) or np.any(shift_y):
-        img = map_coordinates(img, [rows + shift_y, cols + shift_x], order=3, mode="reflect")
+    if params.drift_px[1] == 0:  # every line moves along x only: a 1-D shift per line
+        shift_x = dx + params.drift_px[0] * np.arange(H) / H
+        if np.any(shift_x):
+            img = shift_rows(img, shift_x)
+    else:
+        rows, cols = np.mgrid[0:H, 0:W].astype(np.float64)
+        shift_x = dx[:, None] + params.drift_px[0] * rows / H
+        img = map_coordinates(img, [rows + params.drift_px[1] * rows / H, cols + shift_x], order=3, mode="reflect")
     if params.contamination_blobs > 0:
+        rows, cols = np.mgrid[0:H, 0:W].astype(np.float64)
         n = rng.poisson(params.contamination_blobs)
         field = np.zeros_like(img)
         for _ in range(n):
@@ -70,3 +74,30 @@ def degrade(image: np.ndarray, pixel_size_A: float, params: Degradation, rng: np
     if params.gaussian_noise > 0:
         img = img + rng.normal(0.0, params.gaussian_noise * img.std(), img.shape)
     return img.astype(np.float32)
+
+
+def shift_rows(image: np.ndarray, shift_px: np.ndarray) -> np.ndarray:
+    """Row r of `image` [H, W] sampled at x + shift_px[r] (px): cubic B-spline interpolation with
+    mirror-symmetric edges — the values ``map_coordinates(order=3, mode="reflect")`` gives at integer
+    rows, where the 2-D spline reduces to each row's 1-D spline. Four gathers per pixel instead of a
+    2-D spline evaluation: ~10× faster for the scan-line jitter of every augmented training crop."""
+    img = np.asarray(image, np.float64)
+    H, W = img.shape
+    shift = np.asarray(shift_px, np.float64).reshape(H, 1)
+    coef = spline_filter1d(img, order=3, axis=1, mode="reflect")
+    pad = int(np.ceil(np.abs(shift).max())) + 3
+    # Half-sample-symmetric data have half-sample-symmetric spline coefficients.
+    ext = np.pad(coef, ((0, 0), (pad, pad)), mode="symmetric")
+    # x = c + shift: per row one integer offset and one fraction t, so each row is four slices.
+    shift = shift[:, 0]
+    whole = np.floor(shift).astype(np.intp)
+    t = (shift - whole)[:, None]
+    t2, t3 = t * t, t * t * t
+    weights = ((1 - t) ** 3 / 6, (3 * t3 - 6 * t2 + 4) / 6, (-3 * t3 + 3 * t2 + 3 * t + 1) / 6, t3 / 6)
+    out = np.zeros_like(img)
+    for offset in np.unique(whole):  # a handful of distinct offsets: rows grouped by them
+        rows = np.flatnonzero(whole == offset)
+        for k, w in enumerate(weights):  # taps at offset − 1 … offset + 2
+            start = pad + offset + k - 1
+            out[rows] += w[rows] * ext[rows, start:start + W]
+    return out
