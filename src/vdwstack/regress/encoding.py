@@ -137,8 +137,7 @@ class SlipEncoding:
         f = np.asarray(features, np.float64)
         shape = f.shape[:-1]
         f = f.reshape(-1, self.dim)
-        da, db, table = self._table
-        # ‖f − t‖² = ‖f‖² − 2 f·t + ‖t‖²: matrix products, in chunks to bound memory.
+        da, db, _ = self._table
         k = 4  # refine from the few nearest table entries: avoids stalling in a wrong basin
         cand = self._search.nearest(f, k)  # (N, k)
         f_rep = np.repeat(f, k, axis=0)
@@ -253,7 +252,7 @@ class TrilayerSlipEncoding:
         f = np.asarray(features, np.float64)
         shape = f.shape[:-1]
         f = f.reshape(-1, self.dim)
-        xt, table = self._table
+        xt, _ = self._table
         k = 4
         cand = self._search.nearest(f, k)
         f_rep = np.repeat(f, k, axis=0)
