@@ -93,6 +93,15 @@ class DritConfig:
 _bce = torch.nn.functional.binary_cross_entropy_with_logits
 
 
+def drit_autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """DRIT's autocast precision on `device`, or None for fp32: bf16 on CUDA and on a CPU with native
+    bf16 — not fp16, which would need loss scaling for three optimisers. Training and translation
+    (`synthesize`) use the same, so a translator runs in the precision it learnt in."""
+    if enabled and (device.type == "cuda" or autocast_dtype(device, True) == torch.bfloat16):
+        return torch.bfloat16
+    return None
+
+
 class DritTrainer:
     """Holds the networks, optimizers and the iteration counter."""
 
@@ -106,9 +115,7 @@ class DritTrainer:
         torch.manual_seed(cfg.seed)
         self.fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model = Drit(cfg.architecture).to(self.device, memory_format=self.fmt)
-        # bf16, not fp16: no loss scaling for three optimisers, and the CPU has native bf16.
-        self.amp = cfg.mixed_precision and not cfg.deterministic and (
-            self.device.type == "cuda" or autocast_dtype(self.device, True) == torch.bfloat16)
+        self.amp = drit_autocast_dtype(self.device, cfg.mixed_precision and not cfg.deterministic) is not None
         fused = fused_adam_kwargs(self.device)
         self.opt_g = torch.optim.Adam(self.model.generator_parameters(), lr=cfg.lr, betas=cfg.betas, **fused)
         self.opt_d = torch.optim.Adam(self.model.discriminator_parameters(), lr=cfg.lr, betas=cfg.betas, **fused)

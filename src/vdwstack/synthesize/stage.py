@@ -15,9 +15,9 @@ from vdwstack.core.images import normalize_unit
 from vdwstack.core.io import open_image_dataset, write_image_dataset
 from vdwstack.core.resample import resample
 from vdwstack.core.settings import check_settings, setting
-from vdwstack.core.torch_utils import autocast_dtype, resolve_device
+from vdwstack.core.torch_utils import resolve_device
 from vdwstack.drit.data import load_style_references, random_crop
-from vdwstack.drit.training import load_translator
+from vdwstack.drit.training import drit_autocast_dtype, load_translator
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,9 @@ class SynthesizeSettings:
                                 enum=["references", "prior"])
     batch_size: int = setting(16, "images per generator call", minimum=1)
     device: str = setting("auto", "auto (cuda when visible) | cpu | cuda", enum=["auto", "cpu", "cuda"])
-    mixed_precision: bool = setting(True, "translate under autocast: fp16 on CUDA, bf16 on a CPU with native bf16 "
-                                          "(~2× faster; output within 0.6 % of the fp32 one's std)")
+    mixed_precision: bool = setting(True, "translate in bf16 (DRIT's training precision) on CUDA or a CPU with "
+                                          "native bf16 (~2× faster on the CPU; output within 0.6 % of the fp32 "
+                                          "one's std)")
 
 
 def synthesize_dataset(sim_zarr: str | Path, drit_dir: str | Path, style_sheet: str | Path, out_zarr: str | Path,
@@ -48,7 +49,7 @@ def synthesize_dataset(sim_zarr: str | Path, drit_dir: str | Path, style_sheet: 
     """
     check_settings(SynthesizeSettings(style_draws, style_source, batch_size, device, mixed_precision), "synthesize")
     dev = resolve_device(device)
-    amp = autocast_dtype(dev, mixed_precision)
+    amp = drit_autocast_dtype(dev, mixed_precision)
     translator, card = load_translator(drit_dir, device=str(dev))
     root, labels = open_image_dataset(sim_zarr)
     p = float(root.attrs["pixel_size_A"])
