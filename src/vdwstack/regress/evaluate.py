@@ -89,23 +89,20 @@ def evaluate_slip(models: Mapping[str, str | Path], test_zarr: str | Path, out_d
                  **_stats(err), "within_0.05_A": float(np.mean(err <= 0.05)), "single_crop": _stats(single)}
         # Robustness: added noise (SNR) and contamination on the test images; vacancy bins.
         rob = {"noise": [], "contamination": [], "vacancy": []}
+        def read_degraded(params: Degradation | None) -> dict:
+            """Single-crop readings of the test images degraded by `params` (None: as they are)."""
+            if params is None:
+                return single_pred
+            return reg.predict(np.stack([degrade(i - i.min() + 1e-3, p, params, rng) for i in imgs]), p)
+
         for lvl in noise_levels:
-            if lvl == 0:  # the undegraded images: the single-crop reading above
-                pr = single_pred
-            else:
-                deg = np.stack([degrade(i - i.min() + 1e-3, p, Degradation(gaussian_noise=lvl), rng) for i in imgs])
-                pr = reg.predict(deg, p)
+            pr = read_degraded(Degradation(gaussian_noise=lvl) if lvl else None)
             snr = float("inf") if lvl == 0 else 1.0 / lvl
             rob["noise"].append({"noise_fraction_of_std": lvl, "snr": snr,
                                  "mean_dD_A": float(slip_errors_A(sym, pr, truth).mean())})
         for nb in contamination_blobs:
-            if nb == 0:
-                pr = single_pred
-            else:
-                deg = np.stack([degrade(i - i.min() + 1e-3, p, Degradation(contamination_blobs=nb, contamination_radius_A=3.0,
-                                                                             contamination_strength=0.6), rng)
-                                for i in imgs])
-                pr = reg.predict(deg, p)
+            pr = read_degraded(Degradation(contamination_blobs=nb, contamination_radius_A=3.0,
+                                           contamination_strength=0.6) if nb else None)
             rob["contamination"].append({"blobs_per_image": nb,
                                          "mean_dD_A": float(slip_errors_A(sym, pr, truth).mean())})
         if "vacancy_fraction" in labels:

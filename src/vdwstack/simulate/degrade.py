@@ -79,17 +79,17 @@ def degrade(image: np.ndarray, pixel_size_A: float, params: Degradation, rng: np
 def shift_rows(image: np.ndarray, shift_px: np.ndarray) -> np.ndarray:
     """Row r of `image` [H, W] sampled at x + shift_px[r] (px): cubic B-spline interpolation with
     mirror-symmetric edges — the values ``map_coordinates(order=3, mode="reflect")`` gives at integer
-    rows, where the 2-D spline reduces to each row's 1-D spline. Four gathers per pixel instead of a
-    2-D spline evaluation: ~10× faster for the scan-line jitter of every augmented training crop."""
+    rows, where the 2-D spline reduces to each row's 1-D spline. Four slices per line instead of a
+    2-D spline evaluation: 1.13 → 0.39 ms for a 112² crop (the scan-line jitter of every augmented
+    training crop)."""
     img = np.asarray(image, np.float64)
     H, W = img.shape
-    shift = np.asarray(shift_px, np.float64).reshape(H, 1)
+    shift = np.asarray(shift_px, np.float64).reshape(H)
     coef = spline_filter1d(img, order=3, axis=1, mode="reflect")
     pad = int(np.ceil(np.abs(shift).max())) + 3
     # Half-sample-symmetric data have half-sample-symmetric spline coefficients.
     ext = np.pad(coef, ((0, 0), (pad, pad)), mode="symmetric")
     # x = c + shift: per row one integer offset and one fraction t, so each row is four slices.
-    shift = shift[:, 0]
     whole = np.floor(shift).astype(np.intp)
     t = (shift - whole)[:, None]
     t2, t3 = t * t, t * t * t
