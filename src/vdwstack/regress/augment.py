@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.ndimage import gaussian_filter
 
 from vdwstack.core.images import normalize_unit
+from vdwstack.regress.spline import SplineImages
 from vdwstack.drit.data import random_crop
 from vdwstack.simulate.degrade import Degradation, degrade
 
@@ -37,14 +39,50 @@ class Augmentation:
                    dose_e_per_A2=None, gaussian_noise=(0, 0), scanline_jitter_px=(0, 0), contamination_probability=0)
 
 
+def random_crops(images: SplineImages, index: np.ndarray, size: int, rng: np.random.Generator,
+                 rotate: bool = True, scale_jitter: float = 0.0) -> np.ndarray:
+    """size×size crops of the images `index` [B] → float32 [B, size, size], each rotated by a random
+    angle and rescaled by 1 ± scale_jitter (cubic spline), sampled inside its image (no padding
+    enters a crop). The batched counterpart of :func:`vdwstack.drit.data.random_crop`, same geometry."""
+    B = len(index)
+    H, W = images.shape[1:]
+    angle = rng.uniform(0, 2 * np.pi, B) if rotate else np.zeros(B)
+    scale = rng.uniform(1 - scale_jitter, 1 + scale_jitter, B) if scale_jitter > 0 else np.ones(B)
+    reach = size * scale * (np.abs(np.cos(angle)) + np.abs(np.sin(angle))) / 2 + 2
+    too_big = 2 * reach > min(H, W)  # too small to rotate: plain crop (never rescale to fit)
+    angle[too_big], scale[too_big] = 0.0, 1.0
+    reach[too_big] = size / 2 + 2
+    if np.any(2 * reach > min(H, W)):
+        raise ValueError(f"image of {H}x{W} px is smaller than a {size} px crop")
+    cy = rng.uniform(reach, H - reach)
+    cx = rng.uniform(reach, W - reach)
+    plain = (angle == 0.0) & (scale == 1.0)
+    cy[plain] = np.floor(cy[plain] - size / 2) + (size - 1) / 2  # integer pixels: the image itself
+    cx[plain] = np.floor(cx[plain] - size / 2) + (size - 1) / 2
+    t = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    yy, xx = torch.meshgrid(t, t, indexing="ij")
+    f32 = lambda a: torch.as_tensor(a, dtype=torch.float32)[:, None, None]  # noqa: E731
+    sc, c, s = f32(scale), f32(np.cos(angle)), f32(np.sin(angle))
+    rows = f32(cy) + sc * (s * xx + c * yy)
+    cols = f32(cx) + sc * (c * xx - s * yy)
+    return images.sample(index, rows, cols).numpy()
+
+
 def augment(image: np.ndarray, pixel_size_A: float, crop_px: int, aug: Augmentation,
             rng: np.random.Generator, raw_intensity: bool = True) -> np.ndarray:
-    """One augmented, normalized ([−1, 1]) crop of `image`.
+    """One augmented, normalized ([−1, 1]) crop of `image` (see :func:`augment_crop`)."""
+    crop = random_crop(image, crop_px, rng, rotate=aug.rotate, scale_jitter=aug.scale_jitter)
+    return augment_crop(crop, pixel_size_A, aug, rng, raw_intensity)
 
-    ``raw_intensity``: the image is a clean simulation in beam fractions (shot noise applies);
+
+def augment_crop(crop: np.ndarray, pixel_size_A: float, aug: Augmentation, rng: np.random.Generator,
+                 raw_intensity: bool = True) -> np.ndarray:
+    """The microscope-like augmentations of one crop [H, W] at `pixel_size_A` Å/px → float32 in
+    [−1, 1]: blur, shot and read noise, scan-line jitter, contamination, gamma and contrast.
+
+    ``raw_intensity``: the crop is a clean simulation in beam fractions (shot noise applies);
     translated (experiment-like) images already carry noise, so only mild noise is added.
     """
-    crop = random_crop(image, crop_px, rng, rotate=aug.rotate, scale_jitter=aug.scale_jitter)
     if aug.blur_A[1] > 0:
         s = rng.uniform(*aug.blur_A) / pixel_size_A
         if s > 0.05:
