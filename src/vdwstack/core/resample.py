@@ -17,7 +17,6 @@ from functools import lru_cache
 
 import numpy as np
 from scipy.ndimage import convolve1d, map_coordinates
-from scipy.signal import firwin, kaiserord
 
 _PASS_FRACTION = 0.8       # of the new Nyquist frequency: kept
 _STOP_ATTENUATION_DB = 60.0  # above the new Nyquist frequency
@@ -26,6 +25,8 @@ _STOP_ATTENUATION_DB = 60.0  # above the new Nyquist frequency
 @lru_cache(maxsize=32)
 def _lowpass_taps(factor: float) -> np.ndarray:
     """FIR taps (odd length) for sampling every `factor` input pixels."""
+    from scipy.signal import firwin, kaiserord  # here: scipy.signal costs 0.4 s to import in every job
+
     nyq_new = 0.5 / factor  # cycles per input pixel
     width = (1 - _PASS_FRACTION) * nyq_new / 0.5  # transition width relative to the input Nyquist
     numtaps, beta = kaiserord(_STOP_ATTENUATION_DB, width)
