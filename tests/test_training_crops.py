@@ -95,3 +95,13 @@ def test_prefetch_thread_only_where_a_core_is_free(monkeypatch):
         np.testing.assert_array_equal(busy.get(step)[0], spare.get(step)[0])
     for s in (busy, spare, off):
         s.close()
+
+
+def test_a_large_stack_computes_the_coefficients_of_each_call_only():
+    img = np.random.default_rng(6).random((5, 30, 30)).astype(np.float32)
+    kept, lazy = SplineImages(img), SplineImages(img, max_bytes=1000)
+    assert kept.coefficients is not None and lazy.coefficients is None
+    rows = torch.rand(2, 7, 7) * 29
+    cols = torch.rand(2, 7, 7) * 29
+    np.testing.assert_allclose(lazy.sample([4, 1], rows, cols).numpy(), kept.sample([4, 1], rows, cols).numpy(),
+                               atol=1e-6)

@@ -61,10 +61,13 @@ def random_crops(images: SplineImages, index: np.ndarray, size: int, rng: np.ran
     cx[plain] = np.floor(cx[plain] - size / 2) + (size - 1) / 2
     t = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
     yy, xx = torch.meshgrid(t, t, indexing="ij")
-    f32 = lambda a: torch.as_tensor(a, dtype=torch.float32)[:, None, None]  # noqa: E731
-    sc, c, s = f32(scale), f32(np.cos(angle)), f32(np.sin(angle))
-    rows = f32(cy) + sc * (s * xx + c * yy)
-    cols = f32(cx) + sc * (c * xx - s * yy)
+
+    def per_crop(a: np.ndarray) -> torch.Tensor:  # [B] → [B, 1, 1], broadcast over the crop
+        return torch.as_tensor(a, dtype=torch.float32)[:, None, None]
+
+    sc, c, s = per_crop(scale), per_crop(np.cos(angle)), per_crop(np.sin(angle))
+    rows = per_crop(cy) + sc * (s * xx + c * yy)
+    cols = per_crop(cx) + sc * (c * xx - s * yy)
     return images.sample(index, rows, cols).numpy()
 
 

@@ -87,22 +87,36 @@ def sample_spline(coefficients: torch.Tensor, rows: torch.Tensor, cols: torch.Te
 
 
 class SplineImages:
-    """Cubic B-spline interpolants of a stack of images [N, H, W] (float32), for sampling many
-    points of a few of them at once. Holds the coefficients: as much memory as the images."""
+    """Cubic B-spline interpolants of a stack of images [N, H, W], for sampling many points of a few of
+    them at once. The coefficients of all images are computed once and kept (float32, as much memory
+    as the images) when they take at most `max_bytes`; a larger stack (the paper's datasets: tens of
+    GB) keeps only a reference to the images and computes the coefficients of each call's images."""
 
-    def __init__(self, images, chunk: int = 64):
-        arr = np.asarray(images)
-        if arr.ndim != 3:
-            raise ValueError(f"need an image stack [N, H, W], got shape {arr.shape}")
-        self.shape = arr.shape
+    def __init__(self, images, chunk: int = 64, max_bytes: int = 4 * 2**30):
+        if len(np.shape(images)) != 3:
+            raise ValueError(f"need an image stack [N, H, W], got shape {np.shape(images)}")
+        self.shape = tuple(np.shape(images))
+        N, H, W = self.shape
+        self.coefficients: torch.Tensor | None = None
+        self.images = images
+        if N * (H + 2 * _BORDER) * (W + 2 * _BORDER) * 4 <= max_bytes:
+            self.coefficients = torch.cat([self._coefficients(images[i:i + chunk]) for i in range(0, N, chunk)])
+            self.images = None
+
+    @staticmethod
+    def _coefficients(images) -> torch.Tensor:
         with torch.no_grad():
-            self.coefficients = torch.cat([spline_coefficients(torch.from_numpy(np.ascontiguousarray(arr[i:i + chunk], np.float32)))
-                                           for i in range(0, len(arr), chunk)])
+            return spline_coefficients(torch.from_numpy(np.ascontiguousarray(images, np.float32)))
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def sample(self, index, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Images `index` [B] at pixel positions `rows`, `cols` [B, ...] → [B, ...] float32."""
+        index = np.asarray(index)
+        if self.coefficients is not None:
+            coefficients = self.coefficients[torch.from_numpy(index)]
+        else:
+            coefficients = self._coefficients(np.stack([np.asarray(self.images[i]) for i in index]))
         with torch.no_grad():
-            return sample_spline(self.coefficients[torch.as_tensor(index)], rows, cols)
+            return sample_spline(coefficients, rows, cols)

@@ -95,7 +95,8 @@ class TrainingData:
 
     ``pixel_size_A`` is the images'; ``model_pixel_size_A`` the model's input (the images are
     rescaled to it once, anti-aliased). The images are kept as cubic-spline coefficients (as much
-    memory as the images) so that a batch's rotated crops are interpolated together."""
+    memory as the images, up to 4 GB; see :class:`SplineImages`) so that a batch's rotated crops
+    are interpolated together."""
 
     def __init__(self, images, labels: Mapping[str, np.ndarray], codec: TargetCodec, pixel_size_A: float,
                  crop_px: int, aug: Augmentation, raw_intensity: bool, model_pixel_size_A: float | None = None):
