@@ -60,22 +60,30 @@ def load_style_references(rows: Sequence[dict], material_fallback: str, working_
     return refs
 
 
+def crop_geometry(shape: tuple[int, int], size: int, n: int, rng: np.random.Generator, rotate: bool = False,
+                  scale_jitter: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Random placements of `n` size×size crops in an image of `shape` (px): angle (rad), scale
+    (1 ± scale_jitter), centre row and column (px), each [n]. The rotated, rescaled crop lies inside
+    the image with 2 px to spare (no padding enters it); where it cannot, the crop is plain (angle 0,
+    scale 1: never rescaled to fit)."""
+    H, W = shape
+    angle = rng.uniform(0, 2 * np.pi, n) if rotate else np.zeros(n)
+    scale = rng.uniform(1 - scale_jitter, 1 + scale_jitter, n) if scale_jitter > 0 else np.ones(n)
+    # Half-diagonal of the rotated, scaled crop must fit in the image.
+    reach = size * scale * (np.abs(np.cos(angle)) + np.abs(np.sin(angle))) / 2 + 2
+    too_big = 2 * reach > min(H, W)
+    angle[too_big], scale[too_big] = 0.0, 1.0
+    reach[too_big] = size / 2 + 2
+    if np.any(2 * reach > min(H, W)):
+        raise ValueError(f"image of {H}x{W} px is smaller than a {size} px crop")
+    return angle, scale, rng.uniform(reach, H - reach), rng.uniform(reach, W - reach)
+
+
 def random_crop(image: np.ndarray, size: int, rng: np.random.Generator, rotate: bool = False,
                 scale_jitter: float = 0.0) -> np.ndarray:
     """A size×size crop, optionally rotated by a random angle and rescaled by 1 ± scale_jitter
-    (bicubic, sampled inside the image so no padding enters the crop)."""
-    H, W = image.shape
-    angle = rng.uniform(0, 2 * np.pi) if rotate else 0.0
-    scale = rng.uniform(1 - scale_jitter, 1 + scale_jitter) if scale_jitter > 0 else 1.0
-    # Half-diagonal of the rotated, scaled crop must fit in the image.
-    reach = size * scale * (abs(np.cos(angle)) + abs(np.sin(angle))) / 2 + 2
-    if 2 * reach > min(H, W):  # too small to rotate: plain crop (never rescale to fit)
-        angle, scale = 0.0, 1.0
-        reach = size / 2 + 2
-    if 2 * reach > min(H, W):
-        raise ValueError(f"image of {H}x{W} px is smaller than a {size} px crop")
-    cy = rng.uniform(reach, H - reach)
-    cx = rng.uniform(reach, W - reach)
+    (bicubic, sampled inside the image so no padding enters the crop; see :func:`crop_geometry`)."""
+    (angle,), (scale,), (cy,), (cx,) = crop_geometry(image.shape, size, 1, rng, rotate, scale_jitter)
     if angle == 0.0 and scale == 1.0:
         r0, c0 = int(cy - size / 2), int(cx - size / 2)
         return image[r0:r0 + size, c0:c0 + size].copy()

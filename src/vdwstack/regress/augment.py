@@ -15,7 +15,7 @@ from scipy.ndimage import gaussian_filter
 
 from vdwstack.core.images import normalize_unit
 from vdwstack.regress.spline import SplineImages
-from vdwstack.drit.data import random_crop
+from vdwstack.drit.data import crop_geometry, random_crop
 from vdwstack.simulate.degrade import Degradation, degrade
 
 
@@ -43,19 +43,9 @@ def random_crops(images: SplineImages, index: np.ndarray, size: int, rng: np.ran
                  rotate: bool = True, scale_jitter: float = 0.0) -> np.ndarray:
     """size×size crops of the images `index` [B] → float32 [B, size, size], each rotated by a random
     angle and rescaled by 1 ± scale_jitter (cubic spline), sampled inside its image (no padding
-    enters a crop). The batched counterpart of :func:`vdwstack.drit.data.random_crop`, same geometry."""
-    B = len(index)
-    H, W = images.shape[1:]
-    angle = rng.uniform(0, 2 * np.pi, B) if rotate else np.zeros(B)
-    scale = rng.uniform(1 - scale_jitter, 1 + scale_jitter, B) if scale_jitter > 0 else np.ones(B)
-    reach = size * scale * (np.abs(np.cos(angle)) + np.abs(np.sin(angle))) / 2 + 2
-    too_big = 2 * reach > min(H, W)  # too small to rotate: plain crop (never rescale to fit)
-    angle[too_big], scale[too_big] = 0.0, 1.0
-    reach[too_big] = size / 2 + 2
-    if np.any(2 * reach > min(H, W)):
-        raise ValueError(f"image of {H}x{W} px is smaller than a {size} px crop")
-    cy = rng.uniform(reach, H - reach)
-    cx = rng.uniform(reach, W - reach)
+    enters a crop). The batched counterpart of :func:`vdwstack.drit.data.random_crop`: the same
+    placements (:func:`vdwstack.drit.data.crop_geometry`), interpolated together."""
+    angle, scale, cy, cx = crop_geometry(images.shape[1:], size, len(index), rng, rotate, scale_jitter)
     plain = (angle == 0.0) & (scale == 1.0)
     cy[plain] = np.floor(cy[plain] - size / 2) + (size - 1) / 2  # integer pixels: the image itself
     cx[plain] = np.floor(cx[plain] - size / 2) + (size - 1) / 2
