@@ -108,9 +108,6 @@ class SplineImages:
         with torch.no_grad():
             return spline_coefficients(torch.from_numpy(np.ascontiguousarray(images, np.float32)))
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
     def sample(self, index, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Images `index` [B] at pixel positions `rows`, `cols` [B, ...] → [B, ...] float32."""
         index = np.asarray(index)
