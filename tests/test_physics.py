@@ -116,6 +116,23 @@ def test_heavier_atoms_are_brighter():
     assert vals[sym == "Re"].mean() > 2 * vals[sym == "S"].mean()
 
 
+def test_z_exponent_shift_sets_the_metal_to_chalcogen_contrast():
+    """The Mo/S cross-section ratio of the elastic model (~Z^1.8 at 39–200 mrad) moves by
+    (42/16)^shift: shift −0.35 gives ~Z^1.5, +0.2 ~Z^2, the range of real HAADF contrast."""
+    base = adf_cross_section_A2("Mo", Optics()) / adf_cross_section_A2("S", Optics())
+    assert 5.0 < base < 6.5
+    for shift in (-0.35, 0.2):
+        o = Optics(adf_z_exponent_shift=shift)
+        ratio = adf_cross_section_A2("Mo", o) / adf_cross_section_A2("S", o)
+        assert ratio == pytest.approx(base * (42 / 16) ** shift, rel=1e-9)
+    exponents = [np.log(adf_cross_section_A2("Mo", Optics(adf_z_exponent_shift=s))
+                        / adf_cross_section_A2("S", Optics(adf_z_exponent_shift=s))) / np.log(42 / 16)
+                 for s in (-0.35, 0.2)]
+    assert 1.4 < exponents[0] < 1.6 and 1.9 < exponents[1] < 2.1
+    with pytest.raises(ValueError, match="adf_z_exponent_shift"):
+        Optics(adf_z_exponent_shift=float("nan"))
+
+
 def test_same_seed_same_image():
     """(f) Identical rows (same seed) give identical images; another seed changes vacancies."""
     row = make_row("ReS2", size=96, vacancy_fraction=0.05, displacement_rms_A=0.02, Da_A=0.5)

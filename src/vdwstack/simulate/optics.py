@@ -73,12 +73,16 @@ def _cross_section_cached(
 def adf_cross_section_A2(
     symbol: str, optics: Optics, average_incidence: bool = True, parametrization: str = "lobato"
 ) -> float:
-    """Elastic scattering cross-section (Å²) of one atom into the ADF annulus.
+    """Scattering cross-section (Å²) of one atom into the ADF annulus.
 
     ∫ |γ f(k)|² P_det(k) dΩ with f from abTEM's parametrization (Lobato & Van Dyck by default),
-    γ the relativistic mass factor and P_det from :func:`detector_efficiency`.
+    γ the relativistic mass factor and P_det from :func:`detector_efficiency`; times
+    (Z/30)^``optics.adf_z_exponent_shift`` (the spread of real Z-contrast, see :class:`Optics`).
     """
-    return _cross_section_cached(
+    from ase.data import atomic_numbers
+
+    scale = (atomic_numbers[symbol] / 30.0) ** optics.adf_z_exponent_shift
+    return scale * _cross_section_cached(
         symbol,
         float(optics.energy_eV),
         float(optics.semiangle_mrad),
