@@ -159,3 +159,35 @@ def test_cli_and_workflow_share_the_defaults():
         InferenceSettings.from_mapping({"stride_A": 0})
     with pytest.raises(ValueError, match=r"closed_loop\.max_crop_px must be ≥ 32"):
         ClosedLoopSettings.from_mapping({"max_crop_px": 8})
+
+
+@pytest.mark.parametrize("init_from,expected", [
+    ("nowhere", "regress.slip.Tri.init_from: 'nowhere' is not trained by any slip study (trained: ReS2_slip, MoS2_twist)"),
+    ("MoS2_twist", "regress.slip.Tri.init_from: 'MoS2_twist' is trained by this study itself"),
+    ("ReS2_slip", None),
+])
+def test_init_from_names_a_model_of_another_slip_study(config, init_from, expected):
+    from vdwstack.config import check_config, init_dataset
+
+    # A second slip study (on the twist set, to keep the test config's datasets) starting from the first.
+    config["regress"]["slip"]["Tri"] = {"train_datasets": ["MoS2_twist"], "test_dataset": "MoS2_twist",
+                                        "init_from": init_from}
+    validate_config(config, SCHEMA)
+    if expected is None:
+        check_config(config)
+        assert init_dataset(config["regress"], "MoS2_twist") == "ReS2_slip"
+        assert init_dataset(config["regress"], "ReS2_slip") is None
+        return
+    with pytest.raises(ConfigError) as e:
+        check_config(config)
+    assert expected in str(e.value)
+
+
+def test_init_from_cycles_are_refused(config):
+    from vdwstack.config import check_config
+
+    config["regress"]["slip"]["ReS2"]["init_from"] = "MoS2_twist"
+    config["regress"]["slip"]["Tri"] = {"train_datasets": ["MoS2_twist"], "test_dataset": "MoS2_twist",
+                                        "init_from": "ReS2_slip"}
+    with pytest.raises(ConfigError, match="initialise each other in a cycle"):
+        check_config(config)

@@ -267,3 +267,27 @@ def test_constant_baseline_of_trilayers_scores_both_slips():
     truth = [np.array([0.5, 1.0, 2.0]), np.array([0.2, 0.3, 1.1]), np.array([1.0, 0.1, 0.0]), np.array([0.4, 0.2, 2.0])]
     err = constant_slip_baseline(sym, *truth)
     assert err.shape == (3,) and np.all(err >= 0) and np.all(np.isfinite(err))
+
+
+def test_init_from_starts_from_another_models_backbone(tiny_sets, tmp_path):
+    """The backbone of the first model starts the second (its head, another size, starts anew);
+    the card says where it started; a model of another architecture is refused, naming the file."""
+    from safetensors.torch import load_file
+
+    from vdwstack.regress.model import build_resnet, load_backbone
+
+    train_from_dataset(tiny_sets["slip"], TINY, "slip", tmp_path / "a", progress=False)
+    src = tmp_path / "a" / "model.safetensors"
+    net = build_resnet("resnet18", 7)
+    load_backbone(net, src)
+    ref = load_file(str(src))
+    assert torch.equal(net.state_dict()["layer3.0.conv1.weight"], ref["layer3.0.conv1.weight"])
+    assert net.fc.out_features == 7
+    with pytest.raises(ValueError, match="a.model.safetensors: not the same network"):
+        load_backbone(build_resnet("resnet34", 7), src)
+    card = train_from_dataset(tiny_sets["twist"], {**TINY, "steps": 1, "lr": 1e-9, "warmup_steps": 0}, "twist",
+                              tmp_path / "b", progress=False, init_weights=src)
+    assert card["training"]["initialised_from"] == str(src)
+    out = load_file(str(tmp_path / "b" / "model.safetensors"))
+    # One step at a vanishing learning rate: the backbone is still the first model's.
+    assert torch.allclose(out["layer2.1.conv2.weight"], ref["layer2.1.conv2.weight"], atol=1e-6)

@@ -83,11 +83,36 @@ def _check_regress(reg: Mapping, datasets: Mapping) -> None:
         materials = {datasets[d]["material"] for d in [*spec["train_datasets"], spec["test_dataset"]]}
         if len(materials) > 1:
             raise ConfigError(f"regress.slip.{study}: its datasets mix materials ({', '.join(sorted(materials))})")
+    for study, spec in reg["slip"].items():
+        src = spec.get("init_from")
+        if src is None:
+            continue
+        if src not in owner:
+            raise ConfigError(f"regress.slip.{study}.init_from: {src!r} is not trained by any slip study "
+                              f"(trained: {', '.join(owner)})")
+        if owner[src] == study:
+            raise ConfigError(f"regress.slip.{study}.init_from: {src!r} is trained by this study itself")
+        seen, s = {study}, owner[src]
+        while s is not None:  # a chain of initialisations must end (Snakemake would see a cycle)
+            if s in seen:
+                raise ConfigError(f"regress.slip.{study}.init_from: the studies initialise each other in a cycle")
+            seen.add(s)
+            nxt = reg["slip"][s].get("init_from")
+            s = owner.get(nxt) if nxt is not None else None
 
 
 def slip_studies(reg: Mapping) -> dict[str, dict]:
     """Study name -> {train_datasets, test_dataset} of the slip regressors."""
     return {name: dict(spec) for name, spec in reg["slip"].items()}
+
+
+def init_dataset(reg: Mapping, dataset: str) -> str | None:
+    """The dataset whose slip model starts the slip model trained on `dataset` (its study's
+    ``init_from``), or None: trained from random weights."""
+    for spec in reg["slip"].values():
+        if dataset in spec["train_datasets"]:
+            return spec.get("init_from")
+    return None
 
 
 def regressor_settings(reg: Mapping, task: str, dataset: str) -> dict:

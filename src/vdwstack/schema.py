@@ -131,6 +131,10 @@ def _regress_schema() -> dict:
                         "train_datasets": {"type": "array", "items": {"type": "string"}, "minItems": 1,
                                            "description": "datasets with one model each (the grids compared)"},
                         "test_dataset": {"type": "string", "description": "held-out dataset all its models are tested on"},
+                        "init_from": {"type": "string",
+                                      "description": "a dataset of another slip study: its trained model's "
+                                                     "backbone starts this study's models (the head starts "
+                                                     "anew); e.g. trilayers from the bilayer model"},
                         "settings": ref}}},
             "twist": {"description": "the twist model", "type": "object", "additionalProperties": False,
                       "required": ["train_dataset", "test_dataset"],

@@ -6,6 +6,7 @@ from snakemake.utils import validate
 
 from vdwstack.config import (
     check_config,
+    init_dataset,
     regressor_settings,
     slip_studies,
     validate_config,
@@ -113,6 +114,20 @@ def train_settings(task):
     return lambda wildcards: regressor_settings(
         config["regress"], task, wildcards.dataset
     )
+
+
+def train_inputs(task):
+    """Input function: the training data of the `task` model on {dataset}, and the model whose
+    backbone starts it when its slip study has ``init_from``."""
+
+    def inputs(wildcards):
+        out = {"train": f"results/synthetic/{wildcards.dataset}.zarr"}
+        src = init_dataset(config["regress"], wildcards.dataset) if task == "slip" else None
+        if src is not None:
+            out["init"] = f"results/models/slip/{src}/model.safetensors"
+        return out
+
+    return inputs
 
 
 def _dataset_finest_first(names):

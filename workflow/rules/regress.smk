@@ -1,6 +1,6 @@
 rule train_slip:
     input:
-        train="results/synthetic/{dataset}.zarr",
+        unpack(train_inputs("slip")),
     output:
         model="results/models/slip/{dataset}/model.safetensors",
         card="results/models/slip/{dataset}/card.json",

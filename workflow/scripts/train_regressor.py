@@ -14,4 +14,5 @@ train_from_dataset(
     snakemake.params.settings,
     snakemake.params.task,
     Path(snakemake.output.card).parent,
+    init_weights=snakemake.input.get("init"),
 )

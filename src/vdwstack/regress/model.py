@@ -71,6 +71,21 @@ def build_resnet(architecture: str, out_dim: int) -> nn.Module:
 
 
 
+def load_backbone(model: nn.Module, path: str | Path) -> None:
+    """Start `model` from the weights in `path` (another regressor's model.safetensors) except its
+    linear head, whose size is the other task's. Raises ValueError naming the file when the two
+    networks are not the same architecture."""
+    from safetensors.torch import load_file
+
+    state = {k: v for k, v in load_file(str(path)).items() if not k.startswith("fc.")}
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    bad = sorted(set(own) ^ set(state)) + [k for k in own if k in state and own[k].shape != state[k].shape]
+    if bad:
+        raise ValueError(f"{path}: not the same network as the one being trained (e.g. {bad[0]}); "
+                         f"init_from needs a model of the same architecture")
+    model.load_state_dict(state, strict=False)
+
+
 def export_regressor(model: nn.Module, out_dir: str | Path, card: Mapping) -> None:
     from safetensors.torch import save_file
 

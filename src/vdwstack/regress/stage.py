@@ -24,8 +24,9 @@ __all__ = ["evaluate_slip", "evaluate_twist", "train_from_dataset"]
 
 
 def train_from_dataset(train_zarr: str | Path, settings: Mapping, task: str, out_dir: str | Path,
-                       progress: bool = True) -> dict:
-    """Train a `task` regressor on a (synthesized or clean) image dataset; write model + card."""
+                       progress: bool = True, init_weights: str | Path | None = None) -> dict:
+    """Train a `task` regressor on a (synthesized or clean) image dataset; write model + card.
+    `init_weights`: a model.safetensors whose backbone starts the network (see train_regressor)."""
     cfg = RegressorConfig.from_mapping({**dict(settings), "task": task})
     root, labels = open_image_dataset(train_zarr)
     material = root.attrs["material"][0]
@@ -35,12 +36,12 @@ def train_from_dataset(train_zarr: str | Path, settings: Mapping, task: str, out
     codec = TargetCodec(task, material, layers)
     aug = Augmentation() if cfg.augment else Augmentation.off()
     imgs = root["images"][:]
-    _guard_checkpoints(Path(out_dir), root, cfg)
+    _guard_checkpoints(Path(out_dir), root, cfg, init_weights)
     data = TrainingData(imgs, {c: labels[c].to_numpy() for c in labels.columns if c != "sample_id"},
                         codec, p, cfg.crop_px, aug, raw_intensity=raw, model_pixel_size_A=cfg.pixel_size_A)
     device = resolve_device(cfg.device)
     t0 = time.perf_counter()
-    model, steps = train_regressor(data, cfg, out_dir, progress=progress)
+    model, steps = train_regressor(data, cfg, out_dir, progress=progress, init_weights=init_weights)
     seconds = time.perf_counter() - t0
     losses = np.loadtxt(Path(out_dir) / "losses.csv", delimiter=",", skiprows=1, usecols=2, ndmin=1)
     card = {
@@ -54,6 +55,7 @@ def train_from_dataset(train_zarr: str | Path, settings: Mapping, task: str, out
         "training": {"dataset": str(train_zarr), "n_images": int(len(imgs)), "config_hash": root.attrs.get("config_hash"),
                      "slip_step_A": _grid_step(labels) if task == "slip" else None,
                      "settings": asdict(cfg), "augmentation": asdict(aug), "steps": steps,
+                     "initialised_from": str(init_weights) if init_weights is not None else None,
                      "seconds": seconds, "images_per_s": steps * cfg.batch_size / max(seconds, 1e-9),
                      "device": str(device), "precision": str(autocast_dtype(device, cfg.mixed_precision
                                                                              and not cfg.deterministic) or "float32")},
@@ -63,16 +65,19 @@ def train_from_dataset(train_zarr: str | Path, settings: Mapping, task: str, out
     return card
 
 
-def _guard_checkpoints(out: Path, root, cfg: RegressorConfig) -> None:
-    """Resume only a run on the same data and settings (more steps may continue it)."""
+def _guard_checkpoints(out: Path, root, cfg: RegressorConfig, init_weights: str | Path | None = None) -> None:
+    """Resume only a run on the same data, settings and starting weights (more steps may continue it)."""
     import hashlib
     import json
 
     settings = asdict(cfg)
     for k in ("steps", "checkpoint_every"):
         settings.pop(k)
+    init = hashlib.sha256(Path(init_weights).read_bytes()).hexdigest() if init_weights is not None else None
     ident = json.dumps({"data": [root.attrs.get("config_hash"), root.attrs.get("drit_fingerprint"),
-                                 list(root["images"].shape)], "settings": settings}, sort_keys=True, default=str)
+                                 list(root["images"].shape)], "settings": settings,
+                        **({"init": init} if init else {})},
+                       sort_keys=True, default=str)
     keep_checkpoints_only_for(out, hashlib.sha256(ident.encode()).hexdigest()[:16])
 
 

@@ -31,7 +31,7 @@ from vdwstack.core.torch_utils import (
     resolve_device,
 )
 from vdwstack.regress.augment import Augmentation, augment_crop, random_crops
-from vdwstack.regress.model import ARCHITECTURES, TargetCodec, build_resnet
+from vdwstack.regress.model import ARCHITECTURES, TargetCodec, build_resnet, load_backbone
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +181,11 @@ def _resume(path: Path, model: nn.Module, opt) -> int:
 
 
 def train_regressor(data: TrainingData, cfg: RegressorConfig, out_dir: str | Path, progress: bool = True,
-                    stop_after: int | None = None) -> tuple[nn.Module, int]:
-    """Train (resuming from out_dir/checkpoints/last.pt when present); returns (model, steps done)."""
+                    stop_after: int | None = None, init_weights: str | Path | None = None) -> tuple[nn.Module, int]:
+    """Train (resuming from out_dir/checkpoints/last.pt when present); returns (model, steps done).
+
+    `init_weights`: another regressor's model.safetensors whose backbone starts this one (a trilayer
+    model from the bilayer's: from random weights its loss stalls at the targets' variance)."""
     out = Path(out_dir)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device if cfg.device != "cuda" else "cuda")
@@ -191,7 +194,10 @@ def train_regressor(data: TrainingData, cfg: RegressorConfig, out_dir: str | Pat
     make_deterministic(cfg.deterministic)
     torch.manual_seed(cfg.seed)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = build_resnet(cfg.architecture, data.codec.dim).to(device, memory_format=fmt)
+    model = build_resnet(cfg.architecture, data.codec.dim)
+    if init_weights is not None:
+        load_backbone(model, init_weights)
+    model = model.to(device, memory_format=fmt)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused_adam_kwargs(device))
     amp = autocast_dtype(device, cfg.mixed_precision and not cfg.deterministic)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)  # bf16 needs no loss scaling
