@@ -157,3 +157,29 @@ def test_image_frame_convention_res2():
         return img[pix[ok, 1], pix[ok, 0]].mean()
 
     assert mean_at(re) > 1.5 * mean_at(mirrored)
+
+
+def test_astigmatism_and_coma_shape_the_probe():
+    """Out of focus, C12 stretches the probe along one axis (turning φ12 by 90° swaps the axes, as
+    C12 → −C12 does); C21 moves its centroid off the axis; an `aberrations` entry replaces the
+    scalar field."""
+    from vdwstack.simulate.optics import probe_intensity
+
+    def moments(optics):  # <x²>, <y²>, <x> (px) within 1.5 Å of the centre
+        img = np.fft.fftshift(probe_intensity(optics, 0.1, 96))  # the probe is centred at [0, 0]
+        y, x = np.indices(img.shape) - 48
+        w = img * ((x**2 + y**2) < 15**2)
+        w = w / w.sum()
+        return np.array([(w * x**2).sum(), (w * y**2).sum(), (w * x).sum()])
+
+    plain = moments(Optics(defocus_A=40.0))
+    assert plain[0] == pytest.approx(plain[1], rel=1e-6) and abs(plain[2]) < 1e-6
+    c12 = moments(Optics(defocus_A=40.0, astigmatism_A=30.0))
+    assert c12[1] > 3 * c12[0]
+    turned = moments(Optics(defocus_A=40.0, astigmatism_A=30.0, astigmatism_angle_deg=90.0))
+    negative = moments(Optics(defocus_A=40.0, astigmatism_A=-30.0))
+    np.testing.assert_allclose(turned[:2], c12[1::-1], rtol=1e-6)
+    np.testing.assert_allclose(negative, turned, atol=1e-6)
+    assert abs(moments(Optics(defocus_A=40.0, coma_A=2000.0))[2]) > 1.0
+    override = Optics(astigmatism_A=30.0, aberrations={"C12": 0.0, "phi12": 0.0})
+    assert override.abtem_aberrations()["C12"] == 0.0

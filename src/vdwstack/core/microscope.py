@@ -34,8 +34,13 @@ class Optics:
             metal/chalcogen contrast of one model as the stacking (a twist network trained at one
             ratio read 9° moirés as 51° at Z^1.7). Multislice computes the Z-dependence itself and
             ignores it.
-        aberrations: further abTEM aberration coefficients (e.g. {"C12": 5.0, "phi12": 0.3,
-            "C21": 50.0, "C23": 100.0}); lengths in Å, angles in rad.
+        astigmatism_A, astigmatism_angle_deg: two-fold astigmatism C12 (Å) and its azimuth φ12
+            (degrees); a negative C12 is the same astigmatism turned by 90°.
+        coma_A, coma_angle_deg: axial coma C21 (Å) and its azimuth φ21 (degrees).
+            A corrected probe keeps C12 within ~10 Å and C21 within a few hundred Å; drawn per
+            sample they keep networks from reading a probe's asymmetry as the stacking.
+        aberrations: further abTEM aberration coefficients (e.g. {"C23": 100.0, "phi23": 0.3});
+            lengths in Å, angles in rad; a C12/C21 given here replaces the scalar fields'.
     """
 
     energy_eV: float = setting(300e3, "beam energy (eV)")
@@ -45,6 +50,10 @@ class Optics:
     source_fwhm_A: float = setting(0.6, "effective source size, FWHM (Å)")
     adf_inner_mrad: float = setting(39.0, "ADF detector inner angle (mrad)")
     adf_outer_mrad: float = setting(200.0, "ADF detector outer angle (mrad)")
+    astigmatism_A: float = setting(0.0, "two-fold astigmatism C12 (Å; negative = turned by 90°)")
+    astigmatism_angle_deg: float = setting(0.0, "azimuth of the astigmatism φ12 (degrees)")
+    coma_A: float = setting(0.0, "axial coma C21 (Å)")
+    coma_angle_deg: float = setting(0.0, "azimuth of the coma φ21 (degrees)")
     adf_z_exponent_shift: float = setting(0.0, "incoherent model: ADF cross-sections × (Z/30)^shift, the spread "
                                                "of real Z-contrast (~Z^1.5–Z^2; multislice ignores it)")
     aberrations: tuple[tuple[str, float], ...] = field(default_factory=tuple)
@@ -80,6 +89,16 @@ class Optics:
     @property
     def source_sigma_A(self) -> float:
         return self.source_fwhm_A / (2 * np.sqrt(2 * np.log(2)))
+
+    def abtem_aberrations(self) -> dict[str, float]:
+        """Cs, C12/φ12 and C21/φ21 (Å, rad) and the further `aberrations`, as abTEM's keywords."""
+        out = {"Cs": self.Cs_A}
+        if self.astigmatism_A:
+            out.update(C12=self.astigmatism_A, phi12=float(np.deg2rad(self.astigmatism_angle_deg)))
+        if self.coma_A:
+            out.update(C21=self.coma_A, phi21=float(np.deg2rad(self.coma_angle_deg)))
+        out.update(dict(self.aberrations))
+        return out
 
     def with_defocus(self, defocus_A: float) -> Optics:
         return replace(self, defocus_A=float(defocus_A))

@@ -136,8 +136,7 @@ def _measure(method: str, potential, scan, optics: Optics, settings: MultisliceS
     are applied as a CTF to the scattering matrix)."""
     import abtem
 
-    aberrations = dict(optics.aberrations)
-    aberrations["Cs"] = optics.Cs_A
+    aberrations = optics.abtem_aberrations()
     detector = abtem.AnnularDetector(inner=optics.adf_inner_mrad, outer=optics.adf_outer_mrad)
     if method == "multislice":
         probe = abtem.Probe(

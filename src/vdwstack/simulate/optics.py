@@ -98,7 +98,8 @@ def psf_radius_A(optics: Optics, defocus_A: float | None = None) -> float:
     alpha = optics.semiangle_mrad * 1e-3
     df = optics.defocus_A if defocus_A is None else defocus_A
     cs = abs(optics.Cs_A) * alpha**3
-    return 10.0 + 2.0 * abs(df) * alpha + 2.0 * cs + 4.0 * optics.source_sigma_A
+    astig, coma = abs(optics.astigmatism_A) * alpha, abs(optics.coma_A) * alpha**2  # geometric blur (Å)
+    return 10.0 + 2.0 * abs(df) * alpha + 2.0 * cs + 2.0 * astig + 3.0 * coma + 4.0 * optics.source_sigma_A
 
 
 @lru_cache(maxsize=64)
@@ -106,8 +107,7 @@ def _probe_intensity_cached(optics: Optics, pixel_size_A: float, n_px: int) -> n
     import abtem
 
     abtem.config.set({"diagnostics.progress_bar": False})
-    aberrations = dict(optics.aberrations)
-    aberrations["Cs"] = optics.Cs_A
+    aberrations = optics.abtem_aberrations()
     probe = abtem.Probe(
         energy=optics.energy_eV,
         semiangle_cutoff=optics.semiangle_mrad,
