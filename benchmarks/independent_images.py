@@ -7,9 +7,10 @@ imaging does not: an incoherent ADF model written here from scratch
     image(R) = Σ_j w_j · (G_j ⊛ I_probe)(r_j − R),   w_j = c · Z_j^1.7 (Å²)
 
 evaluated in Fourier space by an exact non-uniform transform (a matrix product of per-atom phase
-factors, no pixel deposition), with an abTEM probe carrying aberrations the training never sees
-(two-fold astigmatism C12 ≤ 10 Å, axial coma C21 ≤ 300 Å, residual Cs, defocus 0–60 Å), a 0.4–1.0 Å
-source, scan drift as a shear/stretch of the atom positions, scan-line jitter as a per-row probe
+factors, no pixel deposition), with Z^1.7 weights (the training's cross-sections: ~Z^1.5–Z^2), an
+abTEM probe at 200 or 300 kV (training: 300 kV) with 18–30 mrad (training: 18–25), aberrations
+wider than the training's draws (two-fold astigmatism C12 ≤ 10 Å vs 8, axial coma C21 ≤ 300 Å vs
+250) and a residual Cs it never sees, defocus 0–60 Å (training: 10–60), a 0.4–1.0 Å source, scan drift as a shear/stretch of the atom positions, scan-line jitter as a per-row probe
 offset, patchy amorphous carbon and smooth blobs, chalcogen vacancies, Poisson dose, read noise and
 a detector offset. Optionally a few images per task are rendered by vdwstack's abTEM multislice
 (``--multislice N``; 0 by default: a 6×6 px image, 576 probe positions × 2 frozen phonons, took

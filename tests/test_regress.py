@@ -235,6 +235,31 @@ def test_own_pixel_size_and_variable_field(tiny_sets, tmp_path):
         RegressorConfig.from_mapping({"crop_px": 64, "min_crop_px": 96})
 
 
+def test_multi_field_reading_averages_the_fields_features(tiny_sets, tmp_path):
+    """A model trained on variable fields reads each image in its full field and smaller centred
+    ones down to about ⅔ of it (floored to multiples of 8, never below its smallest): the features
+    are their mean;
+    a fixed-field model reads one field whatever is asked; window readings do the same."""
+    from vdwstack.infer.reading import CropPredictor
+
+    settings = {**TINY, "pixel_size_A": 0.12, "crop_px": 56, "min_crop_px": 32, "steps": 2}
+    train_from_dataset(tiny_sets["twist"], settings, "twist", tmp_path / "m", progress=False)
+    reg = Regressor(tmp_path / "m")
+    assert reg.tta_fields_px((64, 64), 1) == [56]
+    assert reg.tta_fields_px((64, 64), 4) == [56, 48, 40, 32]  # 56 → 37 px in 4 steps, each floored to 8
+    assert reg.tta_fields_px((44, 60), 4) == [40, 32]  # an image smaller than the full field: 40 px fits
+    root, _ = open_image_dataset(tiny_sets["twist"])
+    imgs = root["images"][:3]
+    each = [reg.predict_features(np.stack([im[(64 - c) // 2:(64 - c) // 2 + c, (64 - c) // 2:(64 - c) // 2 + c]
+                                           for im in imgs]), 0.12) for c in (56, 48, 40, 32)]
+    np.testing.assert_allclose(reg.predict_features(imgs, 0.12, tta_fields=4), np.mean(each, axis=0), atol=1e-5)
+    pred = CropPredictor(reg, imgs[0], tta_rotations=1, batch_size=4, tta_fields=4)
+    np.testing.assert_allclose(pred.features(np.array([[32, 32]]))[0], np.mean([e[0] for e in each], axis=0),
+                               atol=1e-5)
+    train_from_dataset(tiny_sets["slip"], {**TINY, "steps": 2}, "slip", tmp_path / "s", progress=False)
+    assert Regressor(tmp_path / "s").tta_fields_px((64, 64), 4) == [48]
+
+
 def test_crop_sizes_of_a_variable_field_run_are_drawn_per_step():
     cfg = RegressorConfig(crop_px=168, min_crop_px=80)
     sides = {cfg.crop_for_step(np.random.default_rng([0, s])) for s in range(200)}

@@ -32,14 +32,18 @@ log = logging.getLogger(__name__)
 class CropPredictor:
     """Features of model-sized crops of one image (already at the model's pixel size)."""
 
-    def __init__(self, reg: Regressor, image_model_px: np.ndarray, tta_rotations: int, batch_size: int):
+    def __init__(self, reg: Regressor, image_model_px: np.ndarray, tta_rotations: int, batch_size: int,
+                 tta_fields: int = 1):
         self.reg, self.img = reg, image_model_px
         self.k = {1: [0], 2: [0, 2], 4: [0, 1, 2, 3]}[tta_rotations]
         self.batch = batch_size
-        self.c = reg.crop_for(image_model_px.shape)  # the full field, or the largest that fits
+        # The full field (or the largest that fits) first, then the smaller fields averaged with it.
+        self.fields = reg.tta_fields_px(image_model_px.shape, tta_fields)
+        self.c = self.fields[0]
 
     def features(self, centres_px: np.ndarray) -> np.ndarray:
-        """Mean TTA features at crop centres (row, col) in model pixels, shape (n, dim)."""
+        """Mean TTA features at crop centres (row, col) in model pixels, shape (n, dim): the
+        quarter turns of each field, every field centred where the full one is."""
         import torch
 
         h = self.c // 2
@@ -47,14 +51,18 @@ class CropPredictor:
         starts = range(0, len(centres_px), self.batch)
         # A large map is thousands of windows: a progress bar when it takes more than a few batches.
         for i in tqdm(starts, desc="windows", unit="batch", leave=False, disable=len(starts) < 8):
-            crops = []
-            for r, c in centres_px[i:i + self.batch]:
-                crop = normalize_unit(self.img[r - h:r - h + self.c, c - h:c - h + self.c])
-                crops += [np.rot90(crop, k) for k in self.k]
-            x = torch.from_numpy(np.ascontiguousarray(np.stack(crops))[:, None]).to(self.reg.device)
-            with torch.no_grad():
-                f = self.reg.batch_features(x).cpu().numpy()
-            out.append(f.reshape(-1, len(self.k), f.shape[-1]).mean(axis=1))
+            acc = 0.0
+            for side in self.fields:
+                crops = []
+                for r, c in centres_px[i:i + self.batch]:
+                    r0, c0 = r - h + (self.c - side) // 2, c - h + (self.c - side) // 2
+                    crop = normalize_unit(self.img[r0:r0 + side, c0:c0 + side])
+                    crops += [np.rot90(crop, k) for k in self.k]
+                x = torch.from_numpy(np.ascontiguousarray(np.stack(crops))[:, None]).to(self.reg.device)
+                with torch.no_grad():
+                    f = self.reg.batch_features(x).cpu().numpy()
+                acc = acc + f.reshape(-1, len(self.k), f.shape[-1]).mean(axis=1)
+            out.append(acc / len(self.fields))
         return np.concatenate(out)
 
 
@@ -121,7 +129,7 @@ def infer_image(image: np.ndarray, pixel_size_A: float, reg: Regressor,
                          f"at {reg.pixel_size_A:g} Å/px)")
     sym = symmetry_for(reg.codec.material)
     pred = CropPredictor(reg, resample(image, pixel_size_A, reg.pixel_size_A), settings.tta_rotations,
-                         settings.batch_size)
+                         settings.batch_size, settings.tta_fields)
     field_A = pred.c * reg.pixel_size_A
     unit = "deg" if reg.codec.task == "twist" else "A"
     centres = _whole_image_centres(pred.img.shape, pred.c, settings.whole_image_crops)
@@ -141,6 +149,7 @@ def infer_image(image: np.ndarray, pixel_size_A: float, reg: Regressor,
                   "training_set": reg.card.get("training", {}).get("dataset")},
         "n_crops": int(len(centres)),
         "tta_rotations": settings.tta_rotations,
+        "tta_fields_A": [round(side * reg.pixel_size_A, 2) for side in pred.fields],
         **est,
         f"spread_{unit}": spread_rms,
         f"uncertainty_{unit}": spread_rms / np.sqrt(len(centres)),
