@@ -236,9 +236,9 @@ def test_own_pixel_size_and_variable_field(tiny_sets, tmp_path):
 
 
 def test_multi_field_reading_averages_the_fields_features(tiny_sets, tmp_path):
-    """A model trained on variable fields reads each image in its full field and smaller centred
-    ones down to about ⅔ of it (floored to multiples of 8, never below its smallest): the features
-    are their mean;
+    """A model trained on variable fields reads an image that holds its full field in that field
+    and smaller centred ones down to about ⅔ of it (floored to multiples of 8, never below its
+    smallest): the features are their mean; a smaller image is read in the largest field only;
     a fixed-field model reads one field whatever is asked; window readings do the same."""
     from vdwstack.infer.reading import CropPredictor
 
@@ -247,7 +247,7 @@ def test_multi_field_reading_averages_the_fields_features(tiny_sets, tmp_path):
     reg = Regressor(tmp_path / "m")
     assert reg.tta_fields_px((64, 64), 1) == [56]
     assert reg.tta_fields_px((64, 64), 4) == [56, 48, 40, 32]  # 56 → 37 px in 4 steps, each floored to 8
-    assert reg.tta_fields_px((44, 60), 4) == [40, 32]  # an image smaller than the full field: 40 px fits
+    assert reg.tta_fields_px((44, 60), 4) == [40]  # smaller than the full field: the largest that fits only
     root, _ = open_image_dataset(tiny_sets["twist"])
     imgs = root["images"][:3]
     each = [reg.predict_features(np.stack([im[(64 - c) // 2:(64 - c) // 2 + c, (64 - c) // 2:(64 - c) // 2 + c]

@@ -17,7 +17,8 @@ class InferenceSettings:
     whole_image_crops: int = setting(16, "crops averaged for the whole-image reading", minimum=1)
     tta_rotations: int = setting(4, "quarter turns averaged (labels do not change under rotation)", enum=[1, 2, 4])
     tta_fields: int = setting(4, "fields of view averaged per crop by a model trained on variable fields (the "
-                                 "twist model): its full field down to ⅔ of it (1: the full field only)", minimum=1)
+                                 "twist model), in images that hold its full field: that field down to ⅔ of it "
+                                 "(1: the full field only)", minimum=1)
     batch_size: int = setting(32, "crops per network call", minimum=1)
     domain_tol_A: float = setting(0.35, "windows within this ΔD (Å) form one stacking domain", exclusiveMinimum=0)
     domain_tol_deg: float = setting(2.0, "windows within this Δθ (°) form one twist domain", exclusiveMinimum=0)
