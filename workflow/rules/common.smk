@@ -122,7 +122,11 @@ def train_inputs(task):
 
     def inputs(wildcards):
         out = {"train": f"results/synthetic/{wildcards.dataset}.zarr"}
-        src = init_dataset(config["regress"], wildcards.dataset) if task == "slip" else None
+        src = (
+            init_dataset(config["regress"], wildcards.dataset)
+            if task == "slip"
+            else None
+        )
         if src is not None:
             out["init"] = f"results/models/slip/{src}/model.safetensors"
         return out
