@@ -134,13 +134,14 @@ def test_pipeline_export_predict_and_evaluate(tiny_sets, tmp_path):
     res = evaluate_slip({"grid": tmp_path / "slip"}, tiny_sets["slip"], tmp_path / "eval", noise_levels=(0, 0.3),
                         contamination_blobs=(0, 2))
     m = res["models"]["grid"]
-    assert {"mean", "median", "p95", "within_0.05_A", "robustness"} <= set(m)
+    assert {"mean", "median", "p95", "within_0.05_A", "robustness", "centre_crop", "single_crop"} <= set(m)
+    assert m["tta_positions"] == 4
     assert len(m["robustness"]["noise"]) == 2 and "baseline_constant" in res
     assert json.loads((tmp_path / "eval" / "slip.json").read_text())["n_test"] == len(imgs)
     assert (tmp_path / "eval" / "slip_boxplot.png").exists()
     train_from_dataset(tiny_sets["twist"], TINY, "twist", tmp_path / "twist", progress=False)
     tw = evaluate_twist(tmp_path / "twist", tiny_sets["twist"], tmp_path / "eval")
-    assert {"model_mae_deg", "fft_mae_deg", "below_3deg", "per_theta"} <= set(tw)
+    assert {"model_mae_deg", "fft_mae_deg", "below_3deg", "per_theta", "centre_crop_mae_deg"} <= set(tw)
     assert (tmp_path / "eval" / "twist_mae.png").exists()
 
 
@@ -164,6 +165,10 @@ def test_synthesize_copies_labels(tiny_sets, tmp_path):
     assert root["images"].shape[0] == 2 * src_root["images"].shape[0]
     np.testing.assert_allclose(labels["Da_A"].to_numpy()[::2], src["Da_A"].to_numpy())
     assert root.attrs["style_draws"] == 2 and "normalized" in root.attrs["intensity_unit"]
+    # The spread of the draws is measured, not assumed: it is the rms difference of draw 1 from draw 0.
+    imgs = np.asarray(root["images"][:16])
+    expected = np.mean([np.sqrt(np.mean((imgs[2 * i + 1] - imgs[2 * i]) ** 2)) / imgs[2 * i].std() for i in range(8)])
+    assert root.attrs["style_draw_spread"] == pytest.approx(expected, rel=1e-4)
     with pytest.raises(ValueError, match="style_draws"):
         synthesize_dataset(tiny_sets["slip"], tmp_path, "unused.tsv", out, style_draws=0)
 
@@ -258,6 +263,24 @@ def test_multi_field_reading_averages_the_fields_features(tiny_sets, tmp_path):
                                atol=1e-5)
     train_from_dataset(tiny_sets["slip"], {**TINY, "steps": 2}, "slip", tmp_path / "s", progress=False)
     assert Regressor(tmp_path / "s").tta_fields_px((64, 64), 4) == [48]
+
+
+def test_crop_positions_span_the_image_and_average_their_features(tiny_sets, tmp_path):
+    """`tta_positions` reads crops on an even grid spanning the image (corners for 4), each inside
+    it and each once; the features are the mean of those crops' own features; an image no larger
+    than the crop has one position whatever is asked."""
+    assert Regressor.crop_origins((64, 64), 48, 1) == [(8, 8)]
+    assert Regressor.crop_origins((64, 80), 48, 4) == [(0, 0), (0, 32), (16, 0), (16, 32)]
+    nine = Regressor.crop_origins((100, 100), 48, 9)
+    assert len(nine) == 9 and (26, 26) in nine and all(0 <= r <= 52 and 0 <= c <= 52 for r, c in nine)
+    assert Regressor.crop_origins((48, 48), 48, 4) == [(0, 0)]
+    train_from_dataset(tiny_sets["slip"], {**TINY, "steps": 2}, "slip", tmp_path / "s", progress=False)
+    reg = Regressor(tmp_path / "s")
+    root, _ = open_image_dataset(tiny_sets["slip"])
+    imgs = root["images"][:3]  # 64 px at the model's 0.12 Å/px, 48 px crops
+    each = [reg.predict_features(imgs[:, r:r + 48, c:c + 48], 0.12) for r, c in Regressor.crop_origins((64, 64), 48, 4)]
+    np.testing.assert_allclose(reg.predict_features(imgs, 0.12, tta_positions=4), np.mean(each, axis=0), atol=1e-5)
+    assert not np.allclose(each[0], each[3], atol=1e-4)  # the positions do see different pixels
 
 
 def test_crop_sizes_of_a_variable_field_run_are_drawn_per_step():

@@ -60,12 +60,15 @@ def constant_slip_baseline(sym, *truth: np.ndarray) -> np.ndarray:
 def evaluate_slip(models: Mapping[str, str | Path], test_zarr: str | Path, out_dir: str | Path,
                   noise_levels: Sequence[float] = (0.0, 0.1, 0.3, 0.6),
                   contamination_blobs: Sequence[float] = (0, 1, 3, 6), seed: int = 0,
-                  name: str = "slip", tta_rotations: int = 4, tta_fields: int = 4) -> dict:
+                  name: str = "slip", tta_rotations: int = 4, tta_fields: int = 4, tta_positions: int = 4) -> dict:
     """ΔD statistics of each slip model on a held-out generated test set, box plot, robustness.
 
-    The headline statistics read each image as inference does (its centre crop in `tta_rotations`
-    quarter turns and, for a model trained on variable fields, `tta_fields` fields; features averaged); ``single_crop`` gives one unrotated crop, and the robustness
-    curves use single crops too (they compare conditions, not reading procedures).
+    The headline statistics read each image as inference reads a whole image: crops at
+    `tta_positions` places spanning it, each in `tta_rotations` quarter turns and, for a model
+    trained on variable fields, `tta_fields` fields; features averaged (see
+    :meth:`Regressor.predict_features`). ``centre_crop`` gives the centre crop in its quarter turns,
+    ``single_crop`` one unrotated crop; the robustness curves use single crops (they compare
+    conditions, not reading procedures).
 
     Writes `<name>.json`, `<name>_boxplot.png` and `<name>_robustness.png` into `out_dir`.
     """
@@ -81,13 +84,16 @@ def evaluate_slip(models: Mapping[str, str | Path], test_zarr: str | Path, out_d
     rng = np.random.default_rng(seed)
     for label, model_dir in models.items():
         reg = Regressor(model_dir)
-        err = slip_errors_A(sym, reg.predict(imgs, p, tta_rotations=tta_rotations, tta_fields=tta_fields), truth)
+        err = slip_errors_A(sym, reg.predict(imgs, p, tta_rotations=tta_rotations, tta_fields=tta_fields,
+                                             tta_positions=tta_positions), truth)
+        centre = slip_errors_A(sym, reg.predict(imgs, p, tta_rotations=tta_rotations, tta_fields=tta_fields), truth)
         single_pred = reg.predict(imgs, p)
         single = slip_errors_A(sym, single_pred, truth)
         errors[label] = err
         entry = {"train_step_A": reg.card.get("training", {}).get("slip_step_A"), "tta_rotations": tta_rotations,
-                 "tta_fields": tta_fields,
-                 **_stats(err), "within_0.05_A": float(np.mean(err <= 0.05)), "single_crop": _stats(single)}
+                 "tta_fields": tta_fields, "tta_positions": tta_positions,
+                 **_stats(err), "within_0.05_A": float(np.mean(err <= 0.05)), "centre_crop": _stats(centre),
+                 "single_crop": _stats(single)}
         # Robustness: added noise (SNR) and contamination on the test images; vacancy bins.
         rob = {"noise": [], "contamination": [], "vacancy": []}
         def read_degraded(params: Degradation | None) -> dict:
@@ -164,10 +170,11 @@ def _plot_slip(errors: Mapping[str, np.ndarray], result: Mapping, out: Path, nam
 
 
 def evaluate_twist(model_dir: str | Path, test_zarr: str | Path, out_dir: str | Path, tta_rotations: int = 4,
-                   tta_fields: int = 4) -> dict:
-    """Twist MAE vs θ of the model (read as inference does: `tta_rotations` quarter turns of the
-    centre crop in `tta_fields` fields, see :meth:`Regressor.tta_fields_px`) and of the classical
-    FFT baseline on the same images; ``full_field_mae_deg`` reads the full field only.
+                   tta_fields: int = 4, tta_positions: int = 4) -> dict:
+    """Twist MAE vs θ of the model (read as inference reads a whole image: crops at `tta_positions`
+    places spanning it, in `tta_rotations` quarter turns and `tta_fields` fields, see
+    :meth:`Regressor.predict_features`) and of the classical FFT baseline on the same images;
+    ``centre_crop_mae_deg`` reads the centre crop only, ``full_field_mae_deg`` that crop's full field only.
 
     The FFT baseline only sees [0°, 30°] (θ and 60° − θ look alike); its error is reported both
     against the true θ and modulo that ambiguity.
@@ -177,8 +184,11 @@ def evaluate_twist(model_dir: str | Path, test_zarr: str | Path, out_dir: str | 
     labels, material, sym, p, imgs = _load_test_set(test_zarr)
     theta = sym.fold_twist(labels["theta_deg"].to_numpy())
     reg = Regressor(model_dir)
-    pred = reg.predict(imgs, p, tta_rotations=tta_rotations, tta_fields=tta_fields)["theta_deg"]
+    pred = reg.predict(imgs, p, tta_rotations=tta_rotations, tta_fields=tta_fields,
+                       tta_positions=tta_positions)["theta_deg"]
     err = sym.twist_error_deg(pred, theta)
+    centre = sym.twist_error_deg(reg.predict(imgs, p, tta_rotations=tta_rotations, tta_fields=tta_fields)["theta_deg"],
+                                 theta)
     full = sym.twist_error_deg(reg.predict(imgs, p, tta_rotations=tta_rotations)["theta_deg"], theta)
     single = sym.twist_error_deg(reg.predict(imgs, p)["theta_deg"], theta)
     fft = np.array([fft_twist_deg(i, p, material) for i in imgs])
@@ -191,10 +201,11 @@ def evaluate_twist(model_dir: str | Path, test_zarr: str | Path, out_dir: str | 
                   "fft_mae_mod_ambiguity_deg": float(fft_err_ambig[theta == t].mean())} for t in bins]
     small = theta < 3.0
     result = {"material": material, "n_test": int(len(imgs)), "tta_rotations": tta_rotations,
+              "tta_positions": tta_positions,
               "tta_fields_px": reg.tta_fields_px(tuple(int(round(n * p / reg.pixel_size_A)) for n in imgs.shape[1:]),
                                                  tta_fields),
               "model_mae_deg": float(err.mean()), "model_median_deg": float(np.median(err)),
-              "full_field_mae_deg": float(full.mean()),
+              "centre_crop_mae_deg": float(centre.mean()), "full_field_mae_deg": float(full.mean()),
               "single_crop_mae_deg": float(single.mean()),
               "fft_mae_deg": float(fft_err.mean()), "fft_mae_mod_ambiguity_deg": float(fft_err_ambig.mean()),
               "below_3deg": {"n": int(small.sum()),

@@ -150,22 +150,36 @@ class Regressor:
                     out.append(s)
         return out
 
+    @staticmethod
+    def crop_origins(shape_px: tuple[int, int], side: int, n: int) -> list[tuple[int, int]]:
+        """Top-left corners (row, col) of up to `n` crops of `side` px on an even grid spanning an
+        image of `shape_px` (1: the centre crop; 4: the corners; 9: corners, edge midpoints and centre).
+        Positions that coincide (an image barely larger than the crop) are kept once."""
+        H, W = shape_px
+        k = int(np.ceil(np.sqrt(max(n, 1))))
+        rows = np.linspace(0, H - side, k).round().astype(int) if k > 1 else [(H - side) // 2]
+        cols = np.linspace(0, W - side, k).round().astype(int) if k > 1 else [(W - side) // 2]
+        return list(dict.fromkeys((int(r), int(c)) for r in rows for c in cols))[: max(n, 1)]
+
     @torch.no_grad()
     def predict_features(self, images: np.ndarray, pixel_size_A: float, batch: int = 32,
-                         tta_rotations: int = 1, tta_fields: int = 1) -> np.ndarray:
+                         tta_rotations: int = 1, tta_fields: int = 1, tta_positions: int = 1) -> np.ndarray:
         """Features [N, dim] for images [N, H, W] at `pixel_size_A` (Å/px): centre crops, the
         model's full field or the largest that fits (see :meth:`crop_for`); with `tta_rotations`
         (1, 2, 4) the features of that many quarter turns of each crop are averaged (labels do not
         change under rotation; the features are periodic, so the mean never crosses a cell edge),
-        with `tta_fields` > 1 also those of smaller centred fields (:meth:`tta_fields_px`)."""
+        with `tta_fields` > 1 also those of smaller centred fields (:meth:`tta_fields_px`), with
+        `tta_positions` > 1 those of crops at that many positions spanning the image
+        (:meth:`crop_origins`; a uniform stacking's labels do not change under translation, like the
+        whole-image reading of inference, which averages crops over the image)."""
         turns = {1: [0], 2: [0, 2], 4: [0, 1, 2, 3]}[tta_rotations]
         crops: list[tuple[int, np.ndarray]] = []  # (image index, normalised crop)
         for i, img in enumerate(images):
             img = resample(np.asarray(img, np.float32), pixel_size_A, self.pixel_size_A)
             H, W = img.shape
             for c in self.tta_fields_px((H, W), tta_fields):
-                r0, c0 = (H - c) // 2, (W - c) // 2
-                crops.append((i, normalize_unit(img[r0:r0 + c, c0:c0 + c])))
+                for r0, c0 in self.crop_origins((H, W), c, tta_positions):
+                    crops.append((i, normalize_unit(img[r0:r0 + c, c0:c0 + c])))
         total = np.zeros((len(images), self.codec.dim), np.float64)
         count = np.zeros(len(images))
         for side in {c.shape[0] for _, c in crops}:  # a batch holds one crop size
@@ -192,9 +206,10 @@ class Regressor:
         return m.fc(torch.flatten(m.avgpool(h.float()), 1))
 
     def predict(self, images: np.ndarray, pixel_size_A: float, tta_rotations: int = 1,
-                tta_fields: int = 1) -> dict[str, np.ndarray]:
+                tta_fields: int = 1, tta_positions: int = 1) -> dict[str, np.ndarray]:
+        """Decoded labels (arrays [N]) of images [N, H, W]; see :meth:`predict_features`."""
         return self.codec.decode(self.predict_features(images, pixel_size_A, tta_rotations=tta_rotations,
-                                                       tta_fields=tta_fields))
+                                                       tta_fields=tta_fields, tta_positions=tta_positions))
 
 
 def find_model(models: str | Path, task: str, material: str, layers: int = 2) -> Path | None:

@@ -82,6 +82,9 @@ def synthesize_dataset(sim_zarr: str | Path, drit_dir: str | Path, style_sheet: 
     rep["height_px"], rep["width_px"] = Hc, Wc
     rep["pixel_size_A"] = p  # the dataset attribute, written once again by write_image_dataset
 
+    first_draws: dict[int, np.ndarray] = {}  # draw 0 of the first simulations
+    spreads: list[float] = []  # rms(draw j − draw 0) / std(draw 0) of those simulations
+
     def batches():
         order = np.repeat(np.arange(n), style_draws)
         with tqdm(total=len(order), desc="synthesize", unit="img", disable=not progress) as bar:
@@ -96,7 +99,15 @@ def synthesize_dataset(sim_zarr: str | Path, drit_dir: str | Path, style_sheet: 
                     else:
                         y = translator.translate(xt, generator=gen)
                 bar.update(len(idx))
-                yield start, np.stack([at_drit.back(im) for im in y[:, 0].float().cpu().numpy()])
+                out = np.stack([at_drit.back(im) for im in y[:, 0].float().cpu().numpy()])
+                for k, i in enumerate(idx):
+                    if i < _SPREAD_SIMULATIONS:
+                        if (start + k) % style_draws == 0:
+                            first_draws[int(i)] = out[k]
+                        else:
+                            d0 = first_draws[int(i)]
+                            spreads.append(float(np.sqrt(np.mean((out[k] - d0) ** 2)) / max(float(d0.std()), 1e-12)))
+                yield start, out
 
     attrs = {"synthesized_from": str(sim_zarr), "drit": str(drit_dir), "drit_fingerprint": card["training"]["fingerprint"],
              "style_draws": style_draws, "style_source": style_source,
@@ -104,6 +115,26 @@ def synthesize_dataset(sim_zarr: str | Path, drit_dir: str | Path, style_sheet: 
              "intensity_unit": "experiment-like, normalized to [-1, 1]",
              "config_hash": root.attrs.get("config_hash"), "dataset": root.attrs.get("dataset", "")}
     write_image_dataset(out_zarr, rep, batches(), attrs)
+    if spreads:
+        _record_draw_spread(out_zarr, float(np.mean(spreads)), style_draws)
+
+
+# Draws compared for the spread diagnostic (the first simulations: enough for a mean, cheap to keep).
+_SPREAD_SIMULATIONS = 8
+
+
+def _record_draw_spread(out_zarr: str | Path, spread: float, style_draws: int) -> None:
+    """Store how much the style draws of one simulation differ (attribute ``style_draw_spread``: rms
+    difference to the first draw / its std) and warn when they hardly do: a DRIT whose generator
+    ignores its attribute code (few style references, short training) makes near-copies, and
+    ``style_draws`` > 1 then costs time without adding variety."""
+    import zarr
+
+    zarr.open_group(str(out_zarr), mode="r+").attrs["style_draw_spread"] = spread
+    if spread < 0.02:
+        log.warning("%s: the %d style draws of a simulation differ by %.1f %% of the image std (near-copies: "
+                    "DRIT's generator ignores its attribute code); synthesize.style_draws: 1 gives the same "
+                    "variety in 1/%d of the time", out_zarr, style_draws, 100 * spread, style_draws)
 
 
 class _DritScale:
