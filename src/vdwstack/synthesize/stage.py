@@ -82,8 +82,7 @@ def synthesize_dataset(sim_zarr: str | Path, drit_dir: str | Path, style_sheet: 
     rep["height_px"], rep["width_px"] = Hc, Wc
     rep["pixel_size_A"] = p  # the dataset attribute, written once again by write_image_dataset
 
-    first_draws: dict[int, np.ndarray] = {}  # draw 0 of the first simulations
-    spreads: list[float] = []  # rms(draw j − draw 0) / std(draw 0) of those simulations
+    spread = _DrawSpread(style_draws)
 
     def batches():
         order = np.repeat(np.arange(n), style_draws)
@@ -100,13 +99,7 @@ def synthesize_dataset(sim_zarr: str | Path, drit_dir: str | Path, style_sheet: 
                         y = translator.translate(xt, generator=gen)
                 bar.update(len(idx))
                 out = np.stack([at_drit.back(im) for im in y[:, 0].float().cpu().numpy()])
-                for k, i in enumerate(idx):
-                    if i < _SPREAD_SIMULATIONS:
-                        if (start + k) % style_draws == 0:
-                            first_draws[int(i)] = out[k]
-                        else:
-                            d0 = first_draws[int(i)]
-                            spreads.append(float(np.sqrt(np.mean((out[k] - d0) ** 2)) / max(float(d0.std()), 1e-12)))
+                spread.see(start, idx, out)
                 yield start, out
 
     attrs = {"synthesized_from": str(sim_zarr), "drit": str(drit_dir), "drit_fingerprint": card["training"]["fingerprint"],
@@ -115,26 +108,44 @@ def synthesize_dataset(sim_zarr: str | Path, drit_dir: str | Path, style_sheet: 
              "intensity_unit": "experiment-like, normalized to [-1, 1]",
              "config_hash": root.attrs.get("config_hash"), "dataset": root.attrs.get("dataset", "")}
     write_image_dataset(out_zarr, rep, batches(), attrs)
-    if spreads:
-        _record_draw_spread(out_zarr, float(np.mean(spreads)), style_draws)
+    spread.record(out_zarr)
 
 
-# Draws compared for the spread diagnostic (the first simulations: enough for a mean, cheap to keep).
-_SPREAD_SIMULATIONS = 8
+class _DrawSpread:
+    """How much the style draws of one simulation differ: rms(draw j − draw 0) / std(draw 0) over the
+    first simulations, stored as the dataset attribute ``style_draw_spread``, with a warning when the
+    draws are near-copies: a DRIT whose generator ignores its attribute code (one style reference, a
+    short training) makes those, and ``style_draws`` > 1 then costs time without adding variety."""
 
+    simulations = 8  # enough for a mean, cheap to keep
 
-def _record_draw_spread(out_zarr: str | Path, spread: float, style_draws: int) -> None:
-    """Store how much the style draws of one simulation differ (attribute ``style_draw_spread``: rms
-    difference to the first draw / its std) and warn when they hardly do: a DRIT whose generator
-    ignores its attribute code (few style references, short training) makes near-copies, and
-    ``style_draws`` > 1 then costs time without adding variety."""
-    import zarr
+    def __init__(self, style_draws: int):
+        self.draws = style_draws
+        self.first: dict[int, np.ndarray] = {}
+        self.values: list[float] = []
 
-    zarr.open_group(str(out_zarr), mode="r+").attrs["style_draw_spread"] = spread
-    if spread < 0.02:
-        log.warning("%s: the %d style draws of a simulation differ by %.1f %% of the image std (near-copies: "
-                    "DRIT's generator ignores its attribute code); synthesize.style_draws: 1 gives the same "
-                    "variety in 1/%d of the time", out_zarr, style_draws, 100 * spread, style_draws)
+    def see(self, start: int, idx: np.ndarray, out: np.ndarray) -> None:
+        """Images `out` [B, H, W] at positions start… of the output, of simulations `idx` [B]."""
+        for k, i in enumerate(int(i) for i in idx):
+            if i >= self.simulations:
+                continue
+            if (start + k) % self.draws == 0:
+                self.first[i] = out[k]
+            else:
+                d0 = self.first[i]
+                self.values.append(float(np.sqrt(np.mean((out[k] - d0) ** 2)) / max(float(d0.std()), 1e-12)))
+
+    def record(self, out_zarr: str | Path) -> None:
+        if not self.values:
+            return
+        import zarr
+
+        spread = float(np.mean(self.values))
+        zarr.open_group(str(out_zarr), mode="r+").attrs["style_draw_spread"] = spread
+        if spread < 0.02:
+            log.warning("%s: the %d style draws of a simulation differ by %.1f %% of the image std (near-copies: "
+                        "DRIT's generator ignores its attribute code); synthesize.style_draws: 1 gives the same "
+                        "variety in 1/%d of the time", out_zarr, self.draws, 100 * spread, self.draws)
 
 
 class _DritScale:
