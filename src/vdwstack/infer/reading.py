@@ -132,7 +132,7 @@ def infer_image(image: np.ndarray, pixel_size_A: float, reg: Regressor,
                          settings.batch_size, settings.tta_fields)
     field_A = pred.c * reg.pixel_size_A
     unit = "deg" if reg.codec.task == "twist" else "A"
-    centres = _whole_image_centres(pred.img.shape, pred.c, settings.whole_image_crops)
+    centres = Regressor.crop_centres(pred.img.shape, pred.c, settings.whole_image_crops)
     est, spread = robust_aggregate(reg, sym, pred.features(centres))
     spread_rms = float(np.sqrt(np.mean(spread ** 2)))
     window_map = _window_map(pred, sym, settings, max(settings.window_A, field_A))
@@ -167,18 +167,6 @@ def infer_image(image: np.ndarray, pixel_size_A: float, reg: Regressor,
             window_map["maps"]["Da_A"], window_map["maps"]["Db_A"], sym, m["stride_A"], m["window_A"])
     return InferenceResult(record, window_map["maps"], window_map["labels"], domain_boundaries(window_map["labels"]),
                            image, window_map["extent"])
-
-
-def _whole_image_centres(shape: tuple[int, int], crop: int, n_crops: int) -> np.ndarray:
-    """(row, col) centres, in model pixels, of `n_crops` crops on an even grid spanning the image."""
-    n_side = int(np.ceil(np.sqrt(n_crops)))
-    if n_side == 1:
-        rs, cs = np.array([shape[0] // 2]), np.array([shape[1] // 2])
-    else:
-        rs = np.linspace(crop // 2, shape[0] - crop + crop // 2, n_side).astype(int)
-        cs = np.linspace(crop // 2, shape[1] - crop + crop // 2, n_side).astype(int)
-    centres = np.array([(r, q) for r in rs for q in cs])[: max(n_crops, 1)]
-    return np.unique(centres, axis=0)
 
 
 def _window_map(pred: CropPredictor, sym: StackingSymmetry, settings: InferenceSettings, window_A: float) -> dict:

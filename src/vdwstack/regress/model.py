@@ -151,15 +151,24 @@ class Regressor:
         return out
 
     @staticmethod
+    def crop_centres(shape_px: tuple[int, int], crop: int, n: int) -> np.ndarray:
+        """(row, col) centres [M, 2], M ≤ n, of `crop`-px crops on an even grid spanning an image of
+        `shape_px` (1: the image centre; 4: crops in the corners; 9: corners, edge midpoints and
+        centre), sorted; positions that coincide (an image barely larger than the crop) are kept once.
+        Inference's whole-image reading and :meth:`predict_features`' `tta_positions` both use it."""
+        k = int(np.ceil(np.sqrt(n)))
+        if k == 1:
+            rs, cs = np.array([shape_px[0] // 2]), np.array([shape_px[1] // 2])
+        else:
+            rs = np.linspace(crop // 2, shape_px[0] - crop + crop // 2, k).astype(int)
+            cs = np.linspace(crop // 2, shape_px[1] - crop + crop // 2, k).astype(int)
+        centres = np.array([(r, q) for r in rs for q in cs])[: max(n, 1)]
+        return np.unique(centres, axis=0)
+
+    @staticmethod
     def crop_origins(shape_px: tuple[int, int], side: int, n: int) -> list[tuple[int, int]]:
-        """Top-left corners (row, col) of up to `n` crops of `side` px on an even grid spanning an
-        image of `shape_px` (1: the centre crop; 4: the corners; 9: corners, edge midpoints and centre).
-        Positions that coincide (an image barely larger than the crop) are kept once."""
-        H, W = shape_px
-        k = int(np.ceil(np.sqrt(max(n, 1))))
-        rows = np.linspace(0, H - side, k).round().astype(int) if k > 1 else [(H - side) // 2]
-        cols = np.linspace(0, W - side, k).round().astype(int) if k > 1 else [(W - side) // 2]
-        return list(dict.fromkeys((int(r), int(c)) for r in rows for c in cols))[: max(n, 1)]
+        """Top-left corners (row, col) of the crops of :meth:`crop_centres`."""
+        return [(int(r) - side // 2, int(c) - side // 2) for r, c in Regressor.crop_centres(shape_px, side, n)]
 
     @torch.no_grad()
     def predict_features(self, images: np.ndarray, pixel_size_A: float, batch: int = 32,
