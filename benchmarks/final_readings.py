@@ -64,7 +64,7 @@ def network_proposal(models: Path | None, image: np.ndarray, p: float, material:
         return None
     rec = infer_image(image, p, Regressor(folder)).record
     keys = ["theta_deg"] if task == "twist" else ["Da_A", "Db_A"] + (["Da2_A", "Db2_A"] if layers == 3 else [])
-    return {k: rec[k] for k in keys}
+    return {**{k: rec[k] for k in keys}, "mirrored": rec["mirrored"]}
 
 
 def read_one(image: np.ndarray, p: float, material: str, layers: int, task: str, models: Path | None,

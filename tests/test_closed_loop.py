@@ -87,6 +87,16 @@ def test_mirrored_image_is_detected_and_read_in_its_own_frame(res2_image):
     assert rec["source"] == "search" and "network" not in rec["candidates"]
 
 
+def test_a_network_reading_made_in_the_mirror_hand_joins_that_hand(res2_image):
+    """The network reads chiral lattices in both hands and says which: its proposal is a candidate
+    of the mirror-image fit, not of the as-imaged one."""
+    img, p = res2_image
+    est = estimate_reading(np.fliplr(img), p, "ReS2", 2, "slip", {**RES2_TRUTH, "mirrored": True}, FAST)
+    rec = estimate_record(est)
+    assert rec["candidates"]["network"]["mirrored"] is True
+    assert rec["mirrored"] is True and _slip_error("ReS2", rec, RES2_TRUTH) < 0.05, rec
+
+
 def test_chirality_of_the_projections():
     assert projection_is_chiral("ReS2") and projection_is_chiral("ReSe2")
     assert not projection_is_chiral("MoS2") and not projection_is_chiral("WSe2")

@@ -163,6 +163,48 @@ def test_tta_averages_rotated_copies(models, res2_tif):
     assert symmetry_for("ReS2").slip_error_A(a["Da_A"], a["Db_A"], b["Da_A"], b["Db_A"]) < 1e-3
 
 
+def test_a_chiral_lattice_is_read_in_both_hands_and_its_mirror_image_swaps_them(models, res2_tif):
+    """ReS2's mirror image is another lattice: the reading weighs the image as imaged and as its
+    mirror. Reading the flipped image swaps the two hands' residuals exactly (one centred crop, no
+    resampling), so both readings agree once each keeps its better hand."""
+    img, _ = read_image(res2_tif)
+    img = img[:144, :144]
+    reg = Regressor(models["slip"])
+    s = InferenceSettings(whole_image_crops=1, tta_rotations=4)
+    a = infer_image(img, reg.pixel_size_A, reg, s).record
+    b = infer_image(np.fliplr(img).copy(), reg.pixel_size_A, reg, s).record
+    assert a["hand"]["residual_as_is"] == pytest.approx(b["hand"]["residual_mirrored"], rel=1e-5)
+    assert a["hand"]["residual_mirrored"] == pytest.approx(b["hand"]["residual_as_is"], rel=1e-5)
+    assert a["mirrored"] == a["hand"]["mirrored"] and b["mirrored"] == b["hand"]["mirrored"]
+    if a["hand"]["decided"]:
+        assert a["mirrored"] != b["mirrored"]
+        assert symmetry_for("ReS2").slip_error_A(a["Da_A"], a["Db_A"], b["Da_A"], b["Db_A"]) < 1e-3
+    else:  # both as imaged
+        assert not a["mirrored"] and not b["mirrored"]
+    off = infer_image(img, reg.pixel_size_A, reg, InferenceSettings(whole_image_crops=1, decide_hand=False)).record
+    assert "hand" not in off and off["mirrored"] is False
+
+
+def test_the_mirror_hand_is_kept_only_when_its_features_fit_clearly_better():
+    from vdwstack.infer.reading import HAND_MARGIN, _hand_record
+
+    def hands(as_is, mirrored):
+        return [(False, None, None, as_is), (True, None, None, mirrored)]
+
+    assert _hand_record(hands(1.0, 0.3)) == {"residual_as_is": 1.0, "residual_mirrored": 0.3, "decided": True,
+                                             "mirrored": True}
+    assert _hand_record(hands(0.3, 1.0))["mirrored"] is False and _hand_record(hands(0.3, 1.0))["decided"]
+    close = _hand_record(hands(1.0, 1.0 / HAND_MARGIN + 0.01))  # mirror a little better: not enough
+    assert close["decided"] is False and close["mirrored"] is False
+    assert _hand_record([(False, None, None, None)]) is None  # achiral lattice: one hand only
+
+
+def test_achiral_lattices_are_read_as_imaged_only(models):
+    img = simulate_row(make_row("MoS2", size=160, pixel_size_A=0.12, theta_deg=10.0))
+    rec = infer_image(img, 0.12, Regressor(models["twist"]), InferenceSettings(whole_image_crops=1)).record
+    assert "hand" not in rec and rec["mirrored"] is False
+
+
 def test_two_domains_a_spurious_window_and_the_located_boundary():
     """Potts regularisation keeps one odd window out of the domains; the boundary's straight-step
     fit puts it where the features change, with a width and an uncertainty."""

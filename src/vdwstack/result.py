@@ -61,7 +61,7 @@ class TaskReading:
         unit = "degree" if task == "twist" else "Å"
         keys = ["theta_deg"] if task == "twist" else ["Da_A", "Db_A", "Da2_A", "Db2_A"]
         hand = None
-        if "hand" in rec:
+        if rec.get("hand"):
             hand = ("mirrored" if rec.get("mirrored") else "as imaged") if rec["hand"].get("decided") else "undecided"
         return cls(task=task, status=rec.get("status", "error"),
                    values={k: float(rec[k]) for k in keys if k in rec},

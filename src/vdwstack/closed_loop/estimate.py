@@ -149,7 +149,7 @@ def _fit_pose(comp: Comparator, m: Match, twist: bool) -> Match:
                               step_scale=0.003)
 
 
-def _network_candidates(comp: Comparator, pose: Pose, base_theta: float, proposal: Stacking,
+def _network_candidates(comp: Comparator, pose: Pose, base_theta: float, proposal: Stacking, mirrored: bool,
                         twist: bool) -> list[Candidate]:
     """The proposal as it is (layer translation fitted for twists, both signs of θ) and refined."""
     if twist:
@@ -159,8 +159,8 @@ def _network_candidates(comp: Comparator, pose: Pose, base_theta: float, proposa
     else:
         m0 = max((comp.evaluate(g, pose) for g in symmetry_orbit(comp.material, proposal)),
                  key=lambda m: m.agreement)
-    return [Candidate("network", m0, False),
-            Candidate("refined", refine_stacking(comp, m0, twist), False)]
+    return [Candidate("network", m0, mirrored),
+            Candidate("refined", refine_stacking(comp, m0, twist), mirrored)]
 
 
 def _fit_hand(crop: Crop, coarse_crop: Crop, image: np.ndarray, pixel_size_A: float, material: str, layers: int,
@@ -183,8 +183,8 @@ def _fit_hand(crop: Crop, coarse_crop: Crop, image: np.ndarray, pixel_size_A: fl
         if twist:
             m = fit_layer_translation(coarse, m.stacking, m.pose, maxfev=24)
         hand.candidates.append(Candidate("search", refine_stacking(coarse, m, twist), mirrored))
-    if proposal is not None and not mirrored:
-        hand.candidates += _network_candidates(coarse, fitted.pose, base_theta, proposal, twist)
+    if proposal is not None:
+        hand.candidates += _network_candidates(coarse, fitted.pose, base_theta, proposal, mirrored, twist)
     return hand
 
 
@@ -219,8 +219,9 @@ def estimate_reading(image: np.ndarray, pixel_size_A: float, material: str, laye
     """The final reading of the crop of `image` (grey, [H, W], `pixel_size_A` Å/px) centred on
     `centre_A` (x, y in Å; None: the image centre).
 
-    proposal: the network's reading ({"Da_A", "Db_A"[, "Da2_A", "Db2_A"]} or {"theta_deg"}); None when
-        no model exists (the reading then comes from the global search alone).
+    proposal: the network's reading ({"Da_A", "Db_A"[, "Da2_A", "Db2_A"]} or {"theta_deg"}, and
+        "mirrored": the hand it was read in, False if absent); None when no model exists (the
+        reading then comes from the global search alone).
     context: the whole image's estimate, for a domain of it: its hand and pose are reused.
     """
     if task not in ("slip", "twist"):
@@ -239,8 +240,13 @@ def estimate_reading(image: np.ndarray, pixel_size_A: float, material: str, laye
         hands = [(False, None)] + ([(True, None)] if chiral else [])
     # Each hand is a global search and local fits (seconds to a minute on a CPU): a progress bar.
     where = "domain" if context is not None else "whole image"
+    # The network's proposal joins the hand it was read in (chiral lattices: the network reads
+    # both hands and keeps one), or the only hand searched.
+    proposal_hand = bool((proposal or {}).get("mirrored", False))
+    if proposal_hand not in [m for m, _ in hands]:
+        proposal_hand = hands[0][0]
     fits = [_fit_hand(crop, coarse_crop, image, pixel_size_A, material, layers, twist, s, microscope, m,
-                      _slip_of(proposal), start)
+                      _slip_of(proposal) if m == proposal_hand else None, start)
             for m, start in tqdm(hands, desc=f"fitting {task}, {where}", unit="hand", leave=False)]
     return _conclude(material, layers, twist, fits, s)
 

@@ -34,7 +34,7 @@ from vdwstack.core.microscope import fixed_microscope
 log = logging.getLogger(__name__)
 
 _NETWORK_KEYS = ("Da_A", "Db_A", "Da2_A", "Db2_A", "theta_deg", "uncertainty_A", "uncertainty_deg", "spread_A",
-                 "spread_deg", "stacking")
+                 "spread_deg", "stacking", "mirrored", "hand")
 
 
 def domain_centres_A(slip_record: Mapping, labels: np.ndarray) -> dict[int, tuple[float, float]]:
@@ -51,7 +51,10 @@ def domain_centres_A(slip_record: Mapping, labels: np.ndarray) -> dict[int, tupl
 
 
 def _proposal(net: Mapping, keys: list[str]) -> dict | None:
-    return {k: net[k] for k in keys if k in net} if all(k in net for k in keys) else None
+    """The network's values (+ the hand it read them in, for chiral lattices), or None."""
+    if not all(k in net for k in keys):
+        return None
+    return {**{k: net[k] for k in keys}, "mirrored": bool(net.get("mirrored", False))}
 
 
 def _task_reading(image: np.ndarray, p: float, material: str, layers: int, task: str, net: Mapping,

@@ -5,6 +5,12 @@ The image is rescaled once (anti-aliased, :func:`vdwstack.core.resample.resample
 normalised like the training crops. Test-time augmentation rotates crops by multiples of 90°
 (labels live in the lattice frame, so image rotations leave them unchanged) and predictions are
 averaged in the model's periodic feature space, so averaging never crosses a cell edge wrongly.
+
+Chiral lattices (ReX2) are read in both hands: a mirrored image (specimen upside down, flipped or
+transposed scan) shows the mirror-image lattice, which the networks never saw in training (the
+slips in lattice coordinates do not change, so the crops can simply be flipped back). The hand kept
+is the one whose mean features lie clearly closer to the model's encoding manifold (the features of
+some stacking; :data:`HAND_MARGIN`), else the image as imaged.
 """
 
 from __future__ import annotations
@@ -23,9 +29,16 @@ from vdwstack.infer.settings import InferenceSettings
 from vdwstack.infer.slip_gradient import twist_from_slip_map
 from vdwstack.regress.model import Regressor
 from vdwstack.structures.names import name_stacking
-from vdwstack.structures.symmetry import StackingSymmetry, symmetry_for
+from vdwstack.structures.symmetry import StackingSymmetry, projection_is_chiral, symmetry_for
 
 log = logging.getLogger(__name__)
+
+# The mirror hand is kept only when its manifold residual is this many times smaller than the
+# image's as imaged (else: as imaged, "decided" false). On the independent calibration images (20
+# ReS2 bilayers, half mirrored, 8 trilayers) the right hand's residual was the smaller in all 28, the
+# other's 1.04–23× larger (≥ 2.2× for the mirrored bilayers): any margin in 1.0–2.2 separates them;
+# 1.25 keeps a weaker model (the trilayers') from mirroring an image on a small difference.
+HAND_MARGIN = 1.25
 
 
 # --- predictions ---------------------------------------------------------------------------------
@@ -33,8 +46,10 @@ class CropPredictor:
     """Features of model-sized crops of one image (already at the model's pixel size)."""
 
     def __init__(self, reg: Regressor, image_model_px: np.ndarray, tta_rotations: int, batch_size: int,
-                 tta_fields: int = 1):
-        self.reg, self.img = reg, image_model_px
+                 tta_fields: int = 1, mirrored: bool = False):
+        # mirrored: every crop is flipped left-right before the network sees it (the image read as
+        # the mirror image of a chiral lattice); centres stay in the image's own coordinates.
+        self.reg, self.img, self.mirrored = reg, image_model_px, mirrored
         self.k = {1: [0], 2: [0, 2], 4: [0, 1, 2, 3]}[tta_rotations]
         self.batch = batch_size
         # The full field (or the largest that fits) first, then the smaller fields averaged with it.
@@ -57,6 +72,7 @@ class CropPredictor:
                 for r, c in centres_px[i:i + self.batch]:
                     r0, c0 = r - h + (self.c - side) // 2, c - h + (self.c - side) // 2
                     crop = normalize_unit(self.img[r0:r0 + side, c0:c0 + side])
+                    crop = np.fliplr(crop) if self.mirrored else crop
                     crops += [np.rot90(crop, k) for k in self.k]
                 x = torch.from_numpy(np.ascontiguousarray(np.stack(crops))[:, None]).to(self.reg.device)
                 with torch.no_grad():
@@ -94,6 +110,14 @@ def robust_aggregate(reg: Regressor, sym: StackingSymmetry, feats: np.ndarray) -
     return {k: float(v[0]) for k, v in est.items()}, dist
 
 
+def manifold_residual(reg: Regressor, feats: np.ndarray) -> float:
+    """Distance of the mean of crop features [n, dim] from the model's encoding of the stacking it
+    decodes to (dimensionless; 0: the features of exactly one stacking). An image the network
+    reads as it was trained (the right hand) lies close; a mirror-image lattice does not."""
+    mean = feats.mean(axis=0, keepdims=True)
+    return float(np.linalg.norm(mean - reg.codec.encode(_decode(reg, mean))))
+
+
 def _grid_centres(n_rows: int, n_cols: int, crop: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
     h = crop // 2
     rows = np.arange(h, n_rows - crop + h + 1, max(stride, 1))
@@ -128,12 +152,20 @@ def infer_image(image: np.ndarray, pixel_size_A: float, reg: Regressor,
                          f"({reg.min_crop_px * reg.pixel_size_A:.1f} Å: the model sees at least {reg.min_crop_px} px "
                          f"at {reg.pixel_size_A:g} Å/px)")
     sym = symmetry_for(reg.codec.material)
-    pred = CropPredictor(reg, resample(image, pixel_size_A, reg.pixel_size_A), settings.tta_rotations,
-                         settings.batch_size, settings.tta_fields)
+    image_model = resample(image, pixel_size_A, reg.pixel_size_A)
+    chiral = settings.decide_hand and projection_is_chiral(reg.codec.material)
+    hands = []  # (mirrored, predictor, features of the whole-image crops, manifold residual)
+    for mirrored in (False, True) if chiral else (False,):
+        pred = CropPredictor(reg, image_model, settings.tta_rotations, settings.batch_size, settings.tta_fields,
+                             mirrored=mirrored)
+        centres = Regressor.crop_centres(pred.img.shape, pred.c, settings.whole_image_crops)
+        feats = pred.features(centres)
+        hands.append((mirrored, pred, feats, manifold_residual(reg, feats) if chiral else None))
+    hand = _hand_record(hands)
+    mirrored, pred, feats, _ = hands[1] if hand is not None and hand["mirrored"] else hands[0]
     field_A = pred.c * reg.pixel_size_A
     unit = "deg" if reg.codec.task == "twist" else "A"
-    centres = Regressor.crop_centres(pred.img.shape, pred.c, settings.whole_image_crops)
-    est, spread = robust_aggregate(reg, sym, pred.features(centres))
+    est, spread = robust_aggregate(reg, sym, feats)
     spread_rms = float(np.sqrt(np.mean(spread ** 2)))
     window_map = _window_map(pred, sym, settings, max(settings.window_A, field_A))
     record = {
@@ -151,6 +183,8 @@ def infer_image(image: np.ndarray, pixel_size_A: float, reg: Regressor,
         "tta_rotations": settings.tta_rotations,
         "tta_fields_A": [round(side * reg.pixel_size_A, 2) for side in pred.fields],
         **est,
+        "mirrored": bool(mirrored),
+        **({"hand": hand} if hand is not None else {}),  # chiral lattices only, as in final readings
         f"spread_{unit}": spread_rms,
         f"uncertainty_{unit}": spread_rms / np.sqrt(len(centres)),
         "map": window_map.pop("map"),
@@ -167,6 +201,17 @@ def infer_image(image: np.ndarray, pixel_size_A: float, reg: Regressor,
             window_map["maps"]["Da_A"], window_map["maps"]["Db_A"], sym, m["stride_A"], m["window_A"])
     return InferenceResult(record, window_map["maps"], window_map["labels"], domain_boundaries(window_map["labels"]),
                            image, window_map["extent"])
+
+
+def _hand_record(hands: list) -> dict | None:
+    """Both hands' manifold residuals, whether they tell the hand apart by :data:`HAND_MARGIN`,
+    and the hand kept (mirrored only when decided). None: an achiral lattice, or not asked for."""
+    if len(hands) < 2:
+        return None
+    r = {m: res for m, _, _, res in hands}
+    decided = max(r.values()) >= HAND_MARGIN * min(r.values())
+    return {"residual_as_is": round(r[False], 4), "residual_mirrored": round(r[True], 4),
+            "decided": bool(decided), "mirrored": bool(decided and r[True] < r[False])}
 
 
 def _window_map(pred: CropPredictor, sym: StackingSymmetry, settings: InferenceSettings, window_A: float) -> dict:

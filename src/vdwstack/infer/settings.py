@@ -19,6 +19,8 @@ class InferenceSettings:
     tta_fields: int = setting(4, "fields of view averaged per crop by a model trained on variable fields (the "
                                  "twist model), in images that hold its full field: that field down to ⅔ of it "
                                  "(1: the full field only)", minimum=1)
+    decide_hand: bool = setting(True, "chiral lattices (ReX2): read the image and its mirror image and keep the "
+                                      "hand whose features the network recognises (false: as imaged only)")
     batch_size: int = setting(32, "crops per network call", minimum=1)
     domain_tol_A: float = setting(0.35, "windows within this ΔD (Å) form one stacking domain", exclusiveMinimum=0)
     domain_tol_deg: float = setting(2.0, "windows within this Δθ (°) form one twist domain", exclusiveMinimum=0)

@@ -70,6 +70,9 @@ def hand_text(rec: Mapping) -> str:
         return "n/a (achiral)"
     h = rec["hand"]
     name = "mirrored" if rec.get("mirrored") else "as is"
+    if "agreement_as_is" not in h:  # a network's reading: how far each hand's features lie off the model's
+        return f"{name} (feature residual {h['residual_as_is']:.3f} as is, {h['residual_mirrored']:.3f} mirrored)" + (
+            "" if h["decided"] else ", undecided")
     return f"{name} (r {h['agreement_as_is']:.3f} as is, {h['agreement_mirrored']:.3f} mirrored)" + (
         "" if h["decided"] else ", undecided")
 
