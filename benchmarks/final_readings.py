@@ -107,12 +107,25 @@ def _error(record: dict, truth: dict, prefix: str = "") -> float:
     return metrics.slip_error(record, truth, prefix)
 
 
-def network_errors(set_name: str, tasks: list[str], limit: int | None, models: Path) -> dict:
+def _drawn_settings(path: Path) -> dict:
+    """The numeric optics and degradation values an independent image was rendered with."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tf:
+        meta = json.loads(tf.pages[0].description or "{}")
+    return {k: v for k, v in meta.get("optics", {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def network_errors(set_name: str, tasks: list[str], limit: int | None, models: Path,
+                   per_image: dict | None = None) -> dict:
     """The networks alone on the independent set: whole-image readings as inference makes them
-    (rescaled to each model's pixel size, crops × 4 quarter turns), scored against the truth."""
+    (rescaled to each model's pixel size, crops × 4 quarter turns, both hands of a chiral lattice),
+    scored against the truth. `per_image`: filled with task → one row per image (error, truth,
+    reading, hands, the drawn optics) — what tells which images fail and why."""
     out = {}
     for task, images in _task_images(set_name, tasks, limit):
         errs = []
+        rows = per_image.setdefault(task, []) if per_image is not None else []
         for row, image, truth in images:
             try:
                 prop = network_proposal(models, image, float(row["pixel_size_A"]), truth["material"],
@@ -123,8 +136,17 @@ def network_errors(set_name: str, tasks: list[str], limit: int | None, models: P
             if prop is None:
                 break
             errs.append(_error({f"network_{k}": v for k, v in prop.items()}, truth, "network_"))
+            rows.append({"image_id": row["image_id"], "error": errs[-1],
+                         "truth": {k: v for k, v in truth.items() if k.endswith(("_A", "_deg")) or k == "mirrored"},
+                         "network": prop, "optics": _drawn_settings(DATA / set_name / task / row["path"])})
         if errs:
             out[task] = {**metrics.summary(errs), "unit": "degree" if task.endswith("twist") else "Å"}
+            hands = {m: [r["error"] for r in rows if bool(r["truth"].get("mirrored")) == m] for m in (False, True)}
+            if hands[True]:  # a chiral lattice with mirrored images: each hand's share
+                out[task]["by_hand"] = {("mirrored" if m else "as imaged"): metrics.summary(e) for m, e in hands.items()
+                                      if e}
+                out[task]["hand_right"] = sum(bool(r["network"].get("mirrored")) == bool(r["truth"].get("mirrored"))
+                                              for r in rows)
             print(f"{set_name}/{task}: network alone {json.dumps(out[task])}", flush=True)
     return out
 
@@ -234,7 +256,8 @@ def main() -> None:
                     help="re-score coverage with the (k, f) of this calibration JSON")
     ap.add_argument("--shared", action="store_true")
     ap.add_argument("--network-only", action="store_true",
-                    help="score the networks alone (no closed loop): writes network_<set>.json")
+                    help="score the networks alone (no closed loop): writes network_<set>.json, "
+                         "with each image's error, reading, hand and drawn optics")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     models = args.models if args.models.is_dir() else None
@@ -243,7 +266,9 @@ def main() -> None:
             raise SystemExit(f"--models {args.models}: no such folder")
         out = args.out or ROOT / "benchmarks" / "results" / f"network_{args.set}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
-        res = {"set": args.set, "models": str(models), "network": network_errors(args.set, args.tasks, args.limit, models)}
+        per_image: dict = {}
+        res = {"set": args.set, "models": str(models),
+               "network": network_errors(args.set, args.tasks, args.limit, models, per_image), "per_image": per_image}
         out.write_text(json.dumps(res, indent=1))
         print(f"-> {out}")
         return
