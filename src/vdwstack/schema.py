@@ -217,16 +217,23 @@ def schema_yaml() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Write the schema to the given path (default: print it). ``--readme-table [README.md]``: the
     README's configuration table instead, written between its markers in the file (or printed)."""
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--readme-table"]:
-        argv, text = argv[1:], config_table_markdown()
-        if argv:
-            head, rest = Path(argv[0]).read_text().split(TABLE_START, 1)
+    import argparse
+
+    # argparse, so that an option-like word (--help) is never taken for the output path.
+    ap = argparse.ArgumentParser(prog="python -m vdwstack.schema", description=main.__doc__)
+    ap.add_argument("--readme-table", action="store_true",
+                    help="the README's configuration table instead of the schema")
+    ap.add_argument("path", nargs="?", type=Path, help="file to write (default: print)")
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.readme_table:
+        text = config_table_markdown()
+        if args.path:
+            head, rest = args.path.read_text().split(TABLE_START, 1)
             text = f"{head}{TABLE_START}\n{text}{TABLE_END}{rest.split(TABLE_END, 1)[1]}"
     else:
         text = schema_yaml()
-    if argv:
-        Path(argv[0]).write_text(text)
+    if args.path:
+        args.path.write_text(text)
     else:
         sys.stdout.write(text)
     return 0
