@@ -70,11 +70,11 @@ def hand_text(rec: Mapping) -> str:
         return "n/a (achiral)"
     h = rec["hand"]
     name = "mirrored" if rec.get("mirrored") else "as is"
-    if "agreement_as_is" not in h:  # a network's reading: how far each hand's features lie off the model's
-        return f"{name} (feature residual {h['residual_as_is']:.3f} as is, {h['residual_mirrored']:.3f} mirrored)" + (
-            "" if h["decided"] else ", undecided")
-    return f"{name} (r {h['agreement_as_is']:.3f} as is, {h['agreement_mirrored']:.3f} mirrored)" + (
-        "" if h["decided"] else ", undecided")
+    # A final reading weighs the hands by agreement; a network's reading by how far each hand's
+    # features lie off the model's encoding.
+    key, what = ("agreement", "r") if "agreement_as_is" in h else ("residual", "feature residual")
+    return (f"{name} ({what} {h[f'{key}_as_is']:.3f} as is, {h[f'{key}_mirrored']:.3f} mirrored)"
+            + ("" if h["decided"] else ", undecided"))
 
 # The answer columns the report page shows first (summary.tsv keeps every column).
 ANSWER_COLUMNS = ["image", "material", "task", "status", "reading", "agreement", "hand", "verdict", "source"]
