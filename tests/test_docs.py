@@ -2,10 +2,11 @@
 schema generates, every key of the schema is in it, docs/architecture.md names every module and
 only paths that exist, and nothing refers to a design file that users do not have."""
 
-import pytest
 import re
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from vdwstack.schema import TABLE_END, TABLE_START, config_schema, config_table_markdown
 

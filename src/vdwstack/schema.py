@@ -12,6 +12,7 @@ the overriding block and undo the merge.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -217,8 +218,6 @@ def schema_yaml() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Write the schema to the given path (default: print it). ``--readme-table [README.md]``: the
     README's configuration table instead, written between its markers in the file (or printed)."""
-    import argparse
-
     # argparse, so that an option-like word (--help) is never taken for the output path.
     ap = argparse.ArgumentParser(prog="python -m vdwstack.schema", description=main.__doc__)
     ap.add_argument("--readme-table", action="store_true",
