@@ -64,7 +64,8 @@ def network_proposal(models: Path | None, image: np.ndarray, p: float, material:
         return None
     rec = infer_image(image, p, Regressor(folder)).record
     keys = ["theta_deg"] if task == "twist" else ["Da_A", "Db_A"] + (["Da2_A", "Db2_A"] if layers == 3 else [])
-    return {**{k: rec[k] for k in keys}, "mirrored": rec["mirrored"]}
+    return {**{k: rec[k] for k in keys}, "mirrored": rec["mirrored"],
+            **({"alignment": rec["alignment"]} if "alignment" in rec else {})}
 
 
 def read_one(image: np.ndarray, p: float, material: str, layers: int, task: str, models: Path | None,
@@ -141,6 +142,13 @@ def network_errors(set_name: str, tasks: list[str], limit: int | None, models: P
                          "network": prop, "optics": _drawn_settings(DATA / set_name / task / row["path"])})
         if errs:
             out[task] = {**metrics.summary(errs), "unit": "degree" if task.endswith("twist") else "Å"}
+            aligned = [r for r in rows if "alignment" in r["network"]]
+            if aligned:  # twists: readings whose AA-like / AA′-like alignment the features leave undecided
+                undecided = [not r["network"]["alignment"]["decided"] for r in aligned]
+                decided_errs = [r["error"] for r, u in zip(aligned, undecided) if not u]
+                out[task]["alignment"] = {"n_undecided": int(sum(undecided)),
+                                          "undecided_errors_deg": [round(r["error"], 2) for r, u in zip(aligned, undecided) if u],
+                                          "decided": metrics.summary(decided_errs) if decided_errs else None}
             hands = {m: [r["error"] for r in rows if bool(r["truth"].get("mirrored")) == m] for m in (False, True)}
             if hands[True]:  # a chiral lattice with mirrored images: each hand's share
                 out[task]["by_hand"] = {("mirrored" if m else "as imaged"): metrics.summary(e) for m, e in hands.items()

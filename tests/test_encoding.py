@@ -49,6 +49,38 @@ def test_twist_encoding_round_trips_and_folds():
     assert np.abs(enc.encode(10.0) - enc.encode(50.0)).max() > 0.5
 
 
+def test_twist_alignment_evidence_tells_theta_from_its_partner():
+    """Only the odd harmonics tell θ from 60° − θ (AA-like vs AA′-like): features as encoded
+    score 1, the partner's −1, features without odd harmonics 0; near 30° there is no partner."""
+    enc = TwistEncoding("MoS2")
+    theta = np.array([0.5, 1.0, 5.0, 52.0, 59.0])
+    np.testing.assert_allclose(enc.partner_deg(theta), 60.0 - theta)
+    f = enc.encode(theta)
+    np.testing.assert_allclose(enc.alignment_evidence(f, theta), 1.0, atol=1e-6)
+    np.testing.assert_allclose(enc.alignment_evidence(enc.encode(60.0 - theta), theta), -1.0, atol=1e-6)
+    even_only = f.copy()
+    even_only[:, 0::2] = 0.0  # the moiré period alone
+    np.testing.assert_allclose(enc.alignment_evidence(even_only, theta), 0.0, atol=1e-9)
+    half = 0.5 * f
+    half[:, 1] = f[:, 1]  # odd harmonics shrunk by half, as a network unsure of the alignment gives
+    np.testing.assert_allclose(enc.alignment_evidence(half, theta), 0.5, atol=1e-6)
+    assert np.isnan(enc.alignment_evidence(enc.encode(29.5), 29.5))
+
+
+def test_alignment_scores_count_wrong_and_undecided_readings():
+    from vdwstack.regress.evaluate import alignment_scores
+    from vdwstack.regress.encoding import ALIGNMENT_EVIDENCE_MIN
+
+    sym = TwistEncoding("MoS2").sym
+    theta = np.array([1.0, 1.0, 2.0, 30.0, 40.0])
+    pred = np.array([58.8, 1.1, 57.0, 31.0, 41.0])  # two read in the partner's alignment
+    low, high = ALIGNMENT_EVIDENCE_MIN - 0.2, ALIGNMENT_EVIDENCE_MIN + 0.2
+    s = alignment_scores(sym, theta, pred, np.array([low, high, high, np.nan, low]))
+    assert s["n_wrong_alignment"] == 2 and s["n_undecided"] == 2
+    assert s["n_wrong_undecided"] == 1 and s["n_right_undecided"] == 1
+    assert s["decided_mae_deg"] == pytest.approx((0.1 + 55.0 + 1.0) / 3)  # the decided wrong one counts
+
+
 def test_nearest_rows_matches_brute_force_across_chunks():
     from vdwstack.regress.encoding import NearestRows
 

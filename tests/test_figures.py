@@ -179,7 +179,17 @@ def test_report_image_figure_has_scale_bars_cyclic_angles_and_one_colour_per_sta
     assert all(len(_scale_bars(ax)) == 1 for ax in _image_axes(fig)) and len(_image_axes(fig)) == 2
     (tmap,) = [im for ax in fig.axes for im in ax.images if im.get_gid() == "twist-map"]
     assert tmap.get_cmap().name in CYCLIC and tmap.get_clim() == (0.0, 120.0)  # MoS2: θ ≡ θ + 120°
+    assert not any("undecided" in ax.get_title() for ax in fig.axes)
     matplotlib.pyplot.close(fig)
+    # an undecided alignment: the histogram names and marks the partner 60° − θ
+    tw["results"]["twist"]["alignment"] = {"theta_partner_deg": 52.69, "evidence": 0.2, "decided": False}
+    fig = image_figure_fig(tw, dict(np.load(tmaps)))
+    assert any("or 52.69° (alignment undecided)" in ax.get_title() for ax in fig.axes)
+    matplotlib.pyplot.close(fig)
+    from vdwstack.report.tables import summary_table
+
+    row = summary_table([tw]).iloc[0]
+    assert row["theta_partner_deg"] == 52.69 and not row["theta_alignment_decided"]
 
     tri, trimaps = slip_run(tmp_path / "tri", "tri", layers=3)
     fig = image_figure_fig(tri, dict(np.load(trimaps)))

@@ -203,6 +203,9 @@ def test_achiral_lattices_are_read_as_imaged_only(models):
     img = simulate_row(make_row("MoS2", size=160, pixel_size_A=0.12, theta_deg=10.0))
     rec = infer_image(img, 0.12, Regressor(models["twist"]), InferenceSettings(whole_image_crops=1)).record
     assert "hand" not in rec and rec["mirrored"] is False
+    # a twist reading names its partner alignment (60° − θ) and whether the features decide between them
+    assert rec["alignment"]["theta_partner_deg"] == pytest.approx(60.0 - rec["theta_deg"], abs=1e-3)
+    assert isinstance(rec["alignment"]["decided"], bool)
 
 
 def test_two_domains_a_spurious_window_and_the_located_boundary():

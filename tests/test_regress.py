@@ -141,7 +141,8 @@ def test_pipeline_export_predict_and_evaluate(tiny_sets, tmp_path):
     assert (tmp_path / "eval" / "slip_boxplot.png").exists()
     train_from_dataset(tiny_sets["twist"], TINY, "twist", tmp_path / "twist", progress=False)
     tw = evaluate_twist(tmp_path / "twist", tiny_sets["twist"], tmp_path / "eval")
-    assert {"model_mae_deg", "fft_mae_deg", "below_3deg", "per_theta", "centre_crop_mae_deg"} <= set(tw)
+    assert {"model_mae_deg", "fft_mae_deg", "below_3deg", "per_theta", "centre_crop_mae_deg", "alignment"} <= set(tw)
+    assert tw["alignment"]["n_undecided"] == tw["alignment"]["n_wrong_undecided"] + tw["alignment"]["n_right_undecided"]
     assert (tmp_path / "eval" / "twist_mae.png").exists()
 
 

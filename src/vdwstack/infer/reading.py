@@ -27,6 +27,7 @@ from vdwstack.core.resample import resample
 from vdwstack.infer.domains import domain_boundaries, locate_boundaries, segment_domains
 from vdwstack.infer.settings import InferenceSettings
 from vdwstack.infer.slip_gradient import twist_from_slip_map
+from vdwstack.regress.encoding import ALIGNMENT_EVIDENCE_MIN
 from vdwstack.regress.model import Regressor
 from vdwstack.structures.names import name_stacking
 from vdwstack.structures.symmetry import StackingSymmetry, projection_is_chiral, symmetry_for
@@ -195,12 +196,25 @@ def infer_image(image: np.ndarray, pixel_size_A: float, reg: Regressor,
     }
     if reg.codec.task == "slip":
         record["stacking"] = name_stacking(reg.codec.material, est["Da_A"], est["Db_A"])
+    else:  # small twists: AA-like or AA′-like (θ or θ_max − θ) may be undecided
+        record["alignment"] = _alignment_record(reg, feats, est["theta_deg"])
     if reg.codec.task == "slip" and reg.codec.layers == 2:
         m = record["map"]
         record["twist_from_slip_map"] = twist_from_slip_map(
             window_map["maps"]["Da_A"], window_map["maps"]["Db_A"], sym, m["stride_A"], m["window_A"])
     return InferenceResult(record, window_map["maps"], window_map["labels"], domain_boundaries(window_map["labels"]),
                            image, window_map["extent"])
+
+
+def _alignment_record(reg: Regressor, feats: np.ndarray, theta_deg: float) -> dict:
+    """The twist's partner θ_max − θ, the features' evidence for θ over it and whether that decides
+    (:data:`ALIGNMENT_EVIDENCE_MIN`). Near θ_max / 2 the partner is the same twist: always decided."""
+    tw = reg.codec.twist
+    ev = float(tw.alignment_evidence(feats.mean(axis=0), theta_deg))
+    finite = bool(np.isfinite(ev))
+    return {"theta_partner_deg": round(float(tw.partner_deg(theta_deg)), 3),
+            "evidence": round(ev, 3) if finite else None,
+            "decided": (not finite) or ev >= ALIGNMENT_EVIDENCE_MIN}
 
 
 def _hand_record(hands: list) -> dict | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from vdwstack.core.io import open_image_dataset
+from vdwstack.regress.encoding import ALIGNMENT_EVIDENCE_MIN
 from vdwstack.regress.model import Regressor
 from vdwstack.simulate.degrade import Degradation, degrade
 from vdwstack.structures.reciprocal import fft_twist_deg
@@ -169,6 +170,20 @@ def _plot_slip(errors: Mapping[str, np.ndarray], result: Mapping, out: Path, nam
     plt.close(fig)
 
 
+def alignment_scores(sym, theta_deg: np.ndarray, pred_deg: np.ndarray, evidence: np.ndarray) -> dict:
+    """How often the reading took the wrong alignment (nearer the truth's partner θ_max − θ than the
+    truth, where the two are > 5° apart), and how many readings the alignment evidence leaves
+    undecided (< :data:`ALIGNMENT_EVIDENCE_MIN`), right and wrong ones apart."""
+    partner = sym.twist_range_deg[1] - theta_deg
+    err = sym.twist_error_deg(pred_deg, theta_deg)
+    wrong = (sym.twist_error_deg(pred_deg, partner) < err) & (np.abs(partner - theta_deg) > 5.0)
+    undecided = np.nan_to_num(evidence, nan=np.inf) < ALIGNMENT_EVIDENCE_MIN
+    return {"evidence_min": ALIGNMENT_EVIDENCE_MIN, "n_wrong_alignment": int(wrong.sum()),
+            "n_undecided": int(undecided.sum()), "n_wrong_undecided": int((wrong & undecided).sum()),
+            "n_right_undecided": int((~wrong & undecided).sum()),
+            "decided_mae_deg": float(err[~undecided].mean()) if (~undecided).any() else None}
+
+
 def evaluate_twist(model_dir: str | Path, test_zarr: str | Path, out_dir: str | Path, tta_rotations: int = 4,
                    tta_fields: int = 4, tta_positions: int = 4) -> dict:
     """Twist MAE vs θ of the model (read as inference reads a whole image: crops at `tta_positions`
@@ -184,9 +199,11 @@ def evaluate_twist(model_dir: str | Path, test_zarr: str | Path, out_dir: str | 
     labels, material, sym, p, imgs = _load_test_set(test_zarr)
     theta = sym.fold_twist(labels["theta_deg"].to_numpy())
     reg = Regressor(model_dir)
-    pred = reg.predict(imgs, p, tta_rotations=tta_rotations, tta_fields=tta_fields,
-                       tta_positions=tta_positions)["theta_deg"]
+    feats = reg.predict_features(imgs, p, tta_rotations=tta_rotations, tta_fields=tta_fields,
+                                 tta_positions=tta_positions)
+    pred = reg.codec.twist.decode(feats)
     err = sym.twist_error_deg(pred, theta)
+    alignment = alignment_scores(sym, theta, pred, reg.codec.twist.alignment_evidence(feats, pred))
     centre = sym.twist_error_deg(reg.predict(imgs, p, tta_rotations=tta_rotations, tta_fields=tta_fields)["theta_deg"],
                                  theta)
     full = sym.twist_error_deg(reg.predict(imgs, p, tta_rotations=tta_rotations)["theta_deg"], theta)
@@ -208,6 +225,7 @@ def evaluate_twist(model_dir: str | Path, test_zarr: str | Path, out_dir: str | 
               "centre_crop_mae_deg": float(centre.mean()), "full_field_mae_deg": float(full.mean()),
               "single_crop_mae_deg": float(single.mean()),
               "fft_mae_deg": float(fft_err.mean()), "fft_mae_mod_ambiguity_deg": float(fft_err_ambig.mean()),
+              "alignment": alignment,
               "below_3deg": {"n": int(small.sum()),
                              "model_mae_deg": float(err[small].mean()) if small.any() else None,
                              "fft_mae_deg": float(fft_err_ambig[small].mean()) if small.any() else None},

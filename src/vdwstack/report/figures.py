@@ -170,9 +170,14 @@ def _twist_histogram_panel(ax, arr: Mapping[str, np.ndarray], result: Mapping) -
     """Histogram of the map's θ in degrees, the whole-image reading marked."""
     ax.hist(arr["twist_theta_deg"].ravel(), bins=30, color="C1")
     ax.axvline(result["theta_deg"], color="k", ls="--", label="whole image")
+    title = f"θ = {result['theta_deg']:.2f}° ± {result['uncertainty_deg']:.2f}°"
+    align = result.get("alignment") or {}
+    if align and not align["decided"]:  # AA-like or AA′-like: the network cannot tell
+        ax.axvline(align["theta_partner_deg"], color="k", ls=":", label="partner θ_max − θ")
+        title += f"\nor {align['theta_partner_deg']:.2f}° (alignment undecided)"
     ax.set_xlabel("θ (°)")
     ax.set_ylabel("windows")
-    ax.set_title(f"θ = {result['theta_deg']:.2f}° ± {result['uncertainty_deg']:.2f}°", fontsize=9)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
 
 

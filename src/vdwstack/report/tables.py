@@ -28,6 +28,10 @@ def _result_columns(record: Mapping) -> dict:
                            slip_map_twist_lower_bound=drift["lower_bound"])
         else:
             row.update(theta_deg=round(res["theta_deg"], 2), theta_uncertainty_deg=round(res["uncertainty_deg"], 2))
+            align = res.get("alignment")
+            if align:  # a small twist's partner θ_max − θ (AA′-like for AA-like) may be as likely
+                row.update(theta_partner_deg=round(align["theta_partner_deg"], 2),
+                           theta_alignment_decided=align["decided"])
     for k, v in (record.get("errors_vs_truth") or {}).items():
         row[f"error_{k}"] = round(v, 3)
     return row
