@@ -194,6 +194,23 @@ def test_resume_continues_from_checkpoint(tmp_path):
     assert lines[0].startswith("iteration") and len(lines) == 7
 
 
+def test_checkpoints_resume_only_the_same_config_iteration_count_included(tmp_path):
+    """A checkpoint is resumed only by the config that made it: another iteration count starts
+    afresh (the learning-rate decay spans the run), checkpoint and sample cadence do not matter."""
+    from types import SimpleNamespace
+
+    from vdwstack.drit.stage import _fingerprint
+
+    root = SimpleNamespace(attrs={"config_hash": "abc"})
+    base = DritConfig(iterations=300, lr_decay_start=150, architecture=ARCH)
+
+    def fp(**kw):
+        return _fingerprint(tmp_path / "sim.zarr", root, [], DritConfig(**{**base.to_dict(), **kw}))
+
+    assert fp() == fp(checkpoint_every=7, sample_every=9)
+    assert fp() != fp(iterations=160) and fp() != fp(lr_decay_start=80)
+
+
 def test_random_crop_rotates_inside_the_image():
     img = _lattice(128)
     rng = np.random.default_rng(0)

@@ -196,9 +196,17 @@ def test_synthesize_mixed_precision_matches_fp32(tiny_sets, tmp_path):
 def test_changed_settings_do_not_resume_old_checkpoints(tiny_sets, tmp_path):
     train_from_dataset(tiny_sets["slip"], TINY, "slip", tmp_path / "m", progress=False)
     n1 = len((tmp_path / "m" / "losses.csv").read_text().splitlines())
-    # More steps, same settings: continues (6 → 8 steps, 2 more rows).
-    train_from_dataset(tiny_sets["slip"], {**TINY, "steps": 8}, "slip", tmp_path / "m", progress=False)
-    assert len((tmp_path / "m" / "losses.csv").read_text().splitlines()) == n1 + 2
+    assert n1 == 7
+    # Another step count: starts afresh (the learning-rate schedule spans the run), both ways — a
+    # longer run is not continued, and a checkpoint past fewer steps is not published as that run.
+    card = train_from_dataset(tiny_sets["slip"], {**TINY, "steps": 8}, "slip", tmp_path / "m", progress=False)
+    assert card["training"]["steps"] == 8
+    assert len((tmp_path / "m" / "losses.csv").read_text().splitlines()) == 9
+    fresh = train_from_dataset(tiny_sets["slip"], {**TINY, "steps": 5}, "slip", tmp_path / "m5", progress=False)
+    card = train_from_dataset(tiny_sets["slip"], {**TINY, "steps": 5}, "slip", tmp_path / "m", progress=False)
+    assert card["training"]["steps"] == 5
+    assert len((tmp_path / "m" / "losses.csv").read_text().splitlines()) == 6
+    assert card["metrics"] == fresh["metrics"]  # the same model a fresh run of that config gives
     # Another learning rate: starts afresh.
     card = train_from_dataset(tiny_sets["slip"], {**TINY, "lr": 5e-4}, "slip", tmp_path / "m", progress=False)
     assert card["training"]["steps"] == 6

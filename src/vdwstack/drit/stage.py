@@ -36,7 +36,8 @@ def _fingerprint(sim_path: Path, root, refs_rows: Sequence[Mapping], cfg: DritCo
         h.update(Path(r["path"]).read_bytes())
         h.update(str(r.get("pixel_size_A", "")).encode())
     d = cfg.to_dict()
-    d.pop("iterations")  # more iterations may continue an earlier run
+    # The iteration count stays in: the learning-rate decay spans it, so a run continued to more
+    # iterations is not what a fresh run of the config gives (and one past fewer would be kept).
     d.pop("checkpoint_every")
     d.pop("sample_every")
     h.update(json.dumps(d, sort_keys=True, default=str).encode())

@@ -66,13 +66,17 @@ def train_from_dataset(train_zarr: str | Path, settings: Mapping, task: str, out
 
 
 def _guard_checkpoints(out: Path, root, cfg: RegressorConfig, init_weights: str | Path | None = None) -> None:
-    """Resume only a run on the same data, settings and starting weights (more steps may continue it)."""
+    """Resume only a run on the same data, settings (the step count included) and starting weights.
+
+    Another step count starts afresh: the learning-rate schedule spans the run's steps, so a run
+    continued to more steps is not the model a fresh run of that config gives, and a checkpoint
+    past fewer steps would be published as if it had stopped there. A model depends on its config
+    only, never on what ran before in its folder."""
     import hashlib
     import json
 
     settings = asdict(cfg)
-    for k in ("steps", "checkpoint_every"):
-        settings.pop(k)
+    settings.pop("checkpoint_every")
     init = hashlib.sha256(Path(init_weights).read_bytes()).hexdigest() if init_weights is not None else None
     ident = json.dumps({"data": [root.attrs.get("config_hash"), root.attrs.get("drit_fingerprint"),
                                  list(root["images"].shape)], "settings": settings,
