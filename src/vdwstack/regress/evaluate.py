@@ -15,7 +15,7 @@ from vdwstack.regress.encoding import ALIGNMENT_EVIDENCE_MIN
 from vdwstack.regress.model import Regressor
 from vdwstack.simulate.degrade import Degradation, degrade
 from vdwstack.structures.reciprocal import fft_twist_deg
-from vdwstack.structures.symmetry import symmetry_for
+from vdwstack.structures.symmetry import StackingSymmetry, symmetry_for
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def _plot_slip(errors: Mapping[str, np.ndarray], result: Mapping, out: Path, nam
     plt.close(fig)
 
 
-def alignment_scores(sym, theta_deg: np.ndarray, pred_deg: np.ndarray, evidence: np.ndarray) -> dict:
+def alignment_scores(sym: StackingSymmetry, theta_deg: np.ndarray, pred_deg: np.ndarray, evidence: np.ndarray) -> dict:
     """How often the reading took the wrong alignment (nearer the truth's partner θ_max − θ than the
     truth, where the two are > 5° apart), and how many readings the alignment evidence leaves
     undecided (< :data:`ALIGNMENT_EVIDENCE_MIN`), right and wrong ones apart."""
