@@ -158,6 +158,25 @@ def test_twist_read_by_search_alone():
     assert 0 < rec["uncertainty_deg"] < 0.5
 
 
+def test_a_twist_proposed_in_the_wrong_alignment_is_corrected_and_its_flag_kept(tmp_path):
+    """The network read 13° as its partner 47° (AA′-like for AA-like) and said it could not tell:
+    the final reading fits its way to 13°, and the reading's network block keeps the flag."""
+    row = make_row("MoS2", size=150, pixel_size_A=0.1, rotation_deg=-23.0, theta_deg=13.0, Da_A=0.7, Db_A=1.1,
+                   defocus_A=30.0, source_fwhm_A=0.7, origin_x_A=5.3, origin_y_A=9.9)
+    write_tiff(tmp_path / "mos2.tif", _image(row, 5), 0.1)
+    flag = {"theta_partner_deg": 13.0, "evidence": 0.1, "decided": False}
+    record = {"image_id": "mos2", "path": str(tmp_path / "mos2.tif"), "material": "MoS2", "layers": 2,
+              "task": "twist", "status": "ok", "pixel_size_A": 0.1, "pixel_size_source": "metadata",
+              "results": {"twist": {"theta_deg": 47.0, "uncertainty_deg": 0.1, "spread_deg": 0.3, "domains": [],
+                                    "alignment": flag, "model": {"architecture": "resnet18"}}}}
+    (tmp_path / "result.json").write_text(json.dumps(record))
+    final = closed_loop_to_files(tmp_path / "mos2.tif", tmp_path / "result.json", None,
+                                 {**vars(FAST), "enabled": True}, tmp_path / "out")
+    rec = final["results"]["twist"]
+    assert float(symmetry_for("MoS2").twist_error_deg(rec["theta_deg"], 13.0)) < 0.1, rec
+    assert rec["network"]["theta_deg"] == 47.0 and rec["network"]["alignment"] == flag
+
+
 def test_astigmatism_and_scan_distortion_are_fitted():
     """An astigmatic probe (C12 = 8 Å) and a sheared scan (1.5 %): both are fitted and reported,
     and the slip stays right."""

@@ -34,7 +34,7 @@ from vdwstack.core.microscope import fixed_microscope
 log = logging.getLogger(__name__)
 
 _NETWORK_KEYS = ("Da_A", "Db_A", "Da2_A", "Db2_A", "theta_deg", "uncertainty_A", "uncertainty_deg", "spread_A",
-                 "spread_deg", "stacking", "mirrored", "hand")
+                 "spread_deg", "stacking", "mirrored", "hand", "alignment")
 
 
 def domain_centres_A(slip_record: Mapping, labels: np.ndarray) -> dict[int, tuple[float, float]]:
