@@ -71,11 +71,11 @@ def test_alignment_scores_count_wrong_and_undecided_readings():
     from vdwstack.regress.evaluate import alignment_scores
     from vdwstack.regress.encoding import ALIGNMENT_EVIDENCE_MIN
 
-    sym = TwistEncoding("MoS2").sym
+    enc = TwistEncoding("MoS2")
     theta = np.array([1.0, 1.0, 2.0, 30.0, 40.0])
     pred = np.array([58.8, 1.1, 57.0, 31.0, 41.0])  # two read in the partner's alignment
     low, high = ALIGNMENT_EVIDENCE_MIN - 0.2, ALIGNMENT_EVIDENCE_MIN + 0.2
-    s = alignment_scores(sym, theta, pred, np.array([low, high, high, np.nan, low]))
+    s = alignment_scores(enc, theta, pred, np.array([low, high, high, np.nan, low]))
     assert s["n_wrong_alignment"] == 2 and s["n_undecided"] == 2
     assert s["n_wrong_undecided"] == 1 and s["n_right_undecided"] == 1
     assert s["decided_mae_deg"] == pytest.approx((0.1 + 55.0 + 1.0) / 3)  # the decided wrong one counts

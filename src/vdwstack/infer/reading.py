@@ -27,7 +27,6 @@ from vdwstack.core.resample import resample
 from vdwstack.infer.domains import domain_boundaries, locate_boundaries, segment_domains
 from vdwstack.infer.settings import InferenceSettings
 from vdwstack.infer.slip_gradient import twist_from_slip_map
-from vdwstack.regress.encoding import ALIGNMENT_EVIDENCE_MIN
 from vdwstack.regress.model import Regressor
 from vdwstack.structures.names import name_stacking
 from vdwstack.structures.symmetry import StackingSymmetry, projection_is_chiral, symmetry_for
@@ -208,13 +207,12 @@ def infer_image(image: np.ndarray, pixel_size_A: float, reg: Regressor,
 
 def _alignment_record(reg: Regressor, feats: np.ndarray, theta_deg: float) -> dict:
     """The twist's partner θ_max − θ, the features' evidence for θ over it and whether that decides
-    (:data:`ALIGNMENT_EVIDENCE_MIN`). Near θ_max / 2 the partner is the same twist: always decided."""
+    (:meth:`TwistEncoding.alignment_decided`). Near θ_max / 2 the partner is the same twist: always decided."""
     tw = reg.codec.twist
     ev = float(tw.alignment_evidence(feats.mean(axis=0), theta_deg))
     finite = bool(np.isfinite(ev))
     return {"theta_partner_deg": round(float(tw.partner_deg(theta_deg)), 3),
-            "evidence": round(ev, 3) if finite else None,
-            "decided": (not finite) or ev >= ALIGNMENT_EVIDENCE_MIN}
+            "evidence": round(ev, 3) if finite else None, "decided": bool(tw.alignment_decided(ev))}
 
 
 def _hand_record(hands: list) -> dict | None:

@@ -360,3 +360,9 @@ class TwistEncoding:
         far = np.abs(self.partner_deg(theta_deg) - self.sym.fold_twist(theta_deg)) > 2.0
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(far & (den > 0), num / den, np.nan)
+
+    @staticmethod
+    def alignment_decided(evidence) -> np.ndarray:
+        """Whether alignment evidence decides (≥ :data:`ALIGNMENT_EVIDENCE_MIN`); NaN (no partner
+        to tell apart) counts as decided."""
+        return ~(np.nan_to_num(np.asarray(evidence, np.float64), nan=np.inf) < ALIGNMENT_EVIDENCE_MIN)

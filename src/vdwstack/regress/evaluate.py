@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from vdwstack.core.io import open_image_dataset
-from vdwstack.regress.encoding import ALIGNMENT_EVIDENCE_MIN
+from vdwstack.regress.encoding import ALIGNMENT_EVIDENCE_MIN, TwistEncoding
 from vdwstack.regress.model import Regressor
 from vdwstack.simulate.degrade import Degradation, degrade
 from vdwstack.structures.reciprocal import fft_twist_deg
-from vdwstack.structures.symmetry import StackingSymmetry, symmetry_for
+from vdwstack.structures.symmetry import symmetry_for
 
 log = logging.getLogger(__name__)
 
@@ -170,14 +170,15 @@ def _plot_slip(errors: Mapping[str, np.ndarray], result: Mapping, out: Path, nam
     plt.close(fig)
 
 
-def alignment_scores(sym: StackingSymmetry, theta_deg: np.ndarray, pred_deg: np.ndarray, evidence: np.ndarray) -> dict:
+def alignment_scores(enc: TwistEncoding, theta_deg: np.ndarray, pred_deg: np.ndarray, evidence: np.ndarray) -> dict:
     """How often the reading took the wrong alignment (nearer the truth's partner θ_max − θ than the
     truth, where the two are > 5° apart), and how many readings the alignment evidence leaves
     undecided (< :data:`ALIGNMENT_EVIDENCE_MIN`), right and wrong ones apart."""
-    partner = sym.twist_range_deg[1] - theta_deg
+    sym = enc.sym
+    partner = enc.partner_deg(theta_deg)
     err = sym.twist_error_deg(pred_deg, theta_deg)
     wrong = (sym.twist_error_deg(pred_deg, partner) < err) & (np.abs(partner - theta_deg) > 5.0)
-    undecided = np.nan_to_num(evidence, nan=np.inf) < ALIGNMENT_EVIDENCE_MIN
+    undecided = ~enc.alignment_decided(evidence)
     return {"evidence_min": ALIGNMENT_EVIDENCE_MIN, "n_wrong_alignment": int(wrong.sum()),
             "n_undecided": int(undecided.sum()), "n_wrong_undecided": int((wrong & undecided).sum()),
             "n_right_undecided": int((~wrong & undecided).sum()),
@@ -203,7 +204,7 @@ def evaluate_twist(model_dir: str | Path, test_zarr: str | Path, out_dir: str | 
                                  tta_positions=tta_positions)
     pred = reg.codec.twist.decode(feats)
     err = sym.twist_error_deg(pred, theta)
-    alignment = alignment_scores(sym, theta, pred, reg.codec.twist.alignment_evidence(feats, pred))
+    alignment = alignment_scores(reg.codec.twist, theta, pred, reg.codec.twist.alignment_evidence(feats, pred))
     centre = sym.twist_error_deg(reg.predict(imgs, p, tta_rotations=tta_rotations, tta_fields=tta_fields)["theta_deg"],
                                  theta)
     full = sym.twist_error_deg(reg.predict(imgs, p, tta_rotations=tta_rotations)["theta_deg"], theta)
