@@ -51,6 +51,40 @@ def test_demo_config_dry_run():
     assert res.returncode == 0, res.stderr
 
 
+def _rule_threads() -> dict[str, int]:
+    """Each rule's declared ``threads:``, from the rule files."""
+    text = "".join(p.read_text() for p in sorted((ROOT / "workflow" / "rules").glob("*.smk")))
+    threads = {}
+    for block in re.split(r"^(?=rule )", text, flags=re.M)[1:]:
+        name = re.match(r"rule (\w+):", block).group(1)
+        found = re.search(r"^\s+threads: (\d+)", block, flags=re.M)
+        threads[name] = int(found.group(1)) if found else 1
+    return threads
+
+
+def test_cpu_hour_profile_runs_every_job_on_one_core():
+    """`snakemake --profile profiles/cpu_hour` is the CPU-hour run with one thread per job: every rule
+    that asks for more than one thread is brought down to one (a job left at two would hold both cores
+    and stop the other training) except drit_train, which runs alone; the profile names only rules
+    that exist."""
+    profile = yaml.safe_load((ROOT / "profiles" / "cpu_hour" / "config.yaml").read_text())
+    threads = _rule_threads()
+    assert set(profile["set-threads"]) <= set(threads)
+    assert {rule for rule, n in threads.items() if n > 1} - {"drit_train"} <= set(profile["set-threads"])
+    assert set(profile["set-threads"].values()) == {1}
+    assert profile["configfile"] == ["config/config.yaml", "config/cpu_hour.yaml"]
+
+    res = subprocess.run([*SNAKEMAKE, "--profile", "profiles/cpu_hour", "-n"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    out = " ".join((res.stdout + res.stderr).split())
+    assert "train_slip 3" in out  # the CPU-hour config's three slip models, not the demo's one
+    assert "threads: 2" not in out
+    plain = subprocess.run([*SNAKEMAKE, "-n", "--cores", "2", "--configfile", "config/config.yaml",
+                            "config/cpu_hour.yaml"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "threads: 2" in plain.stdout + plain.stderr
+
+
 def test_lint_is_clean():
     res = subprocess.run([*SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
