@@ -62,7 +62,7 @@ def _rule_threads() -> dict[str, int]:
     return threads
 
 
-def test_cpu_hour_profile_runs_every_job_on_one_core():
+def test_cpu_hour_profile_gives_every_job_but_drit_one_core():
     """`snakemake --profile profiles/cpu_hour` is the CPU-hour run with one thread per job: every rule
     that asks for more than one thread is brought down to one (a job left at two would hold both cores
     and stop the other training) except drit_train, which runs alone; the profile names only rules
@@ -77,12 +77,12 @@ def test_cpu_hour_profile_runs_every_job_on_one_core():
     res = subprocess.run([*SNAKEMAKE, "--profile", "profiles/cpu_hour", "-n"], cwd=ROOT, capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    out = " ".join((res.stdout + res.stderr).split())
-    assert "train_slip 3" in out  # the CPU-hour config's three slip models, not the demo's one
-    assert "threads: 2" not in out
-    plain = subprocess.run([*SNAKEMAKE, "-n", "--cores", "2", "--configfile", "config/config.yaml",
-                            "config/cpu_hour.yaml"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert "threads: 2" in plain.stdout + plain.stderr
+    out = res.stdout + res.stderr
+    assert "train_slip 3" in " ".join(out.split())  # the CPU-hour config's three slip models, not the demo's one
+    # The dry run prints `threads: N` for jobs with more than one thread: only DRIT's.
+    blocks = re.split(r"^(?=(?:local)?rule \w+:)", out, flags=re.M)[1:]
+    multi = {re.match(r"(?:local)?rule (\w+):", b).group(1) for b in blocks if re.search(r"^\s+threads: [2-9]", b, re.M)}
+    assert multi == {"drit_train"}
 
 
 def test_lint_is_clean():
