@@ -83,6 +83,8 @@ def test_cpu_hour_profile_gives_every_job_but_drit_one_core():
     blocks = re.split(r"^(?=(?:local)?rule \w+:)", out, flags=re.M)[1:]
     multi = {re.match(r"(?:local)?rule (\w+):", b).group(1) for b in blocks if re.search(r"^\s+threads: [2-9]", b, re.M)}
     assert multi == {"drit_train"}
+    for target in profile["prioritize"]:  # a target the run does not make would prioritize nothing
+        assert re.search(rf"^\s+output: .*{re.escape(target)}", out, re.M), target
 
 
 def test_lint_is_clean():
