@@ -1,6 +1,20 @@
 """Small builders shared by the tests."""
 
+import re
+from pathlib import Path
+
 from vdwstack.core.microscope import MICROSCOPE_DEFAULTS
+
+RULES_DIR = Path(__file__).resolve().parents[1] / "workflow" / "rules"
+
+
+def rule_blocks() -> list[tuple[Path, str, str]]:
+    """(rule file, rule name, the rule's text up to the next rule) for every rule of the workflow."""
+    out = []
+    for smk in sorted(RULES_DIR.glob("*.smk")):
+        for block in re.split(r"^(?=rule )", smk.read_text(), flags=re.M)[1:]:
+            out.append((smk, re.match(r"rule (\w+):", block).group(1), block))
+    return out
 
 
 def make_row(material="MoS2", size=128, pixel_size_A=0.1, **kw):

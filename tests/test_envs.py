@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from helpers import rule_blocks
 from vdwstack.core.provenance import module_closure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,14 +45,11 @@ def _third_party_imports(paths) -> set[str]:
 
 def test_every_rule_names_an_existing_env():
     rules = 0
-    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
-        text = smk.read_text()
-        blocks = re.split(r"^rule ", text, flags=re.M)[1:]
-        for block in blocks:
-            rules += 1
-            m = re.search(r"conda:\s*\n\s*\"([^\"]+)\"", block)
-            assert m, f"{smk.name}: rule {block.split(':')[0]} has no conda env"
-            assert (smk.parent / m.group(1)).resolve().is_file(), m.group(1)
+    for smk, name, block in rule_blocks():
+        rules += 1
+        m = re.search(r"conda:\s*\n\s*\"([^\"]+)\"", block)
+        assert m, f"{smk.name}: rule {name} has no conda env"
+        assert (smk.parent / m.group(1)).resolve().is_file(), m.group(1)
     assert rules >= 2
 
 
@@ -61,12 +59,11 @@ CONDA_NAME["torch"] = "pytorch"
 def _rule_envs() -> dict[str, str]:
     """script name -> env file, from the rule files."""
     out = {}
-    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
-        for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
-            env = re.search(r"conda:\s*\n\s*\"\.\./\.\./envs/([^\"]+)\"", block)
-            script = re.search(r"script:\s*\n\s*\"\.\./scripts/([^\"]+)\"", block)
-            if env and script:
-                out[script.group(1)] = env.group(1)
+    for _, _, block in rule_blocks():
+        env = re.search(r"conda:\s*\n\s*\"\.\./\.\./envs/([^\"]+)\"", block)
+        script = re.search(r"script:\s*\n\s*\"\.\./scripts/([^\"]+)\"", block)
+        if env and script:
+            out[script.group(1)] = env.group(1)
     return out
 
 

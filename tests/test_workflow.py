@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import rule_blocks
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # An image row added to the tiny run's sheet (reuses an image the run already made).
@@ -53,10 +55,8 @@ def test_demo_config_dry_run():
 
 def _rule_threads() -> dict[str, int]:
     """Each rule's declared ``threads:``, from the rule files."""
-    text = "".join(p.read_text() for p in sorted((ROOT / "workflow" / "rules").glob("*.smk")))
     threads = {}
-    for block in re.split(r"^(?=rule )", text, flags=re.M)[1:]:
-        name = re.match(r"rule (\w+):", block).group(1)
+    for _, name, block in rule_blocks():
         found = re.search(r"^\s+threads: (\d+)", block, flags=re.M)
         threads[name] = int(found.group(1)) if found else 1
     return threads
