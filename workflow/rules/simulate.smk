@@ -9,7 +9,9 @@ rule simulate:
         "results/benchmarks/simulate/{dataset}.tsv"
     conda:
         "../../envs/simulation.yaml"
-    threads: 2
+    # One core: only the FFTs are threaded and they are a small part of a render (2-core EPYC: ~90 %
+    # load with 2 threads, and the same job time with 1), so two simulations run side by side.
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=120,
