@@ -3,7 +3,7 @@
 ci/slurm_local.sh brings the cluster up (apt-get install of Debian's slurm-wlm + munge when missing),
 so this test needs root and apt-get; set VDWSTACK_SKIP_SLURM=1 to skip it. It installs
 snakemake-executor-plugin-slurm into the current venv when missing. It takes several minutes: the
-SLURM run and a local run of the same workflow (for comparison) go side by side.
+SLURM run and the session's local run of the same workflow (for comparison) go side by side.
 """
 
 import importlib.util
@@ -14,7 +14,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -91,35 +90,24 @@ def _sbatch_options(log: str) -> list[str]:
     return [c.split(" --wrap=")[0] for c in re.findall(r"sbatch call: (.*)", log)]
 
 
-def test_tiny_workflow_through_slurm_matches_local_run(tmp_path, slurm_cluster):
+def test_tiny_workflow_through_slurm_matches_local_run(tmp_path, slurm_cluster, tiny_run):
     from vdwstack.core.io import open_image_dataset
 
-    local, slurm = _workdir(tmp_path, "local"), _workdir(tmp_path, "slurm")
-    # The local reference run goes alongside: the SLURM run spends much of its time polling.
+    slurm = _workdir(tmp_path, "slurm")
+    # The session's local run of the same workflow (shared with tests/test_workflow.py) goes
+    # alongside when it has not run yet: the SLURM run spends much of its time polling.
+    tiny_run.start()
     t0 = time.monotonic()
-    local_log = tmp_path / "local_run.log"
-    with local_log.open("w") as fh:  # a file, not a pipe: nobody reads it until the SLURM run ends
-        local_proc = subprocess.Popen([*SNAKEMAKE, "-d", str(local), "--cores", "2"], cwd=local,
-                                      stdout=fh, stderr=subprocess.STDOUT)
-    local_end = []  # its wall time, taken when it ends
-    waiter = threading.Thread(target=lambda: (local_proc.wait(), local_end.append(time.monotonic() - t0)), daemon=True)
-    waiter.start()
-    try:
-        res = subprocess.run(
-            ["timeout", "-s", "KILL", str(SLURM_RUN_LIMIT_S), *SNAKEMAKE, "-d", str(slurm),
-             "--profile", str(PROFILE), *SLURM_CI_ARGS, "--retries", "0", "--verbose"],
-            cwd=slurm, capture_output=True, text=True,
-        )
-        t_slurm = time.monotonic() - t0
-        log = res.stdout + res.stderr
-        assert res.returncode == 0, f"SLURM run failed (rc {res.returncode}, 137 = killed by timeout):\n{log[-6000:]}"
-        waiter.join(timeout=SLURM_RUN_LIMIT_S)
-        assert local_proc.returncode == 0, local_log.read_text()[-4000:]
-        t_local = local_end[0]
-    finally:
-        if local_proc.poll() is None:
-            local_proc.kill()
-            local_proc.wait()
+    res = subprocess.run(
+        ["timeout", "-s", "KILL", str(SLURM_RUN_LIMIT_S), *SNAKEMAKE, "-d", str(slurm),
+         "--profile", str(PROFILE), *SLURM_CI_ARGS, "--retries", "0", "--verbose"],
+        cwd=slurm, capture_output=True, text=True,
+    )
+    t_slurm = time.monotonic() - t0
+    log = res.stdout + res.stderr
+    assert res.returncode == 0, f"SLURM run failed (rc {res.returncode}, 137 = killed by timeout):\n{log[-6000:]}"
+    local = tiny_run.wait(timeout_s=SLURM_RUN_LIMIT_S)
+    t_local = tiny_run.elapsed_s
     print(f"\nSLURM run {t_slurm:.0f} s, local run {t_local:.0f} s (side by side)")
 
     # Every job but `all` went through sbatch, with the rule's own threads/mem/runtime and no GPU

@@ -133,12 +133,12 @@ def test_multislice_sampling_too_coarse_fails_early(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_workflow_runs_and_is_deterministic(tmp_path):
+def test_tiny_workflow_runs_and_is_deterministic(tmp_path, tiny_run):
     from vdwstack.core.io import open_image_dataset
 
-    work = _workdir(tmp_path)
-    res = _snakemake(work, "--cores", "2")
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    # The session's one local run of the tiny workflow (the SLURM test compares with it), copied:
+    # this test changes its sheet and reruns jobs.
+    work = tiny_run.copy(tmp_path / "work")
     root, labels = open_image_dataset(work / "results" / "simulations" / "ReS2_slip.zarr")
     imgs = root["images"][:]
     assert imgs.dtype.name == "float32" and imgs.ndim == 3 and imgs.shape[1:] == (48, 48)
@@ -191,8 +191,11 @@ def test_tiny_workflow_runs_and_is_deterministic(tmp_path):
     assert rewritten <= {"report", "logs"}, rewritten
     res = _snakemake(work, "--report", str(work / "report.html"))
     assert res.returncode == 0 and (work / "report.html").stat().st_size > 10_000, res.stderr[-2000:]
-    res = _snakemake(work, "--cores", "2", "--forcerun", "simulate")
-    assert res.returncode == 0
+    # Simulations are deterministic: rerun, they write the same bytes. `--until`: what follows them
+    # would only redo the first run's work (the SLURM test checks the whole chain against a second run).
+    res = _snakemake(work, "--cores", "2", "--forcerun", "simulate", "--until", "simulate")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", res.stdout + res.stderr) == ["simulate"] * 2
     root2, _ = open_image_dataset(work / "results" / "simulations" / "ReS2_slip.zarr")
     assert (root2["images"][:] == imgs).all()
 
