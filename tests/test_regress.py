@@ -115,7 +115,13 @@ def test_tiny_training_lowers_loss_and_resumes(tiny_sets, tmp_path):
 def test_pipeline_export_predict_and_evaluate(tiny_sets, tmp_path):
     card = train_from_dataset(tiny_sets["slip"], TINY, "slip", tmp_path / "slip", progress=False)
     assert card["encoding"]["task"] == "slip" and card["input"]["pixel_size_A"] == pytest.approx(0.12)
+    # The decoding weights: one per feature, mean 1, from the residuals on the training images.
+    dec = json.loads((tmp_path / "slip" / "card.json").read_text())["decoding"]
+    w, rms = np.array(dec["feature_weights"]), np.array(dec["residual_rms"])
+    assert w.shape == rms.shape == (card["encoding"]["dim"],) and w.mean() == pytest.approx(1.0)
+    np.testing.assert_allclose(w, (1 / rms**2) / (1 / rms**2).mean(), rtol=1e-6)
     reg = Regressor(tmp_path / "slip")
+    np.testing.assert_allclose(reg.codec.feature_weights, w)
     root, labels = open_image_dataset(tiny_sets["slip"])
     imgs = root["images"][:]
     pred = reg.predict(imgs, 0.12)
@@ -139,7 +145,8 @@ def test_pipeline_export_predict_and_evaluate(tiny_sets, tmp_path):
     assert len(m["robustness"]["noise"]) == 2 and "baseline_constant" in res
     assert json.loads((tmp_path / "eval" / "slip.json").read_text())["n_test"] == len(imgs)
     assert (tmp_path / "eval" / "slip_boxplot.png").exists()
-    train_from_dataset(tiny_sets["twist"], TINY, "twist", tmp_path / "twist", progress=False)
+    twist_card = train_from_dataset(tiny_sets["twist"], TINY, "twist", tmp_path / "twist", progress=False)
+    assert "decoding" not in twist_card  # the twist's three harmonics are decoded unweighted
     tw = evaluate_twist(tmp_path / "twist", tiny_sets["twist"], tmp_path / "eval")
     assert {"model_mae_deg", "fft_mae_deg", "below_3deg", "per_theta", "centre_crop_mae_deg", "alignment"} <= set(tw)
     assert tw["alignment"]["n_undecided"] == tw["alignment"]["n_wrong_undecided"] + tw["alignment"]["n_right_undecided"]
@@ -348,3 +355,14 @@ def test_init_from_starts_from_another_models_backbone(tiny_sets, tmp_path):
     out = load_file(str(tmp_path / "b" / "model.safetensors"))
     # One step at a vanishing learning rate: the backbone is still the first model's.
     assert torch.allclose(out["layer2.1.conv2.weight"], ref["layer2.1.conv2.weight"], atol=1e-6)
+
+
+def test_a_card_with_bad_decoding_weights_names_the_file(tmp_path):
+    from helpers import untrained_model
+
+    folder = untrained_model(tmp_path / "m", "slip", "MoS2")
+    card = json.loads((folder / "card.json").read_text())
+    card["decoding"] = {"feature_weights": [1.0, 2.0]}
+    (folder / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match=r"card\.json: decoding: decoding weights: 2 values for \d+ features"):
+        Regressor(folder)

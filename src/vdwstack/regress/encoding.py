@@ -4,7 +4,9 @@ Slip: φ_j(D) = mean over the material's rotation group R of cos(2π (R g_j)·D)
 reciprocal-lattice vectors g_j. Each feature is periodic in the lattice, even in D (D ≡ −D) and
 invariant under the group, so equivalent slips share one target and nothing jumps at cell edges
 or symmetry boundaries. Decoding: nearest feature vector on a fine grid of canonical slips, refined
-locally.
+locally — optionally weighted per feature (a trained network reads high-order features with larger
+errors; weighting each by 1 / its residual variance is the maximum-likelihood reading for
+independent Gaussian feature errors: see ``Regressor`` and the model card's ``decoding`` block).
 
 Trilayer slips: the same with pairs of reciprocal vectors acting on both slips at once
 (:class:`TrilayerSlipEncoding`), invariant under the 6 orders of the layers along the beam
@@ -45,6 +47,33 @@ class NearestRows:
         out = [np.argpartition(self.norms - 2 * (f[i:i + rows] @ self.table_t), k - 1, axis=1)[:, :k]
                for i in range(0, len(f), rows)]
         return np.concatenate(out) if out else np.zeros((0, k), int)
+
+
+def sqrt_weights(weights, dim: int) -> np.ndarray | None:
+    """√w (dim,) of per-feature decoding weights, normalised to mean w = 1; None for equal weights.
+
+    Raises ValueError for a wrong length or weights that are not finite and > 0."""
+    if weights is None:
+        return None
+    w = np.asarray(weights, np.float64).ravel()
+    if w.shape != (dim,):
+        raise ValueError(f"decoding weights: {w.size} values for {dim} features")
+    if not (np.isfinite(w).all() and (w > 0).all()):
+        raise ValueError("decoding weights must be finite and > 0")
+    return np.sqrt(w / w.mean())
+
+
+class _WeightedSearches:
+    """NearestRows of a table scaled by √w, one per weight vector (a model keeps one)."""
+
+    def __init__(self, table: np.ndarray):
+        self.table, self.cache = table, {}
+
+    def get(self, s: np.ndarray) -> NearestRows:
+        key = s.tobytes()
+        if key not in self.cache:
+            self.cache = {key: NearestRows(self.table * s)}
+        return self.cache[key]
 
 
 def _gauss_newton(x: np.ndarray, residual, jacobian, max_step: float, iterations: int
@@ -132,14 +161,21 @@ class SlipEncoding:
     def _search(self) -> NearestRows:
         return NearestRows(self._table[2])
 
-    def decode(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Canonical (Da, Db) in Å whose features are nearest to `features` (..., dim)."""
+    @cached_property
+    def _weighted(self) -> _WeightedSearches:
+        return _WeightedSearches(self._table[2])
+
+    def decode(self, features: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Canonical (Da, Db) in Å whose features are nearest to `features` (..., dim), in the
+        metric Σ_j w_j (f_j − φ_j(D))² with `weights` w (dim,) (None: equal)."""
         f = np.asarray(features, np.float64)
         shape = f.shape[:-1]
         f = f.reshape(-1, self.dim)
+        s = sqrt_weights(weights, self.dim)
+        ones = np.ones(self.dim) if s is None else s
         da, db, _ = self._table
         k = 4  # refine from the few nearest table entries: avoids stalling in a wrong basin
-        cand = self._search.nearest(f, k)  # (N, k)
+        cand = (self._search if s is None else self._weighted.get(s)).nearest(f * ones, k)  # (N, k)
         f_rep = np.repeat(f, k, axis=0)
         # Start a hair off the grid point: at fold points (e.g. AA) the features have zero slope.
         x = self.sym.slip_to_cartesian(da[cand.ravel()], db[cand.ravel()]) + np.array([1.3e-3, 0.7e-3])
@@ -147,10 +183,10 @@ class SlipEncoding:
 
         def residual(x):
             ph = 2 * np.pi * np.einsum("ni,rgi->nrg", x, q)
-            return f_rep - np.cos(ph).mean(axis=1), ph
+            return (f_rep - np.cos(ph).mean(axis=1)) * ones, ph
 
-        def jacobian(ph):  # d features / d (x, y): (N, G, 2)
-            return -(2 * np.pi) * np.einsum("nrg,rgi->ngi", np.sin(ph), q) / len(q)
+        def jacobian(ph):  # d features / d (x, y), weighted: (N, G, 2)
+            return -(2 * np.pi) * np.einsum("nrg,rgi->ngi", np.sin(ph), q) / len(q) * ones[:, None]
 
         x, r = _gauss_newton(x, residual, jacobian, self.grid_step_A, iterations=12)
         pick = np.argmin((r**2).sum(1).reshape(-1, k), axis=1)
@@ -246,25 +282,34 @@ class TrilayerSlipEncoding:
     def _search(self) -> NearestRows:
         return NearestRows(self._table[1])
 
-    def decode(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(Da, Db, Da2, Db2) in Å whose features are nearest to `features` (..., dim), in the layer
-        order that keeps both slips shortest (see `_canonical`)."""
+    @cached_property
+    def _weighted(self) -> _WeightedSearches:
+        return _WeightedSearches(self._table[1])
+
+    def decode(self, features: np.ndarray, weights: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(Da, Db, Da2, Db2) in Å whose features are nearest to `features` (..., dim) in the metric
+        weighted by `weights` (dim,) (None: equal), in the layer order that keeps both slips
+        shortest (see `_canonical`)."""
         f = np.asarray(features, np.float64)
         shape = f.shape[:-1]
         f = f.reshape(-1, self.dim)
+        s = sqrt_weights(weights, self.dim)
+        ones = np.ones(self.dim) if s is None else s
         xt, _ = self._table
         k = 4
-        cand = self._search.nearest(f, k)
+        cand = (self._search if s is None else self._weighted.get(s)).nearest(f * ones, k)
         f_rep = np.repeat(f, k, axis=0)
         x = xt[cand.ravel()] + np.array([[1.3e-3, 0.7e-3], [0.9e-3, -1.1e-3]])
         q = self._orbits
 
         def residual(x):
             f_x, ph = self._features(x)
-            return f_rep - f_x, ph
+            return (f_rep - f_x) * ones, ph
 
-        def jacobian(ph):  # d features / d (D1, D2): (N, P, 4)
-            return -(2 * np.pi) * np.einsum("nmp,mpsi->npsi", np.sin(ph), q).reshape(len(ph), self.dim, 4) / len(q)
+        def jacobian(ph):  # d features / d (D1, D2), weighted: (N, P, 4)
+            J = -(2 * np.pi) * np.einsum("nmp,mpsi->npsi", np.sin(ph), q).reshape(len(ph), self.dim, 4) / len(q)
+            return J * ones[:, None]
 
         x, r = _gauss_newton(x, residual, jacobian, self.grid_step_A, iterations=15)
         pick = np.argmin((r**2).sum(1).reshape(-1, k), axis=1)

@@ -10,7 +10,7 @@ This module holds what a trained model is (targets, network, files); training is
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from torch import nn
 from vdwstack.core.images import normalize_unit
 from vdwstack.core.resample import resample
 from vdwstack.core.torch_utils import autocast_dtype
-from vdwstack.regress.encoding import SlipEncoding, TrilayerSlipEncoding, TwistEncoding
+from vdwstack.regress.encoding import SlipEncoding, TrilayerSlipEncoding, TwistEncoding, sqrt_weights
 
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50")
 
@@ -28,7 +28,9 @@ ARCHITECTURES = ("resnet18", "resnet34", "resnet50")
 class TargetCodec:
     """Labels ↔ network targets for one task, material and number of layers."""
 
-    def __init__(self, task: str, material: str, layers: int = 2):
+    def __init__(self, task: str, material: str, layers: int = 2, feature_weights: Sequence[float] | None = None):
+        """`feature_weights`: per-feature weights of the slip decoding (dim,; see
+        :func:`decoding_weights`), None for equal weights."""
         self.task, self.material, self.layers = task, material, layers
         if task == "slip":
             self.slip = SlipEncoding(material) if layers == 2 else TrilayerSlipEncoding(material)
@@ -36,6 +38,12 @@ class TargetCodec:
         else:
             self.twist = TwistEncoding(material)
             self.dim = self.twist.dim
+        self.feature_weights = None
+        if feature_weights is not None:
+            if task != "slip":
+                raise ValueError("feature_weights: only slip decodings are weighted")
+            sqrt_weights(feature_weights, self.dim)  # checks length and values
+            self.feature_weights = np.asarray(feature_weights, np.float64)
 
     def encode(self, labels: Mapping[str, np.ndarray]) -> np.ndarray:
         if self.task == "twist":
@@ -47,7 +55,7 @@ class TargetCodec:
         if self.task == "twist":
             return {"theta_deg": self.twist.decode(features)}
         keys = ["Da_A", "Db_A"] + (["Da2_A", "Db2_A"] if self.layers == 3 else [])
-        return dict(zip(keys, self.slip.decode(features)))
+        return dict(zip(keys, self.slip.decode(features, self.feature_weights)))
 
     def to_dict(self) -> dict:
         if self.task == "slip" and self.layers == 3:
@@ -91,7 +99,11 @@ def export_regressor(model: nn.Module, out_dir: str | Path, card: Mapping) -> No
 
     out = Path(out_dir)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
-    (out / "card.json").write_text(json.dumps(dict(card), indent=2, default=str))
+    write_card(out, card)
+
+
+def write_card(out_dir: str | Path, card: Mapping) -> None:
+    (Path(out_dir) / "card.json").write_text(json.dumps(dict(card), indent=2, default=str))
 
 
 class Regressor:
@@ -106,7 +118,11 @@ class Regressor:
         model_dir = Path(model_dir)
         self.card = json.loads((model_dir / "card.json").read_text())
         enc = self.card["encoding"]
-        self.codec = TargetCodec(enc["task"], enc["material"], enc["layers"])
+        weights = (self.card.get("decoding") or {}).get("feature_weights")
+        try:
+            self.codec = TargetCodec(enc["task"], enc["material"], enc["layers"], feature_weights=weights)
+        except ValueError as e:
+            raise ValueError(f"{model_dir / 'card.json'}: decoding: {e}") from None
         self.model = build_resnet(self.card["architecture"], self.codec.dim)
         self.model.load_state_dict(load_file(str(model_dir / "model.safetensors")))
         self.model.eval().to(device)
@@ -219,6 +235,31 @@ class Regressor:
         """Decoded labels (arrays [N]) of images [N, H, W]; see :meth:`predict_features`."""
         return self.codec.decode(self.predict_features(images, pixel_size_A, tta_rotations=tta_rotations,
                                                        tta_fields=tta_fields, tta_positions=tta_positions))
+
+
+def decoding_weights(reg: Regressor, images: np.ndarray, pixel_size_A: float, labels: Mapping[str, np.ndarray],
+                     n_max: int = 256, seed: int = 0) -> dict:
+    """The `decoding` block of a slip model's card: per-feature weights 1 / (mean squared residual)
+    of the network's features on up to `n_max` of the labelled `images` [N, H, W] (Å/px
+    `pixel_size_A`; the centre crop in 4 quarter turns), normalised to mean 1.
+
+    A network reads the high-order features of the encoding with 2-3x the error of the low ones
+    (CPU-hour MoS2 model: residual r.m.s. 0.15-0.32 over its 42 features); weighting them by their
+    inverse variance is the maximum-likelihood decoding for independent Gaussian errors (MoS2 test
+    grid 0.094 -> 0.087 Å; the weights barely depend on how the images are read: log-variance
+    correlation 0.997 between a single crop and 64 views)."""
+    if reg.codec.task != "slip":
+        raise ValueError("decoding weights are for slip models")
+    n = len(images)
+    idx = np.sort(np.random.default_rng(seed).choice(n, min(n, n_max), replace=False))
+    keys = ["Da_A", "Db_A"] + (["Da2_A", "Db2_A"] if reg.codec.layers == 3 else [])
+    targets = reg.codec.encode({k: np.asarray(labels[k])[idx] for k in keys})
+    feats = reg.predict_features(np.asarray(images)[idx], pixel_size_A, tta_rotations=4)
+    var = np.maximum(((feats - targets) ** 2).mean(axis=0), 1e-8)
+    w = 1 / var
+    return {"feature_weights": (w / w.mean()).tolist(), "residual_rms": np.sqrt(var).tolist(),
+            "method": "1 / mean squared feature residual on training images (centre crop, 4 quarter turns)",
+            "n_images": int(len(idx))}
 
 
 def find_model(models: str | Path, task: str, material: str, layers: int = 2) -> Path | None:

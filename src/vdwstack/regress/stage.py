@@ -15,7 +15,7 @@ from vdwstack.core.io import keep_checkpoints_only_for, open_image_dataset
 from vdwstack.core.torch_utils import autocast_dtype, resolve_device
 from vdwstack.regress.augment import Augmentation
 from vdwstack.regress.evaluate import evaluate_slip, evaluate_twist
-from vdwstack.regress.model import TargetCodec, export_regressor
+from vdwstack.regress.model import Regressor, TargetCodec, decoding_weights, export_regressor, write_card
 from vdwstack.regress.training import RegressorConfig, TrainingData, train_regressor
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,11 @@ def train_from_dataset(train_zarr: str | Path, settings: Mapping, task: str, out
         "metrics": {"final_loss": float(np.mean(losses[-20:])), "first_loss": float(np.mean(losses[:20]))},
     }
     export_regressor(model, out_dir, card)
+    if task == "slip":  # weights of the decoding: the features the network reads worst count least
+        reg = Regressor(out_dir, device=str(device), mixed_precision=cfg.mixed_precision and not cfg.deterministic)
+        card["decoding"] = decoding_weights(reg, imgs, p, {c: labels[c].to_numpy() for c in labels.columns},
+                                            seed=cfg.seed)
+        write_card(out_dir, card)
     return card
 
 
