@@ -82,7 +82,7 @@ def test_alignment_scores_count_wrong_and_undecided_readings():
 
 
 def test_nearest_rows_matches_brute_force_across_chunks():
-    from vdwstack.regress.encoding import NearestRows
+    from vdwstack.regress.decoding import NearestRows
 
     rng = np.random.default_rng(2)
     table = rng.normal(size=(5000, 6))

@@ -20,7 +20,8 @@ from torch import nn
 from vdwstack.core.images import normalize_unit
 from vdwstack.core.resample import resample
 from vdwstack.core.torch_utils import autocast_dtype
-from vdwstack.regress.encoding import SlipEncoding, TrilayerSlipEncoding, TwistEncoding, sqrt_weights
+from vdwstack.regress.decoding import sqrt_weights
+from vdwstack.regress.encoding import SlipEncoding, TrilayerSlipEncoding, TwistEncoding
 
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50")
 
