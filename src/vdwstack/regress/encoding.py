@@ -98,10 +98,10 @@ class SlipEncoding:
         shape = f.shape[:-1]
         f = f.reshape(-1, self.dim)
         s = sqrt_weights(weights, self.dim)
-        ones = np.ones(self.dim) if s is None else s
+        scale = np.ones(self.dim) if s is None else s  # √w
         da, db, _ = self._table
         k = 4  # refine from the few nearest table entries: avoids stalling in a wrong basin
-        cand = (self._search if s is None else self._weighted.get(s)).nearest(f * ones, k)  # (N, k)
+        cand = (self._search if s is None else self._weighted.get(s)).nearest(f * scale, k)  # (N, k)
         f_rep = np.repeat(f, k, axis=0)
         # Start a hair off the grid point: at fold points (e.g. AA) the features have zero slope.
         x = self.sym.slip_to_cartesian(da[cand.ravel()], db[cand.ravel()]) + np.array([1.3e-3, 0.7e-3])
@@ -109,10 +109,10 @@ class SlipEncoding:
 
         def residual(x):
             ph = 2 * np.pi * np.einsum("ni,rgi->nrg", x, q)
-            return (f_rep - np.cos(ph).mean(axis=1)) * ones, ph
+            return (f_rep - np.cos(ph).mean(axis=1)) * scale, ph
 
         def jacobian(ph):  # d features / d (x, y), weighted: (N, G, 2)
-            return -(2 * np.pi) * np.einsum("nrg,rgi->ngi", np.sin(ph), q) / len(q) * ones[:, None]
+            return -(2 * np.pi) * np.einsum("nrg,rgi->ngi", np.sin(ph), q) / len(q) * scale[:, None]
 
         x, r = gauss_newton(x, residual, jacobian, self.grid_step_A, iterations=12)
         pick = np.argmin((r**2).sum(1).reshape(-1, k), axis=1)
@@ -221,21 +221,21 @@ class TrilayerSlipEncoding:
         shape = f.shape[:-1]
         f = f.reshape(-1, self.dim)
         s = sqrt_weights(weights, self.dim)
-        ones = np.ones(self.dim) if s is None else s
+        scale = np.ones(self.dim) if s is None else s  # √w
         xt, _ = self._table
         k = 4
-        cand = (self._search if s is None else self._weighted.get(s)).nearest(f * ones, k)
+        cand = (self._search if s is None else self._weighted.get(s)).nearest(f * scale, k)
         f_rep = np.repeat(f, k, axis=0)
         x = xt[cand.ravel()] + np.array([[1.3e-3, 0.7e-3], [0.9e-3, -1.1e-3]])
         q = self._orbits
 
         def residual(x):
             f_x, ph = self._features(x)
-            return (f_rep - f_x) * ones, ph
+            return (f_rep - f_x) * scale, ph
 
         def jacobian(ph):  # d features / d (D1, D2), weighted: (N, P, 4)
             J = -(2 * np.pi) * np.einsum("nmp,mpsi->npsi", np.sin(ph), q).reshape(len(ph), self.dim, 4) / len(q)
-            return J * ones[:, None]
+            return J * scale[:, None]
 
         x, r = gauss_newton(x, residual, jacobian, self.grid_step_A, iterations=15)
         pick = np.argmin((r**2).sum(1).reshape(-1, k), axis=1)

@@ -244,11 +244,12 @@ def decoding_weights(reg: Regressor, images: np.ndarray, pixel_size_A: float, la
     of the network's features on up to `n_max` of the labelled `images` [N, H, W] (Å/px
     `pixel_size_A`; the centre crop in 4 quarter turns), normalised to mean 1.
 
-    A network reads the high-order features of the encoding with 2-3x the error of the low ones
-    (CPU-hour MoS2 model: residual r.m.s. 0.15-0.32 over its 42 features); weighting them by their
-    inverse variance is the maximum-likelihood decoding for independent Gaussian errors (MoS2 test
-    grid 0.094 -> 0.087 Å; the weights barely depend on how the images are read: log-variance
-    correlation 0.997 between a single crop and 64 views)."""
+    A network reads the encoding's high-order features with 2-5x the error of the low ones (the
+    CPU-hour models' residual r.m.s.: MoS2 0.13-0.31 over 42 features, ReS2 0.03-0.15 over 24, the
+    trilayer 0.05-0.23 over 108); weighting each by its inverse variance is the maximum-likelihood
+    decoding for independent Gaussian errors (that MoS2 model's test grid: 0.094 -> 0.088 Å). The
+    weights barely depend on how the images are read (log-variance correlation 0.997 between a
+    single crop and 64 views)."""
     if reg.codec.task != "slip":
         raise ValueError("decoding weights are for slip models")
     n = len(images)
