@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["NearestRows", "WeightedSearches", "gauss_newton", "sqrt_weights"]
+__all__ = ["NearestRows", "TableSearch", "gauss_newton", "sqrt_weights"]
 
 
 class NearestRows:
@@ -50,17 +50,21 @@ def sqrt_weights(weights, dim: int) -> np.ndarray | None:
     return np.sqrt(w / w.mean())
 
 
-class WeightedSearches:
-    """NearestRows of a table scaled by √w, one per weight vector (a model keeps one)."""
+class TableSearch:
+    """The nearest rows of a feature table (T, dim) in the metric Σ_j w_j (f_j − t_j)²: the table's
+    NearestRows for equal weights, a √w-scaled copy for others (one kept: a model has one w)."""
 
     def __init__(self, table: np.ndarray):
-        self.table, self.cache = table, {}
+        self.table, self.plain, self.scaled = table, NearestRows(table), {}
 
-    def get(self, s: np.ndarray) -> NearestRows:
+    def nearest(self, f: np.ndarray, k: int, s: np.ndarray | None = None) -> np.ndarray:
+        """Indices (N, k) for queries f (N, dim); `s`: √w from :func:`sqrt_weights` (None: equal)."""
+        if s is None:
+            return self.plain.nearest(f, k)
         key = s.tobytes()
-        if key not in self.cache:
-            self.cache = {key: NearestRows(self.table * s)}
-        return self.cache[key]
+        if key not in self.scaled:
+            self.scaled = {key: NearestRows(self.table * s)}
+        return self.scaled[key].nearest(f * s, k)
 
 
 def gauss_newton(x: np.ndarray, residual, jacobian, max_step: float, iterations: int

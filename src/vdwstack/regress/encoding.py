@@ -23,7 +23,7 @@ from functools import cached_property
 
 import numpy as np
 
-from vdwstack.regress.decoding import NearestRows, WeightedSearches, gauss_newton, sqrt_weights
+from vdwstack.regress.decoding import TableSearch, gauss_newton, sqrt_weights
 from vdwstack.structures.reciprocal import reciprocal_lattice
 from vdwstack.structures.symmetry import TRILAYER_ORDERS, StackingSymmetry, symmetry_for
 
@@ -84,12 +84,8 @@ class SlipEncoding:
         return da, db, self.encode(da, db).astype(np.float64)
 
     @cached_property
-    def _search(self) -> NearestRows:
-        return NearestRows(self._table[2])
-
-    @cached_property
-    def _weighted(self) -> WeightedSearches:
-        return WeightedSearches(self._table[2])
+    def _search(self) -> TableSearch:
+        return TableSearch(self._table[2])
 
     def decode(self, features: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Canonical (Da, Db) in Å whose features are nearest to `features` (..., dim), in the
@@ -101,7 +97,7 @@ class SlipEncoding:
         scale = np.ones(self.dim) if s is None else s  # √w
         da, db, _ = self._table
         k = 4  # refine from the few nearest table entries: avoids stalling in a wrong basin
-        cand = (self._search if s is None else self._weighted.get(s)).nearest(f * scale, k)  # (N, k)
+        cand = self._search.nearest(f, k, s)  # (N, k)
         f_rep = np.repeat(f, k, axis=0)
         # Start a hair off the grid point: at fold points (e.g. AA) the features have zero slope.
         x = self.sym.slip_to_cartesian(da[cand.ravel()], db[cand.ravel()]) + np.array([1.3e-3, 0.7e-3])
@@ -205,12 +201,8 @@ class TrilayerSlipEncoding:
         return x, f
 
     @cached_property
-    def _search(self) -> NearestRows:
-        return NearestRows(self._table[1])
-
-    @cached_property
-    def _weighted(self) -> WeightedSearches:
-        return WeightedSearches(self._table[1])
+    def _search(self) -> TableSearch:
+        return TableSearch(self._table[1])
 
     def decode(self, features: np.ndarray, weights: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -224,7 +216,7 @@ class TrilayerSlipEncoding:
         scale = np.ones(self.dim) if s is None else s  # √w
         xt, _ = self._table
         k = 4
-        cand = (self._search if s is None else self._weighted.get(s)).nearest(f * scale, k)
+        cand = self._search.nearest(f, k, s)
         f_rep = np.repeat(f, k, axis=0)
         x = xt[cand.ravel()] + np.array([[1.3e-3, 0.7e-3], [0.9e-3, -1.1e-3]])
         q = self._orbits

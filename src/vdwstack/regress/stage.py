@@ -37,8 +37,9 @@ def train_from_dataset(train_zarr: str | Path, settings: Mapping, task: str, out
     aug = Augmentation() if cfg.augment else Augmentation.off()
     imgs = root["images"][:]
     _guard_checkpoints(Path(out_dir), root, cfg, init_weights)
-    data = TrainingData(imgs, {c: labels[c].to_numpy() for c in labels.columns if c != "sample_id"},
-                        codec, p, cfg.crop_px, aug, raw_intensity=raw, model_pixel_size_A=cfg.pixel_size_A)
+    label_arrays = {c: labels[c].to_numpy() for c in labels.columns if c != "sample_id"}
+    data = TrainingData(imgs, label_arrays, codec, p, cfg.crop_px, aug, raw_intensity=raw,
+                        model_pixel_size_A=cfg.pixel_size_A)
     device = resolve_device(cfg.device)
     t0 = time.perf_counter()
     model, steps = train_regressor(data, cfg, out_dir, progress=progress, init_weights=init_weights)
@@ -64,8 +65,7 @@ def train_from_dataset(train_zarr: str | Path, settings: Mapping, task: str, out
     export_regressor(model, out_dir, card)
     if task == "slip":  # weights of the decoding: the features the network reads worst count least
         reg = Regressor(out_dir, device=str(device), mixed_precision=cfg.mixed_precision and not cfg.deterministic)
-        card["decoding"] = decoding_weights(reg, imgs, p, {c: labels[c].to_numpy() for c in labels.columns},
-                                            seed=cfg.seed)
+        card["decoding"] = decoding_weights(reg, imgs, p, label_arrays, seed=cfg.seed)
         write_card(out_dir, card)
     return card
 
