@@ -15,7 +15,9 @@ offset, patchy amorphous carbon and smooth blobs, chalcogen vacancies, Poisson d
 a detector offset. Optionally a few images per task are rendered by vdwstack's abTEM multislice
 (``--multislice N``; 0 by default: a 6×6 px image, 576 probe positions × 2 frozen phonons, took
 31 min on 2 shared CPU cores, so a 176 px one would take over a day) and degraded by the same noise.
-Both full sets take about 1 min on 2 CPU cores.
+Both full sets take about 1 min on 2 CPU cores. The twists of ``MoS2_twist`` are AA-like (0.5–30°);
+``MoS2_twist_AAprime`` holds the AA′-like side (60° − those draws: 30–59.5°, small twists of 60°
+first), the alignment that Fourier methods cannot tell apart.
 
     .venv/bin/python benchmarks/independent_images.py [--sets calibration test] [--tasks ...]
         [--n N] [--quick] [--multislice N] [--check] [--out benchmarks/data/independent]
@@ -56,6 +58,9 @@ TASKS = {  # id: (material, layers, kind)
     "MoS2_slip": ("MoS2", 2, "slip"),
     "MoS2_twist": ("MoS2", 2, "twist"),
     "ReS2_trilayer": ("ReS2", 3, "slip"),
+    # The AA′-like alignment (θ ∈ [30°, 59.5°]: 60° − the MoS2_twist draws), which Fourier methods
+    # cannot tell from MoS2_twist's AA-like one; last, so the other tasks' streams are unchanged.
+    "MoS2_twist_AAprime": ("MoS2", 2, "twist"),
 }
 COUNTS = {"test": (32, 10), "calibration": (20, 8), "quick": (3, 2)}  # (bilayer, trilayer) per task
 # Scale of the Z^1.7 weights (Å²): close to the ADF cross-section of Mo at 300 kV, so that the
@@ -121,7 +126,8 @@ def draw_degradation(rng: np.random.Generator) -> dict:
 
 
 def draw_stacking(task: str, index: int, n: int, rng: np.random.Generator) -> dict:
-    """Slips (Å) and twist (degrees) of one image; twists below 3° on the first images."""
+    """Slips (Å) and twist (degrees) of one image; twists below 3° (of the aligned stacking: of 0°, or
+    of 60° for the AA′-like task) on the first images."""
     material, layers, kind = TASKS[task]
     mat = get_material(material)
     sym = symmetry_for(material)
@@ -133,6 +139,8 @@ def draw_stacking(task: str, index: int, n: int, rng: np.random.Generator) -> di
         n_small = max(MIN_SMALL_TWISTS, round(n * 2.5 / 29.5)) if n >= 2 * MIN_SMALL_TWISTS else (n + 1) // 2
         lo, hi = (0.5, SMALL_TWIST_DEG) if index < n_small else (SMALL_TWIST_DEG, 30.0)
         out["theta_deg"] = float(rng.uniform(lo, hi))
+        if task.endswith("AAprime"):
+            out["theta_deg"] = 60.0 - out["theta_deg"]
     elif layers == 3:
         out["Da2_A"], out["Db2_A"] = float(rng.uniform(0, 1) * mat.a_A), float(rng.uniform(0, 1) * mat.b_A)
     else:  # bilayer slips are stored canonical: the truth is the representative the project reports
@@ -144,7 +152,7 @@ def draw_stacking(task: str, index: int, n: int, rng: np.random.Generator) -> di
 def draw_grid(task: str, theta_deg: float, rng: np.random.Generator) -> tuple[float, int]:
     """Pixel size (Å/px) and image size (px); small twists get the largest field (46 Å)."""
     p, size = float(rng.uniform(0.08, 0.12)), int(rng.integers(256, 385) // 16 * 16)
-    if TASKS[task][2] == "twist" and theta_deg < SMALL_TWIST_DEG:
+    if TASKS[task][2] == "twist" and min(theta_deg, 60.0 - theta_deg) < SMALL_TWIST_DEG:
         p, size = 0.12, 384
     return p, size
 
@@ -515,7 +523,7 @@ def wrong_stacking(spec: ImageSpec) -> np.ndarray:
 def run_checks(out: Path) -> list[dict]:
     """The truth check on one image of each task of the test set (both hands for ReS2)."""
     picks = [("ReS2_slip", 0), ("ReS2_slip", 1), ("MoS2_slip", 0), ("MoS2_twist", 0), ("MoS2_twist", 20),
-             ("ReS2_trilayer", 0)]
+             ("ReS2_trilayer", 0), ("MoS2_twist_AAprime", 0)]
     results = []
     for task, i in picks:
         n = task_count("test", task, None, False)
