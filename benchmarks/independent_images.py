@@ -43,6 +43,8 @@ import scipy.fft
 from ase.data import atomic_numbers
 from scipy.ndimage import gaussian_filter, map_coordinates
 
+from metrics import SMALL_TWIST_DEG, is_small_twist  # benchmarks/ is the script's folder
+
 from vdwstack.core.io import write_tiff
 from vdwstack.infer.stage import read_truth
 from vdwstack.structures.geometry import StackGeometry, build_stack, layer_heights_A
@@ -67,7 +69,6 @@ COUNTS = {"test": (32, 10), "calibration": (20, 8), "quick": (3, 2)}  # (bilayer
 # image is about the fraction of the beam on the detector and the dose gives realistic counts.
 WEIGHT_SCALE_A2 = 1.6e-5
 MARGIN_A = 8.0  # atoms this far outside the field still reach it through the probe's tails
-SMALL_TWIST_DEG = 3.0
 MIN_SMALL_TWISTS = 8
 
 
@@ -140,7 +141,7 @@ def draw_stacking(task: str, index: int, n: int, rng: np.random.Generator) -> di
         lo, hi = (0.5, SMALL_TWIST_DEG) if index < n_small else (SMALL_TWIST_DEG, 30.0)
         out["theta_deg"] = float(rng.uniform(lo, hi))
         if task.endswith("AAprime"):
-            out["theta_deg"] = 60.0 - out["theta_deg"]
+            out["theta_deg"] = sym.twist_range_deg[1] - out["theta_deg"]
     elif layers == 3:
         out["Da2_A"], out["Db2_A"] = float(rng.uniform(0, 1) * mat.a_A), float(rng.uniform(0, 1) * mat.b_A)
     else:  # bilayer slips are stored canonical: the truth is the representative the project reports
@@ -152,7 +153,7 @@ def draw_stacking(task: str, index: int, n: int, rng: np.random.Generator) -> di
 def draw_grid(task: str, theta_deg: float, rng: np.random.Generator) -> tuple[float, int]:
     """Pixel size (Å/px) and image size (px); small twists get the largest field (46 Å)."""
     p, size = float(rng.uniform(0.08, 0.12)), int(rng.integers(256, 385) // 16 * 16)
-    if TASKS[task][2] == "twist" and min(theta_deg, 60.0 - theta_deg) < SMALL_TWIST_DEG:
+    if TASKS[task][2] == "twist" and is_small_twist({"material": TASKS[task][0], "theta_deg": theta_deg}):
         p, size = 0.12, 384
     return p, size
 
