@@ -150,6 +150,10 @@ def test_pipeline_export_predict_and_evaluate(tiny_sets, tmp_path):
     tw = evaluate_twist(tmp_path / "twist", tiny_sets["twist"], tmp_path / "eval")
     assert {"model_mae_deg", "fft_mae_deg", "below_3deg", "per_theta", "centre_crop_mae_deg", "alignment"} <= set(tw)
     assert tw["alignment"]["n_undecided"] == tw["alignment"]["n_wrong_undecided"] + tw["alignment"]["n_right_undecided"]
+    theta = np.array([r["theta_deg"] for r in tw["per_theta"]])  # the AA′-like side's small twists apart
+    assert tw["within_3deg_of_max"]["twist_max_deg"] == 60.0
+    assert tw["below_3deg"]["n"] + tw["within_3deg_of_max"]["n"] <= tw["n_test"]
+    assert (tw["within_3deg_of_max"]["model_mae_deg"] is None) == (not np.any(theta > 57.0))
     assert (tmp_path / "eval" / "twist_mae.png").exists()
 
 

@@ -295,3 +295,15 @@ def test_report_fits_a_1400px_window_in_headless_chromium(report, tmp_path):
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / "report_1400.png")
+
+
+def test_twist_evaluation_line_gives_both_ends_of_the_twist_range():
+    from vdwstack.report.stage import _twist_evaluation_text
+
+    ev = {"model_mae_deg": 0.34, "fft_mae_deg": 14.9, "fft_mae_mod_ambiguity_deg": 2.1,
+          "below_3deg": {"model_mae_deg": 1.82, "fft_mae_deg": 23.4}}
+    old = _twist_evaluation_text(ev)  # an evaluation written before the 60° end was scored
+    assert "below 3°: model 1.82°, FFT 23.40°" in old and "within 3° of" not in old
+    new = _twist_evaluation_text({**ev, "within_3deg_of_max": {"twist_max_deg": 60.0, "model_mae_deg": 0.9,
+                                                               "fft_mae_deg": 20.5}})
+    assert "within 3° of 60°: model 0.90°, FFT 20.50°" in new

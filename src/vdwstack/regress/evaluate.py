@@ -218,6 +218,8 @@ def evaluate_twist(model_dir: str | Path, test_zarr: str | Path, out_dir: str | 
                   "fft_mae_deg": float(fft_err[theta == t].mean()),
                   "fft_mae_mod_ambiguity_deg": float(fft_err_ambig[theta == t].mean())} for t in bins]
     small = theta < 3.0
+    # The AA′-like side's small twists (within 3° of 60° for hexagonal MX2): as long a moiré period.
+    near_max = (sym.twist_range_deg[1] - theta < 3.0) & ~small
     result = {"material": material, "n_test": int(len(imgs)), "tta_rotations": tta_rotations,
               "tta_positions": tta_positions,
               "tta_fields_px": reg.tta_fields_px(tuple(int(round(n * p / reg.pixel_size_A)) for n in imgs.shape[1:]),
@@ -230,6 +232,9 @@ def evaluate_twist(model_dir: str | Path, test_zarr: str | Path, out_dir: str | 
               "below_3deg": {"n": int(small.sum()),
                              "model_mae_deg": float(err[small].mean()) if small.any() else None,
                              "fft_mae_deg": float(fft_err_ambig[small].mean()) if small.any() else None},
+              "within_3deg_of_max": {"n": int(near_max.sum()), "twist_max_deg": float(sym.twist_range_deg[1]),
+                                     "model_mae_deg": float(err[near_max].mean()) if near_max.any() else None,
+                                     "fft_mae_deg": float(fft_err_ambig[near_max].mean()) if near_max.any() else None},
               "per_theta": per_theta}
     (out / "twist.json").write_text(json.dumps(result, indent=2))
     import matplotlib

@@ -188,10 +188,14 @@ def _closed_loop_section(closed_loop: ClosedLoop) -> list[str]:
 
 
 def _twist_evaluation_text(ev: Mapping) -> str:
-    """The twist MAE (°) of the model and of the FFT baseline, overall and below 3°."""
+    """The twist MAE (°) of the model and of the FFT baseline, overall, below 3° and within 3° of 60°."""
     b3 = ev["below_3deg"]
     small = (f"below 3°: model {b3['model_mae_deg']:.2f}°, FFT {b3['fft_mae_deg']:.2f}°"
              if b3.get("model_mae_deg") is not None else "no test images below 3°")
+    top = ev.get("within_3deg_of_max") or {}  # absent in evaluations written before it was added
+    if top.get("model_mae_deg") is not None:
+        small += (f"; within 3° of {top['twist_max_deg']:g}°: model {top['model_mae_deg']:.2f}°, "
+                  f"FFT {top['fft_mae_deg']:.2f}°")
     return (f"<p>twist MAE {ev['model_mae_deg']:.2f}° (FFT baseline {ev['fft_mae_deg']:.2f}°, "
             f"{ev['fft_mae_mod_ambiguity_deg']:.2f}° modulo θ↔60°−θ; {small})</p>")
 
