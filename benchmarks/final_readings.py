@@ -19,10 +19,9 @@ shared experimental images.
 
     .venv/bin/python benchmarks/final_readings.py --set calibration --calibrate
     .venv/bin/python benchmarks/final_readings.py --set test [--limit 8] [--shared]
-    .venv/bin/python benchmarks/final_readings.py --set test --tasks MoS2_twist_AAprime
 
-The AA′-like twists (θ in [30°, 59.5°], task ``MoS2_twist_AAprime``) are read on request: the
-shipped interval calibration was fitted on the four default tasks. An image the network refuses
+The AA′-like twists (θ in [30°, 59.5°], task ``MoS2_twist_AAprime``) are a default task: the twist's
+interval calibration spans both alignments. An image the network refuses
 (smaller than its smallest field) is read by the search alone (``network_refused`` in its record).
 
 Writes benchmarks/results/final_readings_<set>.json (per-image records and scores).
@@ -266,7 +265,8 @@ def shared_images(models: Path | None, settings: ClosedLoopSettings) -> list[dic
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--set", default="test", choices=("test", "calibration"))
-    ap.add_argument("--tasks", nargs="+", default=["ReS2_slip", "MoS2_slip", "MoS2_twist", "ReS2_trilayer"])
+    ap.add_argument("--tasks", nargs="+",
+                    default=["ReS2_slip", "MoS2_slip", "MoS2_twist", "MoS2_twist_AAprime", "ReS2_trilayer"])
     ap.add_argument("--limit", type=int, default=None, help="first N images per task")
     ap.add_argument("--models", type=Path, default=ROOT / "results" / "models")
     ap.add_argument("--calibrate", action="store_true")

@@ -155,9 +155,7 @@ def score_slip(records: Sequence[Mapping], truths: Sequence[Mapping]) -> dict:
 def is_small_twist(truth: Mapping) -> bool:
     """Whether the twist is within SMALL_TWIST_DEG of an aligned stacking: of 0° or, for the AA′-like
     side of a hexagonal MX2 (θ ≡ 60° − θ′), of 60° — the moiré period is as long either way."""
-    sym = symmetry_for(truth["material"])
-    th = float(sym.fold_twist(float(truth["theta_deg"])))
-    return min(th, sym.twist_range_deg[1] - th) < SMALL_TWIST_DEG
+    return bool(symmetry_for(truth["material"]).near_aligned_twist(float(truth["theta_deg"]), SMALL_TWIST_DEG))
 
 
 def _twist_block(errors: Sequence[float], truths: Sequence[Mapping]) -> dict:

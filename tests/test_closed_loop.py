@@ -156,6 +156,29 @@ def test_twist_read_by_search_alone():
     assert rec["status"] == "ok" and rec["source"] == "search" and "hand" not in rec
     assert float(symmetry_for("MoS2").twist_error_deg(rec["theta_deg"], 13.0)) < 0.1, rec
     assert 0 < rec["uncertainty_deg"] < 0.5
+    assert not any("aligned stacking" in w for w in rec["warnings"])  # 13°: a moiré period in the field
+
+
+def test_a_twist_near_an_aligned_stacking_warns_that_its_alignment_is_least_certain():
+    """1.3° and 58.7° (AA-like and AA′-like) differ only in the local stackings' contrast: a reading
+    within 3° of 0° or 60° says so and gives the other alignment's best fit; 13° does not."""
+    from vdwstack.closed_loop.estimate import Candidate, Estimate, HandFit, _warnings
+    from vdwstack.closed_loop.stacking import Match, Pose
+
+    def cand(theta, r):
+        return Candidate("search", Match(r, Stacking(theta_deg=theta), Pose(), (0.0, 0.0)), False)
+
+    def warnings(theta_final, theta_other, s=ClosedLoopSettings()):
+        final, other = cand(theta_final, 0.96), cand(theta_other, 0.856)
+        est = Estimate("MoS2", 2, True, "ok", final, [HandFit(False, None, None, [final, other])], other, None, s)
+        return [w for w in _warnings(est) if "aligned stacking" in w]
+
+    (w,) = warnings(58.71, 1.10)
+    assert "θ = 58.71°" in w and "θ = 1.29°" in w and "r = 0.856" in w
+    (w,) = warnings(1.3, 20.0)  # the other alignment never fitted: no agreement to give
+    assert "θ = 58.70°" in w and "r =" not in w
+    assert warnings(13.0, 47.0) == [] and warnings(57.0 - 0.5, 3.5) == []
+    assert warnings(1.3, 58.7, ClosedLoopSettings(aligned_twist_warning_deg=1.0)) == []
 
 
 def test_a_twist_proposed_in_the_wrong_alignment_is_corrected_and_its_flag_kept(tmp_path):

@@ -72,4 +72,10 @@ def test_twist_folding():
     assert mos2.twist_error_deg(121.0, -1.0) == pytest.approx(0.0)
     res2 = symmetry_for("ReS2")
     assert res2.twist_range_deg == (0.0, 90.0)
+    # Aligned stackings: 0° and, on the six-fold lattice of MX2, 60° (AA′-like); ReX2 only 0°.
+    assert mos2.aligned_twists_deg == (0.0, 60.0) and res2.aligned_twists_deg == (0.0,)
+    np.testing.assert_array_equal(mos2.near_aligned_twist([1.0, 59.0, 57.5, 3.5, 30.0, 61.0, -2.0]),
+                                  [True, True, True, False, False, True, True])
+    np.testing.assert_array_equal(res2.near_aligned_twist([1.0, 89.0, 179.0]), [True, False, True])
+    assert not mos2.near_aligned_twist(2.0, within_deg=1.5)
     assert res2.fold_twist(170.0) == pytest.approx(10.0)

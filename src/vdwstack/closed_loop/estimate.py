@@ -58,7 +58,7 @@ from vdwstack.closed_loop.uncertainty import (
     pose_for_theta,
     reading_interval,
 )
-from vdwstack.structures.symmetry import projection_is_chiral
+from vdwstack.structures.symmetry import projection_is_chiral, symmetry_for
 
 
 @dataclass
@@ -297,6 +297,19 @@ def _warnings(est: Estimate) -> list[str]:
     if est.margin is not None and est.margin <= s.hand_margin and est.runner_up.mirrored == est.final.mirrored:
         out.append(f"ambiguous: another stacking fits almost as well (r = {est.runner_up.match.agreement:.3f} "
                    f"vs {r:.3f})")
+    if est.twist:
+        sym = symmetry_for(est.material)
+        theta = float(sym.fold_twist(est.final.match.stacking.theta_deg))
+        if sym.near_aligned_twist(theta, s.aligned_twist_warning_deg):
+            partner = sym.twist_range_deg[1] - theta
+            other = [c for h in est.hands for c in h.candidates
+                     if sym.twist_error_deg(c.match.stacking.theta_deg, partner) < s.aligned_twist_warning_deg]
+            seen = (f"; its best fit here: r = {max(c.match.agreement for c in other):.3f}" if other else "")
+            out.append(f"θ = {theta:.2f}° lies within {s.aligned_twist_warning_deg:g}° of an aligned stacking: it "
+                       f"and the other alignment, θ = {partner:.2f}°, differ only in the local stackings' "
+                       f"contrast (a field shorter than the moiré), which the simulation may not match as "
+                       f"closely as the interval assumes{seen} — the alignment is the least certain part of "
+                       f"this reading")
     scale = est.final.match.pose.scale
     if abs(scale - 1) > 0.02:
         out.append(f"the fitted scale is {scale:.3f}× the given pixel size: the pixel size is likely "

@@ -47,15 +47,19 @@ class ClosedLoopSettings:
     fit_astigmatism: bool = setting(True, "fit two-fold astigmatism (C12 magnitude and angle, ≤ 20 Å) and the "
                                           "defocus (continuous) with the final reading")
     try_mirror: bool = setting(True, "for chiral projections (ReX2) also fit the mirror image: the hand")
+    aligned_twist_warning_deg: float = setting(3.0, "a twist read within this of an aligned stacking (0°, or θ_max: "
+                                                     "60° for MX2) is warned about: its alignment, θ vs θ_max − θ, "
+                                                     "is the readings' most frequent error (°)", minimum=0)
     hand_margin: float = setting(0.01, "a hand is decided when its agreement beats the other's by more (r)",
                                  minimum=0, maximum=1)
-    # Calibrated on benchmarks/data/independent/calibration (28 slip, 10 twist readings; see the README).
+    # Calibrated on benchmarks/data/independent/calibration (28 slip readings; the twist on 40: 20 AA-like and
+    # 20 AA′-like, the 3 read in the other alignment left out; see the README).
     interval_scale_slip: float = setting(2.18, "calibration factor k of a slip's standard errors (Σ = k²·Σ_fit + f²; "
                                               "re-measured by benchmarks/final_readings.py --calibrate)",
                                          exclusiveMinimum=0)
-    interval_scale_twist: float = setting(0.64, "calibration factor k of a twist's standard error", exclusiveMinimum=0)
+    interval_scale_twist: float = setting(0.40, "calibration factor k of a twist's standard error", exclusiveMinimum=0)
     interval_floor_A: float = setting(0.0, "calibration floor f of a slip's standard error (Å)", minimum=0)
-    interval_floor_deg: float = setting(0.02, "calibration floor f of a twist's standard error (°)", minimum=0)
+    interval_floor_deg: float = setting(0.03, "calibration floor f of a twist's standard error (°)", minimum=0)
 
     @classmethod
     def from_mapping(cls, m: Mapping | None) -> ClosedLoopSettings:

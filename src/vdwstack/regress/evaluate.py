@@ -219,7 +219,7 @@ def evaluate_twist(model_dir: str | Path, test_zarr: str | Path, out_dir: str | 
                   "fft_mae_mod_ambiguity_deg": float(fft_err_ambig[theta == t].mean())} for t in bins]
     small = theta < 3.0
     # The AA′-like side's small twists (within 3° of 60° for hexagonal MX2): as long a moiré period.
-    near_max = (sym.twist_range_deg[1] - theta < 3.0) & ~small
+    near_max = sym.near_aligned_twist(theta) & ~small
     result = {"material": material, "n_test": int(len(imgs)), "tta_rotations": tta_rotations,
               "tta_positions": tta_positions,
               "tta_fields_px": reg.tta_fields_px(tuple(int(round(n * p / reg.pixel_size_A)) for n in imgs.shape[1:]),

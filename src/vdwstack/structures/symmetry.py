@@ -196,6 +196,20 @@ class StackingSymmetry:
         t = np.mod(np.asarray(theta_deg, float), p)
         return np.where(t > p / 2, p - t, t)
 
+    @property
+    def aligned_twists_deg(self) -> tuple[float, ...]:
+        """Folded twists (degrees) at which the two layers' lattices coincide: 0° (AA-like) and, for
+        hexagonal MX2 (a three-fold crystal on a six-fold lattice), 60° (AA′-like: the partner of θ
+        is 60° − θ). ReX2's lattice is only two-fold: 90° turns it onto another lattice."""
+        return (0.0, self.twist_range_deg[1]) if self.material.is_hexagonal else (0.0,)
+
+    def near_aligned_twist(self, theta_deg, within_deg: float = 3.0) -> np.ndarray:
+        """Whether each twist (degrees, folded) lies within `within_deg` of an aligned stacking
+        (:attr:`aligned_twists_deg`). There a field of a few nm holds less than a moiré period, and θ
+        and its partner θ_max − θ differ only in the local stackings' contrast."""
+        t = self.fold_twist(theta_deg)
+        return np.min([np.abs(t - a) for a in self.aligned_twists_deg], axis=0) < within_deg
+
     def twist_error_deg(self, pred_deg, true_deg) -> np.ndarray:
         """Periodic angular distance (degrees) between twists, respecting θ ≡ −θ, θ + 360/r."""
         return np.abs(self.fold_twist(pred_deg) - self.fold_twist(true_deg))
