@@ -264,7 +264,7 @@ def shared_images(models: Path | None, settings: ClosedLoopSettings) -> list[dic
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--set", default="test", choices=("test", "calibration"))
+    ap.add_argument("--set", default="test", choices=("test", "calibration", "validation"))
     ap.add_argument("--tasks", nargs="+",
                     default=["ReS2_slip", "MoS2_slip", "MoS2_twist", "MoS2_twist_AAprime", "ReS2_trilayer"])
     ap.add_argument("--limit", type=int, default=None, help="first N images per task")

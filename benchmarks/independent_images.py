@@ -19,7 +19,7 @@ Both full sets take about 1 min on 2 CPU cores. The twists of ``MoS2_twist`` are
 ``MoS2_twist_AAprime`` holds the AA′-like side (60° − those draws: 30–59.5°, small twists of 60°
 first), the alignment that Fourier methods cannot tell apart.
 
-    .venv/bin/python benchmarks/independent_images.py [--sets calibration test] [--tasks ...]
+    .venv/bin/python benchmarks/independent_images.py [--sets calibration test validation] [--tasks ...]
         [--n N] [--quick] [--multislice N] [--check] [--out benchmarks/data/independent]
 
 Writes ``<out>/<set>/<task>/<image_id>.tif`` (float32, fraction of the beam on the detector plus an
@@ -54,7 +54,8 @@ from vdwstack.structures.symmetry import symmetry_for
 ROOT = Path(__file__).resolve().parents[1]
 
 OUT = ROOT / "benchmarks" / "data" / "independent"
-SEEDS = {"calibration": 1, "test": 2}  # disjoint root seeds, same recipe
+SEEDS = {"calibration": 1, "test": 2, "validation": 3}  # disjoint root seeds, same recipe; validation: a
+# third set for checking a change made after looking at the test set
 TASKS = {  # id: (material, layers, kind)
     "ReS2_slip": ("ReS2", 2, "slip"),
     "MoS2_slip": ("MoS2", 2, "slip"),
@@ -64,7 +65,7 @@ TASKS = {  # id: (material, layers, kind)
     # cannot tell from MoS2_twist's AA-like one; last, so the other tasks' streams are unchanged.
     "MoS2_twist_AAprime": ("MoS2", 2, "twist"),
 }
-COUNTS = {"test": (32, 10), "calibration": (20, 8), "quick": (3, 2)}  # (bilayer, trilayer) per task
+COUNTS = {"test": (32, 10), "calibration": (20, 8), "validation": (20, 8), "quick": (3, 2)}  # (bilayer, trilayer) per task
 # Scale of the Z^1.7 weights (Å²): close to the ADF cross-section of Mo at 300 kV, so that the
 # image is about the fraction of the beam on the detector and the dose gives realistic counts.
 WEIGHT_SCALE_A2 = 1.6e-5
@@ -542,7 +543,7 @@ def run_checks(out: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sets", nargs="+", default=list(SEEDS), choices=list(SEEDS))
+    ap.add_argument("--sets", nargs="+", default=["calibration", "test"], choices=list(SEEDS))
     ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     ap.add_argument("--n", type=int, help="images per bilayer task (trilayers get n·8/20 or n·10/32)")
     ap.add_argument("--quick", action="store_true",

@@ -200,6 +200,46 @@ def test_a_twist_proposed_in_the_wrong_alignment_is_corrected_and_its_flag_kept(
     assert rec["network"]["theta_deg"] == 47.0 and rec["network"]["alignment"] == flag
 
 
+def test_a_twist_near_an_aligned_stacking_is_read_again_at_other_z_contrasts(monkeypatch):
+    """Near 0° or 60° the alignment rests on the metal/chalcogen contrast: the reading is redone at
+    each Z-contrast shift with the other alignment proposed, and the best fit wins (its shift
+    recorded); a twist elsewhere, and every slip, is read once; a domain keeps its image's contrast."""
+    from vdwstack.closed_loop import estimate as est_mod
+    from vdwstack.closed_loop.estimate import Candidate, Estimate
+    from vdwstack.closed_loop.stacking import Match, Pose
+
+    calls = []
+    # the fitted agreement of each (alignment, Z-contrast): the right alignment (1.2°) wins at +0.3
+    agreement = {(58.7, 0.0): 0.96, (1.2, 0.0): 0.86, (58.7, -0.35): 0.95, (58.7, 0.3): 0.93, (1.2, 0.3): 0.985}
+
+    def fake(image, p, material, layers, task, proposal, s, microscope, centre_A, context):
+        z = float((microscope or {}).get("adf_z_exponent_shift", 0.0))
+        calls.append((task, dict(proposal or {}), z, context))
+        best = max((k for k in agreement if k[1] == z), key=agreement.get)  # what the search finds
+        c = Candidate("search", Match(agreement[best], Stacking(theta_deg=best[0]), Pose(), (0.0, 0.0)), False)
+        return Estimate(material, 2, task == "twist", "ok", c, [], None, None, s)
+
+    monkeypatch.setattr(est_mod, "_estimate", fake)
+    img = np.zeros((8, 8))
+    e = estimate_reading(img, 0.1, "MoS2", 2, "twist", {"theta_deg": 8.9}, ClosedLoopSettings())
+    assert e.final.match.stacking.theta_deg == 1.2 and e.z_exponent_shift == 0.3
+    assert [c[2] for c in calls] == [0.0, -0.35, 0.3]
+    assert all(c[1]["theta_deg"] == pytest.approx(60 - 58.7) for c in calls[1:])  # the other alignment proposed
+    calls.clear()  # a domain of that image: read once, at the image's contrast
+    estimate_reading(img, 0.1, "MoS2", 2, "twist", None, ClosedLoopSettings(), context=e)
+    assert [c[2] for c in calls] == [0.3]
+    calls.clear()  # an image no simulation reproduces well: the contrast is not what is missing
+    agreement.update({(58.7, 0.0): 0.79, (1.2, 0.0): 0.75, (1.2, 0.3): 0.84})
+    e = estimate_reading(img, 0.1, "MoS2", 2, "twist", None, ClosedLoopSettings())
+    assert len(calls) == 1 and e.final.match.stacking.theta_deg == 58.7 and e.z_exponent_shift is None
+    calls.clear()  # configured off
+    e = estimate_reading(img, 0.1, "MoS2", 2, "twist", None, ClosedLoopSettings(z_contrast_shifts=()))
+    assert len(calls) == 1 and e.z_exponent_shift is None
+    calls.clear()  # a slip: read once
+    estimate_reading(img, 0.1, "MoS2", 2, "slip", None, ClosedLoopSettings())
+    assert len(calls) == 1
+
+
 def test_astigmatism_and_scan_distortion_are_fitted():
     """An astigmatic probe (C12 = 8 Å) and a sheared scan (1.5 %): both are fitted and reported,
     and the slip stays right."""

@@ -50,6 +50,8 @@ def fit_record(est: Estimate, c: Candidate) -> dict:
                lattice_gamma_deg=round(float(np.degrees(np.arccos(L[:, 0] @ L[:, 1] / (la * lb)))), 3))
     if est.twist:
         out["layer_translation_A"] = [round(m.stacking.Da_A, 3), round(m.stacking.Db_A, 3)]
+    if est.z_exponent_shift is not None:  # fitted: a twist near an aligned stacking
+        out["adf_z_exponent_shift"] = round(est.z_exponent_shift, 3)
     return out
 
 

@@ -50,6 +50,13 @@ class ClosedLoopSettings:
     aligned_twist_warning_deg: float = setting(3.0, "a twist read within this of an aligned stacking (0°, or θ_max: "
                                                      "60° for MX2) is warned about: its alignment, θ vs θ_max − θ, "
                                                      "is the readings' most frequent error (°)", minimum=0)
+    z_contrast_shifts: tuple[float, ...] = setting(
+        factory=lambda: (-0.35, 0.3),
+        doc="a twist read near an aligned stacking is read again with the ADF Z-contrast exponent shifted by each "
+            "of these (microscope adf_z_exponent_shift), the other alignment proposed; the best fit wins ([]: never)")
+    z_contrast_min_agreement: float = setting(0.9, "only when its reading reproduces the image at least this well "
+                                                   "(r): below, what the simulation misses is not the contrast, and "
+                                                   "a contrast fitted to it decides nothing", minimum=-1, maximum=1)
     hand_margin: float = setting(0.01, "a hand is decided when its agreement beats the other's by more (r)",
                                  minimum=0, maximum=1)
     # Calibrated on benchmarks/data/independent/calibration (28 slip readings; the twist on 40: 20 AA-like and
