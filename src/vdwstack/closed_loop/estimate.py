@@ -13,6 +13,11 @@ calibrated 95 % interval (:mod:`vdwstack.closed_loop.uncertainty`). When even th
 stays below ``min_agreement`` the image is not reproduced by any stacking of the material: the
 estimate says so and gives no value.
 
+A twist read within ``aligned_twist_warning_deg`` of an aligned stacking (0°, or 60° for MX2) is
+read again at other ADF Z-contrasts (``z_contrast_shifts``) with the other alignment θ_max − θ
+proposed, and the best of those fits is the answer: there the two alignments differ only in the
+metal/chalcogen contrast, which no setting gives. Such a reading always carries a warning.
+
 Readings of a mirrored image are given in the frame of the image as supplied: the slip (Da, Db)
 of the mirror lattice along its own â, b̂, and the atomic model is the mirror image (x → −x) of
 the stack, which reproduces the supplied image.
@@ -226,7 +231,10 @@ def estimate_reading(image: np.ndarray, pixel_size_A: float, material: str, laye
     proposal: the network's reading ({"Da_A", "Db_A"[, "Da2_A", "Db2_A"]} or {"theta_deg"}, and
         "mirrored": the hand it was read in, False if absent); None when no model exists (the
         reading then comes from the global search alone).
-    context: the whole image's estimate, for a domain of it: its hand and pose are reused.
+    context: the whole image's estimate, for a domain of it: its hand, pose and (where fitted) its
+        Z-contrast are reused.
+    microscope: the configured microscope block (ranges: their midpoint); defocus, source size and
+        astigmatism are fitted, the Z-contrast too for twists near an aligned stacking.
     """
     if task not in ("slip", "twist"):
         raise ValueError(f"task must be 'slip' or 'twist', got {task!r}")
