@@ -78,4 +78,5 @@ def test_twist_folding():
                                   [True, True, True, False, False, True, True])
     np.testing.assert_array_equal(res2.near_aligned_twist([1.0, 89.0, 179.0]), [True, False, True])
     assert not mos2.near_aligned_twist(2.0, within_deg=1.5)
+    np.testing.assert_allclose(mos2.twist_partner_deg([1.3, 58.7, -1.3]), [58.7, 1.3, 58.7])
     assert res2.fold_twist(170.0) == pytest.approx(10.0)

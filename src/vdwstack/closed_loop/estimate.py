@@ -259,7 +259,7 @@ def estimate_reading(image: np.ndarray, pixel_size_A: float, material: str, laye
     # contamination the fit does not model): there the contrast's freedom only fits what is missing
     # (an independent 59.1° image read at r 0.79 went to 0.62° at r 0.84).
     base = fixed_microscope(microscope)["adf_z_exponent_shift"]
-    partner = {**dict(proposal or {}), "theta_deg": float(sym.twist_range_deg[1] - theta)}
+    partner = {**dict(proposal or {}), "theta_deg": float(sym.twist_partner_deg(theta))}
     est.z_exponent_shift = base
     for dz in s.z_contrast_shifts:
         z = base + dz
@@ -348,7 +348,7 @@ def _warnings(est: Estimate) -> list[str]:
         sym = symmetry_for(est.material)
         theta = float(sym.fold_twist(est.final.match.stacking.theta_deg))
         if sym.near_aligned_twist(theta, s.aligned_twist_warning_deg):
-            partner = sym.twist_range_deg[1] - theta
+            partner = float(sym.twist_partner_deg(theta))
             other = [c for h in est.hands for c in h.candidates
                      if sym.twist_error_deg(c.match.stacking.theta_deg, partner) < s.aligned_twist_warning_deg]
             seen = (f"; its best fit here: r = {max(c.match.agreement for c in other):.3f}" if other else "")

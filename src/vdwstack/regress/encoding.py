@@ -305,7 +305,7 @@ class TwistEncoding:
     def partner_deg(self, theta_deg) -> np.ndarray:
         """The twist of the other alignment, θ_max − θ (60° − θ for hexagonal MX2: AA-like and
         AA′-like moirés of one period), in degrees."""
-        return self.sym.twist_range_deg[1] - self.sym.fold_twist(theta_deg)
+        return self.sym.twist_partner_deg(theta_deg)
 
     def alignment_evidence(self, features: np.ndarray, theta_deg) -> np.ndarray:
         """How strongly features [..., dim] pick θ (degrees, [...]) over its partner θ_max − θ.

@@ -203,6 +203,11 @@ class StackingSymmetry:
         is 60° − θ). ReX2's lattice is only two-fold: 90° turns it onto another lattice."""
         return (0.0, self.twist_range_deg[1]) if self.material.is_hexagonal else (0.0,)
 
+    def twist_partner_deg(self, theta_deg) -> np.ndarray:
+        """The twist of the other alignment, θ_max − θ (degrees, of the folded θ; 60° − θ for
+        hexagonal MX2: AA-like and AA′-like moirés of one period)."""
+        return self.twist_range_deg[1] - self.fold_twist(theta_deg)
+
     def near_aligned_twist(self, theta_deg, within_deg: float = 3.0) -> np.ndarray:
         """Whether each twist (degrees, folded) lies within `within_deg` of an aligned stacking
         (:attr:`aligned_twists_deg`). There a field of a few nm holds less than a moiré period, and θ
