@@ -17,10 +17,12 @@ a detector offset. Optionally a few images per task are rendered by vdwstack's a
 31 min on 2 shared CPU cores, so a 176 px one would take over a day) and degraded by the same noise.
 Both full sets take about 1 min on 2 CPU cores. The twists of ``MoS2_twist`` are AA-like (0.5–30°);
 ``MoS2_twist_AAprime`` holds the AA′-like side (60° − those draws: 30–59.5°, small twists of 60°
-first), the alignment that Fourier methods cannot tell apart.
+first), the alignment that Fourier methods cannot tell apart. The calibration set's twist tasks get 16
+more small twists each after their regular draws (``--extra-small``): the interval of a twist read
+near an aligned stacking is calibrated on its own.
 
     .venv/bin/python benchmarks/independent_images.py [--sets calibration test validation] [--tasks ...]
-        [--n N] [--quick] [--multislice N] [--check] [--out benchmarks/data/independent]
+        [--n N] [--extra-small K] [--quick] [--multislice N] [--check] [--out benchmarks/data/independent]
 
 Writes ``<out>/<set>/<task>/<image_id>.tif`` (float32, fraction of the beam on the detector plus an
 offset; JSON description with "truth", "optics", "renderer") and ``<out>/<set>/<task>/manifest.tsv``
@@ -66,6 +68,10 @@ TASKS = {  # id: (material, layers, kind)
     "MoS2_twist_AAprime": ("MoS2", 2, "twist"),
 }
 COUNTS = {"test": (32, 10), "calibration": (20, 8), "validation": (20, 8), "quick": (3, 2)}  # (bilayer, trilayer) per task
+# Small twists added to each twist task after its regular draws (own streams: the regular images stay
+# the same): the twist read near an aligned stacking has its own interval factor, and the regular
+# draws hold only 8 such images per task — too few to fit a 95 % quantile on.
+EXTRA_SMALL_TWISTS = {"calibration": 16}
 # Scale of the Z^1.7 weights (Å²): close to the ADF cross-section of Mo at 300 kV, so that the
 # image is about the fraction of the beam on the detector and the dose gives realistic counts.
 WEIGHT_SCALE_A2 = 1.6e-5
@@ -127,9 +133,9 @@ def draw_degradation(rng: np.random.Generator) -> dict:
     }
 
 
-def draw_stacking(task: str, index: int, n: int, rng: np.random.Generator) -> dict:
+def draw_stacking(task: str, index: int, n: int, rng: np.random.Generator, small: bool | None = None) -> dict:
     """Slips (Å) and twist (degrees) of one image; twists below 3° (of the aligned stacking: of 0°, or
-    of 60° for the AA′-like task) on the first images."""
+    of 60° for the AA′-like task) on the first images, or wherever `small` says so."""
     material, layers, kind = TASKS[task]
     mat = get_material(material)
     sym = symmetry_for(material)
@@ -139,7 +145,9 @@ def draw_stacking(task: str, index: int, n: int, rng: np.random.Generator) -> di
     if kind == "twist":
         # Uniform draws would put only 2.5/29.5 of the images below 3°: that stratum is filled first.
         n_small = max(MIN_SMALL_TWISTS, round(n * 2.5 / 29.5)) if n >= 2 * MIN_SMALL_TWISTS else (n + 1) // 2
-        lo, hi = (0.5, SMALL_TWIST_DEG) if index < n_small else (SMALL_TWIST_DEG, 30.0)
+        if small is None:
+            small = index < n_small
+        lo, hi = (0.5, SMALL_TWIST_DEG) if small else (SMALL_TWIST_DEG, 30.0)
         out["theta_deg"] = float(rng.uniform(lo, hi))
         if task.endswith("AAprime"):
             out["theta_deg"] = sym.twist_range_deg[1] - out["theta_deg"]
@@ -159,11 +167,12 @@ def draw_grid(task: str, theta_deg: float, rng: np.random.Generator) -> tuple[fl
     return p, size
 
 
-def draw_spec(set_name: str, task: str, index: int, n: int) -> ImageSpec:
-    """All random values of one incoherent image of a set."""
+def draw_spec(set_name: str, task: str, index: int, n: int, small: bool | None = None) -> ImageSpec:
+    """All random values of one incoherent image of a set (`small`: force a twist within 3° of an
+    aligned stacking, for the extra small twists)."""
     rng = image_rng(set_name, task, index)
     material, layers, _ = TASKS[task]
-    stack = draw_stacking(task, index, n, rng)
+    stack = draw_stacking(task, index, n, rng, small)
     p, size = draw_grid(task, stack["theta_deg"], rng)
     optics, deg = draw_optics(rng), draw_degradation(rng)
     field = size * p
@@ -433,13 +442,16 @@ def task_count(set_name: str, task: str, n: int | None, quick: bool) -> int:
 
 
 def generate_task(set_name: str, task: str, n: int, out: Path, multislice: int = 0,
-                  multislice_px: int = 176) -> list[dict]:
-    """All images of one task of one set (the folder is emptied first); returns the manifest rows."""
+                  multislice_px: int = 176, extra_small: int = 0) -> list[dict]:
+    """All images of one task of one set (the folder is emptied first); returns the manifest rows.
+    `extra_small` small twists follow a twist task's `n` regular draws (indices n, n+1, …)."""
     folder = out / set_name / task
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     specs = [draw_spec(set_name, task, i, n) for i in range(n)]
+    if TASKS[task][2] == "twist":
+        specs += [draw_spec(set_name, task, n + j, n, small=True) for j in range(extra_small)]
     n_ms = max(1, multislice // 2) if (multislice and TASKS[task][1] == 3) else multislice
     specs += [multislice_spec(set_name, task, i, n, multislice_px) for i in range(n_ms)]
     rows = [write_image(s, folder) for s in specs]
@@ -552,6 +564,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="vdwstack multislice images per task (half for the trilayer); ~3 s per probe "
                          "position (2 frozen phonons) on 2 shared CPU cores, i.e. over a day per image: use a GPU")
     ap.add_argument("--multislice-px", type=int, default=176, help="size of the multislice images (px)")
+    ap.add_argument("--extra-small", type=int, default=None,
+                    help="small twists (within 3° of 0° or 60°) added to each twist task after its regular draws "
+                         f"(default: {EXTRA_SMALL_TWISTS} per set, 0 elsewhere)")
     ap.add_argument("--check", action="store_true", help="only run the truth check against vdwstack")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
@@ -565,7 +580,8 @@ def main(argv: list[str] | None = None) -> None:
         for task in args.tasks:
             t0 = time.perf_counter()
             n = task_count(set_name, task, args.n, args.quick)
-            rows = generate_task(set_name, task, n, args.out, args.multislice, args.multislice_px)
+            extra = 0 if args.quick else EXTRA_SMALL_TWISTS.get(set_name, 0) if args.extra_small is None else args.extra_small
+            rows = generate_task(set_name, task, n, args.out, args.multislice, args.multislice_px, extra)
             print(f"{set_name}/{task}: {len(rows)} images in {time.perf_counter() - t0:.1f} s", flush=True)
     print(f"total {time.perf_counter() - t_all:.1f} s -> {args.out}")
 

@@ -112,7 +112,8 @@ def main() -> None:
     ap.add_argument("--architectures", nargs="+", default=["resnet18", "resnet50"])
     ap.add_argument("--sizes", type=int, nargs="+", default=[112, 168, 512])
     ap.add_argument("--repeats", type=int, default=4)
-    ap.add_argument("--loop-steps", type=int, default=30)
+    ap.add_argument("--loop-steps", type=int, default=30,
+                    help="steps of each whole training loop measured (0: the model step alone, no loops)")
     ap.add_argument("--out", default="benchmarks/regress.json")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--compile", action="store_true", help="also the torch.compile'd bf16 channels-last step")
@@ -134,7 +135,7 @@ def main() -> None:
                           f"{'channels-last' if cl else 'contiguous   '}{' compiled' if comp else ''}: train {r['train_steps_per_s']:6.2f} steps/s "
                           f"({r['train_images_per_s']:7.1f} img/s), inference {r['inference_tiles_per_s']:7.1f} tiles/s",
                           flush=True)
-    for crop, image_px in [(112, 160), (168, 192)]:
+    for crop, image_px in [(112, 160), (168, 192)] if args.loop_steps > 0 else []:
         for overrides in [dict(mixed_precision=False, channels_last=False, prefetch=False),
                           dict(mixed_precision=False, channels_last=True, prefetch=True), dict(prefetch=False), dict()]:
             r = whole_loop(crop, image_px, args.loop_steps, **overrides)

@@ -11,8 +11,9 @@ calibrated once against images with known truth made differently from the traini
 
     Σ = k²·Σ_fit + f²·1,
 
-k = ``interval_scale_slip`` / ``interval_scale_twist`` and f = ``interval_floor_A`` /
-``interval_floor_deg`` of
+k = ``interval_scale_slip`` / ``interval_scale_twist`` (``interval_scale_twist_aligned`` for a twist
+read near an aligned stacking: there the alignment rests on the contrast, and the fit's statistics
+understate the error) and f = ``interval_floor_A`` / ``interval_floor_deg`` of
 :class:`ClosedLoopSettings`, re-measured by ``benchmarks/final_readings.py --calibrate``. The
 interval is the 95 % quantile of the error that Σ implies: of |ΔD| (Cartesian Å) for a slip, of
 max(|ΔD1|, |ΔD2|) for a trilayer's two slips, of |Δθ| for a twist.
@@ -141,6 +142,17 @@ def fitted_pose_params(settings: ClosedLoopSettings) -> tuple[str, ...]:
             + (("astig_x_A", "astig_y_A", "defocus_A") if settings.fit_astigmatism else ()))
 
 
+def interval_scale(s: ClosedLoopSettings, material: str, theta_deg: float | None) -> float:
+    """The calibration factor k of a reading: of a slip (`theta_deg` None), of a twist, or of a twist
+    read within ``aligned_twist_warning_deg`` of an aligned stacking, where the alignment rests on the
+    simulation's contrast and the fit's own error understates the reading's (calibrated apart)."""
+    if theta_deg is None:
+        return s.interval_scale_slip
+    if symmetry_for(material).near_aligned_twist(theta_deg, s.aligned_twist_warning_deg):
+        return s.interval_scale_twist_aligned
+    return s.interval_scale_twist
+
+
 def reading_interval(comp: Comparator, match: Match, twist: bool,
                      settings: ClosedLoopSettings | None = None) -> Interval:
     """The calibrated 95 % interval of a fitted match (see the module docstring)."""
@@ -148,6 +160,6 @@ def reading_interval(comp: Comparator, match: Match, twist: bool,
     names, cov, resid = fit_covariance(comp, match, twist, fitted_pose_params(s))
     sigma = {n: float(np.sqrt(max(cov[i, i], 0.0))) for i, n in enumerate(names)}
     floor = s.interval_floor_deg if twist else s.interval_floor_A
-    scale = s.interval_scale_twist if twist else s.interval_scale_slip
+    scale = interval_scale(s, comp.material, match.stacking.theta_deg if twist else None)
     radius = interval_radius(comp.material, twist, names, cov, scale, floor)
     return Interval(radius, sigma, resid, cov.tolist())
