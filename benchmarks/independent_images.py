@@ -18,11 +18,12 @@ a detector offset. Optionally a few images per task are rendered by vdwstack's a
 Both full sets take about 1 min on 2 CPU cores. The twists of ``MoS2_twist`` are AA-like (0.5–30°);
 ``MoS2_twist_AAprime`` holds the AA′-like side (60° − those draws: 30–59.5°, small twists of 60°
 first), the alignment that Fourier methods cannot tell apart. The calibration set's twist tasks get 16
-more small twists each after their regular draws (``--extra-small``): the interval of a twist read
-near an aligned stacking is calibrated on its own.
+more small twists and 12 more larger ones each after their regular draws (``--extra-small``,
+``--extra-far``): the interval of a twist read near an aligned stacking is calibrated apart from the
+others, and each group needs a few dozen readings.
 
     .venv/bin/python benchmarks/independent_images.py [--sets calibration test validation] [--tasks ...]
-        [--n N] [--extra-small K] [--quick] [--multislice N] [--check] [--out benchmarks/data/independent]
+        [--n N] [--extra-small K] [--extra-far K] [--quick] [--multislice N] [--check] [--out benchmarks/data/independent]
 
 Writes ``<out>/<set>/<task>/<image_id>.tif`` (float32, fraction of the beam on the detector plus an
 offset; JSON description with "truth", "optics", "renderer") and ``<out>/<set>/<task>/manifest.tsv``
@@ -68,10 +69,11 @@ TASKS = {  # id: (material, layers, kind)
     "MoS2_twist_AAprime": ("MoS2", 2, "twist"),
 }
 COUNTS = {"test": (32, 10), "calibration": (20, 8), "validation": (20, 8), "quick": (3, 2)}  # (bilayer, trilayer) per task
-# Small twists added to each twist task after its regular draws (own streams: the regular images stay
-# the same): the twist read near an aligned stacking has its own interval factor, and the regular
-# draws hold only 8 such images per task — too few to fit a 95 % quantile on.
-EXTRA_SMALL_TWISTS = {"calibration": 16}
+# Twists added to each twist task after its regular draws, small ones (within 3° of 0° or 60°) then
+# larger ones (own streams: the regular images stay the same): the twist read near an aligned stacking
+# has its own interval factor, and the regular draws hold only 8 small and 12 larger twists per task —
+# too few to fit a 95 % quantile on.
+EXTRA_TWISTS = {"calibration": (16, 12)}  # set: (small, larger) per twist task
 # Scale of the Z^1.7 weights (Å²): close to the ADF cross-section of Mo at 300 kV, so that the
 # image is about the fraction of the beam on the detector and the dose gives realistic counts.
 WEIGHT_SCALE_A2 = 1.6e-5
@@ -442,9 +444,10 @@ def task_count(set_name: str, task: str, n: int | None, quick: bool) -> int:
 
 
 def generate_task(set_name: str, task: str, n: int, out: Path, multislice: int = 0,
-                  multislice_px: int = 176, extra_small: int = 0) -> list[dict]:
+                  multislice_px: int = 176, extra_small: int = 0, extra_far: int = 0) -> list[dict]:
     """All images of one task of one set (the folder is emptied first); returns the manifest rows.
-    `extra_small` small twists follow a twist task's `n` regular draws (indices n, n+1, …)."""
+    `extra_small` small twists, then `extra_far` larger ones, follow a twist task's `n` regular draws
+    (indices n, n+1, …)."""
     folder = out / set_name / task
     if folder.exists():
         shutil.rmtree(folder)
@@ -452,6 +455,7 @@ def generate_task(set_name: str, task: str, n: int, out: Path, multislice: int =
     specs = [draw_spec(set_name, task, i, n) for i in range(n)]
     if TASKS[task][2] == "twist":
         specs += [draw_spec(set_name, task, n + j, n, small=True) for j in range(extra_small)]
+        specs += [draw_spec(set_name, task, n + extra_small + j, n, small=False) for j in range(extra_far)]
     n_ms = max(1, multislice // 2) if (multislice and TASKS[task][1] == 3) else multislice
     specs += [multislice_spec(set_name, task, i, n, multislice_px) for i in range(n_ms)]
     rows = [write_image(s, folder) for s in specs]
@@ -566,7 +570,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--multislice-px", type=int, default=176, help="size of the multislice images (px)")
     ap.add_argument("--extra-small", type=int, default=None,
                     help="small twists (within 3° of 0° or 60°) added to each twist task after its regular draws "
-                         f"(default: {EXTRA_SMALL_TWISTS} per set, 0 elsewhere)")
+                         f"(default per set: {({k: v[0] for k, v in EXTRA_TWISTS.items()})}, 0 elsewhere)")
+    ap.add_argument("--extra-far", type=int, default=None,
+                    help="larger twists (3–30° from 0° or 60°) added after those "
+                         f"(default per set: {({k: v[1] for k, v in EXTRA_TWISTS.items()})}, 0 elsewhere)")
     ap.add_argument("--check", action="store_true", help="only run the truth check against vdwstack")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
@@ -580,8 +587,10 @@ def main(argv: list[str] | None = None) -> None:
         for task in args.tasks:
             t0 = time.perf_counter()
             n = task_count(set_name, task, args.n, args.quick)
-            extra = 0 if args.quick else EXTRA_SMALL_TWISTS.get(set_name, 0) if args.extra_small is None else args.extra_small
-            rows = generate_task(set_name, task, n, args.out, args.multislice, args.multislice_px, extra)
+            small, far = (0, 0) if args.quick else EXTRA_TWISTS.get(set_name, (0, 0))
+            small = small if args.extra_small is None else args.extra_small
+            far = far if args.extra_far is None else args.extra_far
+            rows = generate_task(set_name, task, n, args.out, args.multislice, args.multislice_px, small, far)
             print(f"{set_name}/{task}: {len(rows)} images in {time.perf_counter() - t0:.1f} s", flush=True)
     print(f"total {time.perf_counter() - t_all:.1f} s -> {args.out}")
 

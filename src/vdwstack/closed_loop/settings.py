@@ -64,14 +64,14 @@ class ClosedLoopSettings:
     hand_margin: float = setting(0.01, "a hand is decided when its agreement beats the other's by more (r)",
                                  minimum=0, maximum=1)
     # Calibrated on benchmarks/data/independent/calibration (2026-12-06; CPU-hour networks proposing): 48
-    # slip readings (3 in a wrong basin left out), 72 twists — 21 read away from the aligned stackings,
-    # 51 within aligned_twist_warning_deg of one (20 AA-like and 20 AA′-like regular draws, 16 + 16 extra
-    # small twists; 3 in the other alignment left out) —, each group covering ⌈(n + 1)·95 %⌉ of its n
-    # readings (values rounded up); see the README.
+    # slip readings (3 in a wrong basin left out), 96 twists — 44 read away from the aligned stackings,
+    # 52 within aligned_twist_warning_deg of one (20 regular draws per alignment, then 16 extra small and
+    # 12 extra larger twists each; 3 in the other alignment left out) —, each group covering
+    # ⌈(n + 1)·95 %⌉ of its n readings (values rounded up); see the README.
     interval_scale_slip: float = setting(2.45, "calibration factor k of a slip's standard errors (Σ = k²·Σ_fit + f²; "
                                               "re-measured by benchmarks/final_readings.py --calibrate)",
                                          exclusiveMinimum=0)
-    interval_scale_twist: float = setting(0.46, "calibration factor k of a twist's standard error", exclusiveMinimum=0)
+    interval_scale_twist: float = setting(0.48, "calibration factor k of a twist's standard error", exclusiveMinimum=0)
     interval_scale_twist_aligned: float = setting(1.83, "calibration factor k of a twist read within "
                                                         "aligned_twist_warning_deg of an aligned stacking (those "
                                                         "readings are less certain than their fit says)",
