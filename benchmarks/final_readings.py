@@ -12,8 +12,8 @@ shared experimental images.
    set: for each floor f the scale k whose intervals cover ⌈(n + 1)·95 %⌉ of the n truths (the
    split-conformal quantile, which holds 95 % on new images where covering 95 % of a few dozen
    calibration images does not), keeping the pair with the narrowest mean interval; twists read
-   within 3° of an aligned stacking get their own k (the calibration set holds 24 such images per
-   alignment). Written to the JSON; the defaults of ClosedLoopSettings (``interval_scale_slip``,
+   within ``aligned_twist_warning_deg`` (5°) of an aligned stacking get their own k (the calibration
+   set holds 24 small twists per alignment). Written to the JSON; the defaults of ClosedLoopSettings (``interval_scale_slip``,
    ``interval_scale_twist``, ``interval_scale_twist_aligned``, ``interval_floor_A``,
    ``interval_floor_deg``) are set from it by hand.
    The test set's coverage is then re-scored with the calibrated pair.
@@ -196,13 +196,13 @@ def run_set(set_name: str, tasks: list[str], limit: int | None, models: Path | N
     return out
 
 
-def calibration_kind(record: dict, truth: dict) -> str:
+def calibration_kind(record: dict, truth: dict,
+                     band_deg: float = ClosedLoopSettings().aligned_twist_warning_deg) -> str:
     """Which calibration a reading's interval takes: slip, twist, or twist_aligned (a twist read
-    within 3° of an aligned stacking: its own factor, see ClosedLoopSettings)."""
+    within `band_deg` of an aligned stacking: its own factor, see ClosedLoopSettings)."""
     if truth["task"] != "twist":
         return truth["task"]
-    near = symmetry_for(truth["material"]).near_aligned_twist(record["theta_deg"],
-                                                               ClosedLoopSettings().aligned_twist_warning_deg)
+    near = symmetry_for(truth["material"]).near_aligned_twist(record["theta_deg"], band_deg)
     return "twist_aligned" if near else "twist"
 
 
@@ -246,7 +246,7 @@ def _kind_records(results: dict, kind: str) -> tuple[list[dict], list[dict]]:
 
 def calibrate(results: dict) -> dict:
     """(k, f) per kind: slip, twist (read away from the aligned stackings), twist_aligned (read
-    within 3° of one; its own k, the twist's floor). For each floor f the smallest k whose intervals
+    within ``aligned_twist_warning_deg`` of one; its own k, the twist's floor). For each floor f the smallest k whose intervals
     cover ⌈(n + 1)·95 %⌉ of the n truths (:func:`required_covered`), keeping the pair with the
     narrowest mean interval. Readings in a wrong basin (errors above GROSS: another stacking won,
     which no local interval can cover) are left out of the fit and counted apart: they are what the
