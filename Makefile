@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[workflow,test]"
+	$(PY) -m pip install --quiet --no-cache-dir -e ".[workflow,test]"  # no second copy of torch's GBs in the cache
 	touch $@
 
 ## run: create the venv, install, and run the workflow on the demo config
