@@ -79,6 +79,26 @@ def test_a_reading_3A_off_is_corrected_and_the_record_leads_with_the_answer(res2
     assert {"reading.json", "comparison.png", "model.xyz", "model.cif"} <= {p.name for p in out.iterdir()}
 
 
+def test_the_runner_up_is_fitted_in_its_own_pose_and_optics(res2_image):
+    """The margin a reading reports compares like with like: the runner-up's pose and optics are
+    fitted at its own stacking (as the winner's are), not borrowed from the winner, so fitting them
+    again gains nothing and the winner's optics fit it no better."""
+    from dataclasses import replace
+
+    from vdwstack.closed_loop.estimate import _polish
+
+    img, p = res2_image
+    est = estimate_reading(img, p, "ReS2", 2, "slip", {"Da_A": 2.4, "Db_A": -3.2}, FAST)
+    fin, ru = est.final.match, est.runner_up
+    hand = next(h for h in est.hands if h.mirrored == ru.mirrored)
+    borrowed = hand.comp.evaluate(ru.match.stacking, replace(ru.match.pose, defocus_A=fin.pose.defocus_A,
+                                                             source_fwhm_A=fin.pose.source_fwhm_A))
+    assert ru.match.agreement >= borrowed.agreement - 1e-9
+    again = _polish(hand, ru, False, FAST)
+    assert again.match.agreement - ru.match.agreement < 2e-3, (ru.match.agreement, again.match.agreement)
+    assert est.margin == pytest.approx(fin.agreement - ru.match.agreement) and est.margin > 0
+
+
 def test_mirrored_image_is_detected_and_read_in_its_own_frame(res2_image):
     img, p = res2_image
     est = estimate_reading(np.fliplr(img), p, "ReS2", 2, "slip", None, FAST)
