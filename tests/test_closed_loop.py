@@ -85,7 +85,7 @@ def test_the_runner_up_is_fitted_in_its_own_pose_and_optics(res2_image):
     again gains nothing and the winner's optics fit it no better."""
     from dataclasses import replace
 
-    from vdwstack.closed_loop.estimate import _polish
+    from vdwstack.closed_loop.contenders import polish
 
     img, p = res2_image
     est = estimate_reading(img, p, "ReS2", 2, "slip", {"Da_A": 2.4, "Db_A": -3.2}, FAST)
@@ -94,7 +94,7 @@ def test_the_runner_up_is_fitted_in_its_own_pose_and_optics(res2_image):
     borrowed = hand.comp.evaluate(ru.match.stacking, replace(ru.match.pose, defocus_A=fin.pose.defocus_A,
                                                              source_fwhm_A=fin.pose.source_fwhm_A))
     assert ru.match.agreement >= borrowed.agreement - 1e-9
-    again = _polish(hand, ru, False, FAST)
+    again = polish(hand, ru, False, FAST)
     assert again.match.agreement - ru.match.agreement < 2e-3, (ru.match.agreement, again.match.agreement)
     assert est.margin == pytest.approx(fin.agreement - ru.match.agreement) and est.margin > 0
 

@@ -34,6 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from vdwstack.closed_loop.comparator import Comparator
+from vdwstack.closed_loop.contenders import Candidate, HandFit, polish, rivals
 from vdwstack.closed_loop.crop import Crop, extract_crop
 from vdwstack.closed_loop.fit import (
     best_on_nuisance_grid,
@@ -61,36 +62,11 @@ from vdwstack.closed_loop.stacking import (
 )
 from vdwstack.closed_loop.uncertainty import (
     Interval,
-    fitted_pose_params,
     pose_for_theta,
     reading_interval,
 )
 from vdwstack.core.microscope import fixed_microscope
 from vdwstack.structures.symmetry import projection_is_chiral, symmetry_for
-
-
-@dataclass
-class Candidate:
-    """One fitted stacking: where it came from, the hand it was fitted in, the fit."""
-
-    source: str  # network | refined | search
-    match: Match
-    mirrored: bool
-
-
-@dataclass
-class HandFit:
-    """The fits in one hand: comparators of the (mirrored) crop — full resolution and the coarse
-    one of the search —, and the candidates (coarse fits, then their full-resolution refits)."""
-
-    mirrored: bool
-    comp: Comparator
-    coarse: Comparator
-    candidates: list[Candidate] = field(default_factory=list)
-
-    @property
-    def best(self) -> Candidate:
-        return max(self.candidates, key=lambda c: c.match.agreement)
 
 
 @dataclass
@@ -316,7 +292,7 @@ def _conclude(material: str, layers: int, twist: bool, fits: list[HandFit], s: C
         second = next((c for c in ranked[1:] if c.source == "search" and distinct(c, ranked[0])), None)
         h.candidates = [_lift(h, c, twist) for c in keep + ([second] if second else [])]
     best_hand = max(fits, key=lambda h: h.best.match.agreement)
-    final = _polish(best_hand, best_hand.best, twist, s)
+    final = polish(best_hand, best_hand.best, twist, s)
     # The contenders are judged alike: the runner-up (and, near an aligned twist, the other
     # alignment's best) gets its own pose and optics too, not the winner's. With the winner's optics
     # it looked worse than it is (independent ~1–3° twists: the other alignment r 0.88 → 0.92 once
@@ -324,11 +300,11 @@ def _conclude(material: str, layers: int, twist: bool, fits: list[HandFit], s: C
     # A rival that its own fit walks into the winner's stacking is none: the next one is fitted.
     polished = [final]
     for _ in range(3):
-        rivals = [c for c in _rivals(material, twist, fits, final, distinct, s) if not _among(c, polished)]
-        if not rivals:
+        todo = [c for c in rivals(material, twist, fits, final, distinct, s) if not any(c is p for p in polished)]
+        if not todo:
             break
-        for rival in rivals:
-            rival = _polish(next(h for h in fits if h.mirrored == rival.mirrored), rival, twist, s)
+        for rival in todo:
+            rival = polish(next(h for h in fits if h.mirrored == rival.mirrored), rival, twist, s)
             polished.append(rival)
             if rival.match.agreement > final.match.agreement:
                 final = rival
@@ -340,43 +316,6 @@ def _conclude(material: str, layers: int, twist: bool, fits: list[HandFit], s: C
                    reading_interval(comp, final.match, twist, s) if ok else None, s)
     est.warnings += _warnings(est)
     return est
-
-
-def _polish(hand: HandFit, c: Candidate, twist: bool, s: ClosedLoopSettings) -> Candidate:
-    """A contender with its pose (rotation, scale, scan distortion, astigmatism) and optics (defocus,
-    source size) fitted at its own stacking by Gauss–Newton, the optics grid and Gauss–Newton again;
-    it replaces `c` among its hand's candidates. Never worse than `c`."""
-    pose_params = fitted_pose_params(s)
-    m = gauss_newton(hand.comp, c.match, twist, iterations=4, pose_params=pose_params)
-    m = fit_optics(hand.comp, m.stacking, m.pose)
-    m = gauss_newton(hand.comp, m, twist, iterations=4, pose_params=pose_params)
-    out = Candidate(c.source, m if m.agreement >= c.match.agreement else c.match, c.mirrored)
-    hand.candidates[hand.candidates.index(c)] = out
-    return out
-
-
-def _among(c: Candidate, cands: list[Candidate]) -> bool:
-    return any(c is x for x in cands)
-
-
-def _rivals(material: str, twist: bool, fits: list[HandFit], final: Candidate, distinct, s: ClosedLoopSettings
-            ) -> list[Candidate]:
-    """The candidates to fit as carefully as the winner: the best one of another stacking (or hand)
-    and, for a twist near an aligned stacking, the best one of the other alignment."""
-    others = [c for h in fits for c in h.candidates if distinct(c, final)]
-    if not others:
-        return []
-    out = [max(others, key=lambda c: c.match.agreement)]
-    if twist:
-        sym = symmetry_for(material)
-        theta = float(sym.fold_twist(final.match.stacking.theta_deg))
-        if sym.near_aligned_twist(theta, s.aligned_twist_warning_deg):
-            partner = float(sym.twist_partner_deg(theta))
-            other = [c for c in others
-                     if sym.twist_error_deg(c.match.stacking.theta_deg, partner) < s.aligned_twist_warning_deg]
-            if other and max(other, key=lambda c: c.match.agreement) is not out[0]:
-                out.append(max(other, key=lambda c: c.match.agreement))
-    return out
 
 
 def _warnings(est: Estimate) -> list[str]:
