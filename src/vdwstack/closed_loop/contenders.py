@@ -5,7 +5,7 @@ worse than it is, and the margin the reading reports would be overstated)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from vdwstack.closed_loop.comparator import Comparator
@@ -66,9 +66,17 @@ def rivals(material: str, twist: bool, fits: list[HandFit], final: Candidate,
         sym = symmetry_for(material)
         theta = float(sym.fold_twist(final.match.stacking.theta_deg))
         if sym.near_aligned_twist(theta, s.aligned_twist_warning_deg):
-            partner = float(sym.twist_partner_deg(theta))
-            other = [c for c in others
-                     if sym.twist_error_deg(c.match.stacking.theta_deg, partner) < s.aligned_twist_warning_deg]
-            if other and max(other, key=lambda c: c.match.agreement) is not out[0]:
-                out.append(max(other, key=lambda c: c.match.agreement))
+            other = other_alignment(material, others, theta, s.aligned_twist_warning_deg)
+            best = max(other, key=lambda c: c.match.agreement) if other else None
+            if best is not None and best is not out[0]:
+                out.append(best)
     return out
+
+
+def other_alignment(material: str, candidates: Iterable[Candidate], theta_deg: float,
+                    band_deg: float) -> list[Candidate]:
+    """The candidates read within `band_deg` (degrees) of the other alignment θ_max − θ of the twist
+    `theta_deg` (degrees, folded into the material's range)."""
+    sym = symmetry_for(material)
+    partner = float(sym.twist_partner_deg(theta_deg))
+    return [c for c in candidates if sym.twist_error_deg(c.match.stacking.theta_deg, partner) < band_deg]

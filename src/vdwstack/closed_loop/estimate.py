@@ -34,7 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from vdwstack.closed_loop.comparator import Comparator
-from vdwstack.closed_loop.contenders import Candidate, HandFit, polish, rivals
+from vdwstack.closed_loop.contenders import Candidate, HandFit, other_alignment, polish, rivals
 from vdwstack.closed_loop.crop import Crop, extract_crop
 from vdwstack.closed_loop.fit import (
     best_on_nuisance_grid,
@@ -337,8 +337,8 @@ def _warnings(est: Estimate) -> list[str]:
         theta = float(sym.fold_twist(est.final.match.stacking.theta_deg))
         if sym.near_aligned_twist(theta, s.aligned_twist_warning_deg):
             partner = float(sym.twist_partner_deg(theta))
-            other = [c for h in est.hands for c in h.candidates
-                     if sym.twist_error_deg(c.match.stacking.theta_deg, partner) < s.aligned_twist_warning_deg]
+            other = other_alignment(est.material, (c for h in est.hands for c in h.candidates), theta,
+                                    s.aligned_twist_warning_deg)
             seen = (f"; its best fit here: r = {max(c.match.agreement for c in other):.3f}" if other else "")
             out.append(f"θ = {theta:.2f}° lies within {s.aligned_twist_warning_deg:g}° of an aligned stacking: it "
                        f"and the other alignment, θ = {partner:.2f}°, differ only in the local stackings' "
