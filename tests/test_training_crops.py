@@ -90,6 +90,10 @@ def test_prefetch_thread_only_where_a_core_is_free(monkeypatch):
     off = BatchStream(data, RegressorConfig.from_mapping({"crop_px": 48, "steps": 3, "prefetch": False}),
                       torch.device("cpu"))
     assert spare.pool is not None and off.pool is None
+    # a job given one core of the two (the CPU-hour profile's trainings side by side) has none to spare
+    one_core = BatchStream(data, cfg, torch.device("cpu"), cores=1)
+    assert one_core.pool is None
+    one_core.close()
     # the same batches either way
     for step in range(3):
         np.testing.assert_array_equal(busy.get(step)[0], spare.get(step)[0])

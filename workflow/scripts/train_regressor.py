@@ -15,4 +15,5 @@ train_from_dataset(
     snakemake.params.task,
     Path(snakemake.output.card).parent,
     init_weights=snakemake.input.get("init"),
+    cores=snakemake.threads,  # the other cores may run other jobs: no prefetch thread on them
 )

@@ -24,9 +24,11 @@ __all__ = ["evaluate_slip", "evaluate_twist", "train_from_dataset"]
 
 
 def train_from_dataset(train_zarr: str | Path, settings: Mapping, task: str, out_dir: str | Path,
-                       progress: bool = True, init_weights: str | Path | None = None) -> dict:
+                       progress: bool = True, init_weights: str | Path | None = None,
+                       cores: int | None = None) -> dict:
     """Train a `task` regressor on a (synthesized or clean) image dataset; write model + card.
-    `init_weights`: a model.safetensors whose backbone starts the network (see train_regressor)."""
+    `init_weights`: a model.safetensors whose backbone starts the network; `cores`: the CPUs this job
+    may use (see train_regressor)."""
     cfg = RegressorConfig.from_mapping({**dict(settings), "task": task})
     root, labels = open_image_dataset(train_zarr)
     material = root.attrs["material"][0]
@@ -42,7 +44,7 @@ def train_from_dataset(train_zarr: str | Path, settings: Mapping, task: str, out
                         model_pixel_size_A=cfg.pixel_size_A)
     device = resolve_device(cfg.device)
     t0 = time.perf_counter()
-    model, steps = train_regressor(data, cfg, out_dir, progress=progress, init_weights=init_weights)
+    model, steps = train_regressor(data, cfg, out_dir, progress=progress, init_weights=init_weights, cores=cores)
     seconds = time.perf_counter() - t0
     losses = np.loadtxt(Path(out_dir) / "losses.csv", delimiter=",", skiprows=1, usecols=2, ndmin=1)
     card = {

@@ -64,7 +64,7 @@ class RegressorConfig:
                                           "(avx512_bf16/AMX; elsewhere fp32); not with deterministic")
     channels_last: bool = setting(True, "channels-last memory layout (faster convolutions on CPU and GPU)")
     prefetch: bool = setting(True, "augment the next batch in a background thread while the model trains, when a "
-                                   "core is free for it (GPU training, or fewer torch threads than CPUs)")
+                                   "core is free for it (GPU training, or fewer torch threads than the job's CPUs)")
     augment: bool = setting(True, "noise, blur, contamination, rotations, scale jitter")
     deterministic: bool = setting(False, "bit-identical weights for the same seed and device "
                                          "(deterministic kernels, no mixed precision)")
@@ -120,11 +120,16 @@ class TrainingData:
         return x, self.targets[idx]
 
 
-def _core_to_spare(device: torch.device) -> bool:
-    """Whether a prefetch thread would run on a core the model does not use."""
+def _core_to_spare(device: torch.device, cores: int | None = None) -> bool:
+    """Whether a prefetch thread would run on a core the model does not use. `cores`: the CPUs this job
+    may use (a Snakemake job's `threads`) when fewer than the process's affinity: two one-thread
+    trainings side by side on 2 cores have none to spare (with the thread: 2.46 + 2.50 and 2.69 + 2.66
+    steps/s; without: 2.62 + 2.43 and 2.82 + 2.70; ResNet-18, 112² crops, one torch thread each)."""
     if device.type == "cuda":
         return True
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores is not None:
+        cpus = min(cpus, cores)
     return cpus > torch.get_num_threads()
 
 
@@ -135,9 +140,10 @@ class BatchStream:
     CPU whose cores all run the model's threads, the extra thread stalls them more than it saves
     (ResNet-18, 112² crops, 2 cores: 6.05 steps/s with the thread, 6.3 without)."""
 
-    def __init__(self, data: TrainingData, cfg: RegressorConfig, device: torch.device | None = None):
+    def __init__(self, data: TrainingData, cfg: RegressorConfig, device: torch.device | None = None,
+                 cores: int | None = None):
         self.data, self.cfg = data, cfg
-        use = cfg.prefetch and _core_to_spare(device or torch.device("cpu"))
+        use = cfg.prefetch and _core_to_spare(device or torch.device("cpu"), cores)
         self.pool = ThreadPoolExecutor(max_workers=1) if use else None
         self.pending: tuple[int, Future] | None = None
 
@@ -181,11 +187,13 @@ def _resume(path: Path, model: nn.Module, opt) -> int:
 
 
 def train_regressor(data: TrainingData, cfg: RegressorConfig, out_dir: str | Path, progress: bool = True,
-                    stop_after: int | None = None, init_weights: str | Path | None = None) -> tuple[nn.Module, int]:
+                    stop_after: int | None = None, init_weights: str | Path | None = None,
+                    cores: int | None = None) -> tuple[nn.Module, int]:
     """Train (resuming from out_dir/checkpoints/last.pt when present); returns (model, steps done).
 
     `init_weights`: another regressor's model.safetensors whose backbone starts this one (a trilayer
-    model from the bilayer's: from random weights its loss stalls at the targets' variance)."""
+    model from the bilayer's: from random weights its loss stalls at the targets' variance).
+    `cores`: CPUs this job may use (None: the process's affinity); decides the prefetch thread only."""
     out = Path(out_dir)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device if cfg.device != "cuda" else "cuda")
@@ -208,7 +216,7 @@ def train_regressor(data: TrainingData, cfg: RegressorConfig, out_dir: str | Pat
     if fh.tell() == 0:
         writer.writerow(["step", "seconds", "loss", "lr"])
     model.train()
-    stream = BatchStream(data, cfg, device)
+    stream = BatchStream(data, cfg, device, cores)
     t0, done = time.perf_counter(), 0
     try:
         with tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.task}", unit="step", disable=not progress) as bar:
