@@ -123,8 +123,9 @@ class TrainingData:
 def _core_to_spare(device: torch.device, cores: int | None = None) -> bool:
     """Whether a prefetch thread would run on a core the model does not use. `cores`: the CPUs this job
     may use (a Snakemake job's `threads`) when fewer than the process's affinity: two one-thread
-    trainings side by side on 2 cores have none to spare (with the thread: 2.46 + 2.50 and 2.69 + 2.66
-    steps/s; without: 2.62 + 2.43 and 2.82 + 2.70; ResNet-18, 112² crops, one torch thread each)."""
+    trainings side by side on 2 cores have none to spare (four alternating pairs, ResNet-18, 112² crops,
+    one torch thread each: with the thread 4.96 / 5.35 / 6.26 / 6.13 steps/s together, without it
+    5.05 / 5.52 / 6.20 / 6.22 — a small gain at most; the batches are the same either way)."""
     if device.type == "cuda":
         return True
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
