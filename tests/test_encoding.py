@@ -126,3 +126,32 @@ def test_weighted_decoding_discounts_the_noisy_features(material, layers):
         enc.decode(f, weights=np.ones(3))
     with pytest.raises(ValueError, match="finite and > 0"):
         enc.decode(f, weights=np.where(np.arange(enc.dim) == 0, 0.0, 1.0))
+
+
+@pytest.mark.parametrize("material", ["ReS2", "MoS2"])
+def test_trilayer_feature_pairs_are_one_per_orbit_in_first_met_order(material):
+    """The trilayer targets' reciprocal-vector pairs: one representative per orbit under the group,
+    the layer orders and negation, the first met in the (h1, k1, h2, k2) sweep — the order of the
+    features trained models' heads were trained on (ReS2 at orders 2: 108 features)."""
+    from vdwstack.regress.encoding import TrilayerSlipEncoding
+    from vdwstack.structures.reciprocal import reciprocal_lattice
+
+    enc = TrilayerSlipEncoding(material, orders=1)
+    G = reciprocal_lattice(enc.sym.lattice)
+    vecs = [np.array([h, k], float) @ G for h in (-1, 0, 1) for k in (-1, 0, 1)]
+    brute: list[np.ndarray] = []  # pairwise comparison with every representative's images
+    for g1 in vecs:
+        for g2 in vecs:
+            pair = np.stack([g1, g2])
+            if (np.any(g1) or np.any(g2)) and not any(
+                    np.min(np.abs(enc._images(*r) - pair).sum(axis=(1, 2))) < 1e-9 for r in brute):
+                brute.append(pair)
+    np.testing.assert_array_equal(enc.pairs, np.array(brute))
+    # Every pair lies in exactly one representative's orbit.
+    for g1 in vecs:
+        for g2 in vecs:
+            if np.any(g1) or np.any(g2):
+                hits = [np.min(np.abs(enc._images(*r) - np.stack([g1, g2])).sum(axis=(1, 2))) < 1e-9 for r in enc.pairs]
+                assert sum(hits) == 1
+    if material == "ReS2":
+        assert TrilayerSlipEncoding("ReS2").dim == 108

@@ -370,3 +370,28 @@ def test_a_card_with_bad_decoding_weights_names_the_file(tmp_path):
     (folder / "card.json").write_text(json.dumps(card))
     with pytest.raises(ValueError, match=r"card\.json: decoding: decoding weights: 2 values for \d+ features"):
         Regressor(folder)
+
+
+def test_slip_orders_set_the_targets_and_travel_with_the_card(tiny_sets, tmp_path):
+    """`slip_orders` picks the reciprocal vectors of the slip targets; the card records them, so the
+    model reads back with its own head; a card without them (written before) means the defaults."""
+    from vdwstack.regress.encoding import SlipEncoding, TrilayerSlipEncoding
+
+    assert TargetCodec("slip", "ReS2", 3, orders=1).dim == TrilayerSlipEncoding("ReS2", orders=1).dim == 16
+    assert TargetCodec("slip", "ReS2", 3).to_dict()["orders"] == 2
+    assert TargetCodec("slip", "MoS2").to_dict()["orders"] == SlipEncoding("MoS2").max_order == 6
+    card = train_from_dataset(tiny_sets["slip"], {**TINY, "slip_orders": 2}, "slip", tmp_path / "o2", progress=False)
+    assert card["encoding"]["orders"] == 2 and card["encoding"]["dim"] == SlipEncoding("ReS2", orders=2).dim
+    reg = Regressor(tmp_path / "o2")
+    assert reg.codec.dim == card["encoding"]["dim"] < SlipEncoding("ReS2").dim
+    root, _ = open_image_dataset(tiny_sets["slip"])
+    assert reg.predict(root["images"][:2], 0.12)["Da_A"].shape == (2,)
+    # A card that lost its `orders` names the default encoding, which is not the model's: refused,
+    # naming the file (cards written before `orders` was recorded used the defaults and read as before).
+    old = json.loads((tmp_path / "o2" / "card.json").read_text())
+    del old["encoding"]["orders"]
+    (tmp_path / "o2" / "card.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=r"o2/card.json: encoding: the model reads 12 features, .* 24"):
+        Regressor(tmp_path / "o2")
+    with pytest.raises(ValueError, match="regress.slip_orders"):
+        RegressorConfig.from_mapping({"slip_orders": 0})

@@ -29,22 +29,31 @@ ARCHITECTURES = ("resnet18", "resnet34", "resnet50")
 class TargetCodec:
     """Labels ↔ network targets for one task, material and number of layers."""
 
-    def __init__(self, task: str, material: str, layers: int = 2, feature_weights: Sequence[float] | None = None):
+    def __init__(self, task: str, material: str, layers: int = 2, feature_weights: Sequence[float] | None = None,
+                 orders: int | None = None):
         """`feature_weights`: per-feature weights of the slip decoding (dim,; see
-        :func:`decoding_weights`), None for equal weights."""
+        :func:`decoding_weights`), None for equal weights. `orders`: the slip targets' highest
+        |h|, |k| (None: the encoding's default; twist: unused)."""
         self.task, self.material, self.layers = task, material, layers
         if task == "slip":
-            self.slip = SlipEncoding(material) if layers == 2 else TrilayerSlipEncoding(material)
+            if layers == 2:
+                self.slip = SlipEncoding(material, orders=orders)
+            else:
+                self.slip = TrilayerSlipEncoding(material) if orders is None else TrilayerSlipEncoding(material, orders)
             self.dim = self.slip.dim
         else:
             self.twist = TwistEncoding(material)
             self.dim = self.twist.dim
         self.feature_weights = None
         if feature_weights is not None:
-            if task != "slip":
-                raise ValueError("feature_weights: only slip decodings are weighted")
-            sqrt_weights(feature_weights, self.dim)  # checks length and values
-            self.feature_weights = np.asarray(feature_weights, np.float64)
+            self.set_feature_weights(feature_weights)
+
+    def set_feature_weights(self, feature_weights: Sequence[float]) -> None:
+        """Weights (dim,) of the slip decoding; ValueError for the wrong count or values."""
+        if self.task != "slip":
+            raise ValueError("feature_weights: only slip decodings are weighted")
+        sqrt_weights(feature_weights, self.dim)  # checks length and values
+        self.feature_weights = np.asarray(feature_weights, np.float64)
 
     def encode(self, labels: Mapping[str, np.ndarray]) -> np.ndarray:
         if self.task == "twist":
@@ -66,7 +75,8 @@ class TargetCodec:
             enc = {"type": "cos(2π (R g)·D) averaged over the slip group", "g_vectors_per_A": self.slip.g_vectors.tolist()} \
                 if self.task == "slip" else {"type": "cos(2π n θ / P)", "harmonics": self.twist.harmonics,
                                              "period_deg": self.twist.sym.twist_period_deg}
-        return {"task": self.task, "material": self.material, "layers": self.layers, "dim": self.dim, **enc}
+        orders = {"orders": self.slip.max_order if self.layers == 2 else self.slip.orders} if self.task == "slip" else {}
+        return {"task": self.task, "material": self.material, "layers": self.layers, "dim": self.dim, **orders, **enc}
 
 
 def build_resnet(architecture: str, out_dim: int) -> nn.Module:
@@ -120,10 +130,16 @@ class Regressor:
         self.card = json.loads((model_dir / "card.json").read_text())
         enc = self.card["encoding"]
         weights = (self.card.get("decoding") or {}).get("feature_weights")
-        try:
-            self.codec = TargetCodec(enc["task"], enc["material"], enc["layers"], feature_weights=weights)
-        except ValueError as e:
-            raise ValueError(f"{model_dir / 'card.json'}: decoding: {e}") from None
+        # Cards written before `orders` was recorded used the default orders.
+        self.codec = TargetCodec(enc["task"], enc["material"], enc["layers"], orders=enc.get("orders"))
+        if "dim" in enc and int(enc["dim"]) != self.codec.dim:
+            raise ValueError(f"{model_dir / 'card.json'}: encoding: the model reads {enc['dim']} features, the "
+                             f"encoding it names has {self.codec.dim} (its `orders` missing or changed?)")
+        if weights is not None:
+            try:
+                self.codec.set_feature_weights(weights)
+            except ValueError as e:
+                raise ValueError(f"{model_dir / 'card.json'}: decoding: {e}") from None
         self.model = build_resnet(self.card["architecture"], self.codec.dim)
         self.model.load_state_dict(load_file(str(model_dir / "model.safetensors")))
         self.model.eval().to(device)

@@ -35,7 +35,7 @@ def train_from_dataset(train_zarr: str | Path, settings: Mapping, task: str, out
     layers = int(root.attrs["layers"][0])
     p = float(root.attrs["pixel_size_A"])
     raw = "normalized" not in str(root.attrs.get("intensity_unit", ""))
-    codec = TargetCodec(task, material, layers)
+    codec = TargetCodec(task, material, layers, orders=cfg.slip_orders if task == "slip" else None)
     aug = Augmentation() if cfg.augment else Augmentation.off()
     imgs = root["images"][:]
     _guard_checkpoints(Path(out_dir), root, cfg, init_weights)

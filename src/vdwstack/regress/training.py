@@ -52,6 +52,10 @@ class RegressorConfig:
                                       minimum=32)
     pixel_size_A: float | None = setting(None, "the model's input pixel size (Å/px): the dataset is rescaled to it "
                                                "once (null: the dataset's own)", exclusiveMinimum=0)
+    slip_orders: int | None = setting(None, "slip targets: highest |h|, |k| of the reciprocal-lattice vectors whose "
+                                            "cosines the network reads (null: 3 for two-fold bilayers such as ReS2, "
+                                            "6 for hexagonal ones, 2 for trilayers); higher orders resolve finer "
+                                            "slips but are harder to read", minimum=1, maximum=6)
     batch_size: int = setting(16, "images per step", minimum=1)
     steps: int = setting(2000, "optimiser steps", minimum=1)
     lr: float = setting(1e-3, "AdamW peak learning rate (warm-up, then cosine decay)", exclusiveMinimum=0)
