@@ -395,3 +395,5 @@ def test_slip_orders_set_the_targets_and_travel_with_the_card(tiny_sets, tmp_pat
         Regressor(tmp_path / "o2")
     with pytest.raises(ValueError, match="regress.slip_orders"):
         RegressorConfig.from_mapping({"slip_orders": 0})
+    with pytest.raises(ValueError, match="slip_orders 5: trilayer targets take orders up to 4"):
+        TargetCodec("slip", "ReS2", 3, orders=5)

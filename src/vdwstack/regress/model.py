@@ -24,6 +24,7 @@ from vdwstack.regress.decoding import sqrt_weights
 from vdwstack.regress.encoding import SlipEncoding, TrilayerSlipEncoding, TwistEncoding
 
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50")
+TRILAYER_MAX_ORDERS = 4
 
 
 class TargetCodec:
@@ -38,6 +39,9 @@ class TargetCodec:
         if task == "slip":
             if layers == 2:
                 self.slip = SlipEncoding(material, orders=orders)
+            elif orders is not None and orders > TRILAYER_MAX_ORDERS:
+                raise ValueError(f"slip_orders {orders}: trilayer targets take orders up to {TRILAYER_MAX_ORDERS} "
+                                 f"(their number grows as orders⁴: 1060 at 4, with a decoding table of 0.3 GB)")
             else:
                 self.slip = TrilayerSlipEncoding(material) if orders is None else TrilayerSlipEncoding(material, orders)
             self.dim = self.slip.dim
