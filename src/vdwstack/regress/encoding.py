@@ -137,6 +137,11 @@ class TrilayerSlipEncoding:
     def sym(self) -> StackingSymmetry:
         return symmetry_for(self.material)
 
+    @property
+    def max_order(self) -> int:
+        """Highest |h|, |k| of the reciprocal vectors used (as :attr:`SlipEncoding.max_order`)."""
+        return self.orders
+
     def _images(self, g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
         """The pair's images under the group, the layer orders and negation: (M, 2, 2)."""
         out = []

@@ -79,7 +79,7 @@ class TargetCodec:
             enc = {"type": "cos(2π (R g)·D) averaged over the slip group", "g_vectors_per_A": self.slip.g_vectors.tolist()} \
                 if self.task == "slip" else {"type": "cos(2π n θ / P)", "harmonics": self.twist.harmonics,
                                              "period_deg": self.twist.sym.twist_period_deg}
-        orders = {"orders": self.slip.max_order if self.layers == 2 else self.slip.orders} if self.task == "slip" else {}
+        orders = {"orders": self.slip.max_order} if self.task == "slip" else {}
         return {"task": self.task, "material": self.material, "layers": self.layers, "dim": self.dim, **orders, **enc}
 
 
