@@ -59,6 +59,26 @@ class TargetCodec:
         sqrt_weights(feature_weights, self.dim)  # checks length and values
         self.feature_weights = np.asarray(feature_weights, np.float64)
 
+    def feature_slopes(self, n: int = 4096, seed: int = 0) -> np.ndarray:
+        """Mean squared slope (dim,) of each slip feature over slips drawn uniformly in the cell
+        (1/Å²; central differences of 1e-3 Å along each slip axis, summed over the axes)."""
+        if self.task != "slip":
+            raise ValueError("feature_slopes: only slip targets")
+        keys = ["Da_A", "Db_A"] + (["Da2_A", "Db2_A"] if self.layers == 3 else [])
+        rng = np.random.default_rng(seed)
+        a_A, b_A = np.linalg.norm(self.slip.sym.lattice, axis=1)
+        x = {k: rng.uniform(0, a_A if k.startswith("Da") else b_A, n) for k in keys}
+        h, g2 = 1e-3, np.zeros(self.dim)
+        for k in keys:  # oblique axes: the sum over axes is the squared slope up to one constant factor
+            d = (self.encode({**x, k: x[k] + h}).astype(np.float64) - self.encode({**x, k: x[k] - h})) / (2 * h)
+            g2 += (d**2).mean(axis=0)
+        return g2
+
+    def loss_weights(self, power: float) -> np.ndarray:
+        """Training loss weights (dim,) ∝ feature_slopes()**power, mean 1."""
+        w = self.feature_slopes() ** float(power)
+        return (w / w.mean()).astype(np.float32)
+
     def encode(self, labels: Mapping[str, np.ndarray]) -> np.ndarray:
         if self.task == "twist":
             return self.twist.encode(np.asarray(labels["theta_deg"]))

@@ -56,6 +56,10 @@ class RegressorConfig:
                                             "cosines the network reads (null: 3 for two-fold bilayers such as ReS2, "
                                             "6 for hexagonal ones, 2 for trilayers); higher orders resolve finer "
                                             "slips but are harder to read", minimum=1, maximum=6)
+    slope_weighting: float = setting(0.0, "slip targets: each feature's loss weight ∝ (its mean squared slope "
+                                          "over slips, 1/Å²)^slope_weighting (0: equal; 1: the loss ≈ the "
+                                          "slip error in Å²; −1: the coarse, low-order features count most)",
+                                     minimum=-2, maximum=2)
     batch_size: int = setting(16, "images per step", minimum=1)
     steps: int = setting(2000, "optimiser steps", minimum=1)
     lr: float = setting(1e-3, "AdamW peak learning rate (warm-up, then cosine decay)", exclusiveMinimum=0)
@@ -222,6 +226,9 @@ def train_regressor(data: TrainingData, cfg: RegressorConfig, out_dir: str | Pat
         writer.writerow(["step", "seconds", "loss", "lr"])
     model.train()
     stream = BatchStream(data, cfg, device, cores)
+    loss_w = None
+    if cfg.task == "slip" and cfg.slope_weighting != 0:
+        loss_w = torch.from_numpy(data.codec.loss_weights(cfg.slope_weighting)).float().to(device)
     t0, done = time.perf_counter(), 0
     try:
         with tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.task}", unit="step", disable=not progress) as bar:
@@ -233,7 +240,8 @@ def train_regressor(data: TrainingData, cfg: RegressorConfig, out_dir: str | Pat
                     g["lr"] = cfg.lr * lr_factor(step, cfg.warmup_steps, cfg.steps)
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                    loss = nn.functional.mse_loss(model(x).float(), y)
+                    err2 = (model(x).float() - y) ** 2
+                    loss = err2.mean() if loss_w is None else (err2 * loss_w).mean()
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
