@@ -60,18 +60,25 @@ class TargetCodec:
         self.feature_weights = np.asarray(feature_weights, np.float64)
 
     def feature_slopes(self, n: int = 4096, seed: int = 0) -> np.ndarray:
-        """Mean squared slope (dim,) of each slip feature over slips drawn uniformly in the cell
-        (1/Å²; central differences of 1e-3 Å along each slip axis, summed over the axes)."""
+        """Mean squared slope E|∇φ_j|² (dim,) of each slip feature over slips drawn uniformly in the
+        cell (1/Å²; central differences of 1e-3 Å along Cartesian x and y of each slip)."""
         if self.task != "slip":
             raise ValueError("feature_slopes: only slip targets")
-        keys = ["Da_A", "Db_A"] + (["Da2_A", "Db2_A"] if self.layers == 3 else [])
+        sym = self.slip.sym
         rng = np.random.default_rng(seed)
-        a_A, b_A = np.linalg.norm(self.slip.sym.lattice, axis=1)
-        x = {k: rng.uniform(0, a_A if k.startswith("Da") else b_A, n) for k in keys}
+        slips = [rng.random((n, 2)) @ sym.lattice for _ in range(self.layers - 1)]  # Cartesian Å, (n, 2) each
+
+        def features(xy: list[np.ndarray]) -> np.ndarray:
+            ab = [sym.cartesian_to_slip(v) for v in xy]
+            keys = ["Da_A", "Db_A", "Da2_A", "Db2_A"]
+            return self.encode(dict(zip(keys, [c for pair in ab for c in pair]))).astype(np.float64)
+
         h, g2 = 1e-3, np.zeros(self.dim)
-        for k in keys:  # oblique axes: the sum over axes is the squared slope up to one constant factor
-            d = (self.encode({**x, k: x[k] + h}).astype(np.float64) - self.encode({**x, k: x[k] - h})) / (2 * h)
-            g2 += (d**2).mean(axis=0)
+        for i in range(len(slips)):
+            for e in np.eye(2):
+                up = [v + h * e if j == i else v for j, v in enumerate(slips)]
+                down = [v - h * e if j == i else v for j, v in enumerate(slips)]
+                g2 += (((features(up) - features(down)) / (2 * h)) ** 2).mean(axis=0)
         return g2
 
     def loss_weights(self, power: float) -> np.ndarray:
