@@ -397,3 +397,31 @@ def test_slip_orders_set_the_targets_and_travel_with_the_card(tiny_sets, tmp_pat
         RegressorConfig.from_mapping({"slip_orders": 0})
     with pytest.raises(ValueError, match="slip_orders 5: trilayer targets take orders up to 4"):
         TargetCodec("slip", "ReS2", 3, orders=5)
+
+
+def test_slope_weighting_weights_the_loss_by_each_features_slope(tiny_sets, tmp_path):
+    """`slope_weighting` p: loss weights ∝ E|∇φ|²^p, mean 1. A bilayer feature cos(2π g·D) has
+    E|∇φ|² = 2π²|g|² (averaged over a rotation group of r distinct images: 1/r of it, the cosines'
+    mean having 1/r of the variance); the weights travel in the card's settings."""
+    res2 = TargetCodec("slip", "ReS2")
+    g = np.linalg.norm(res2.slip.g_vectors, axis=1)
+    np.testing.assert_allclose(res2.feature_slopes(n=20000), 2 * np.pi**2 * g**2, rtol=0.03)
+    mos2 = TargetCodec("slip", "MoS2")
+    g = np.linalg.norm(mos2.slip.g_vectors, axis=1)
+    np.testing.assert_allclose(mos2.feature_slopes(n=20000), 2 * np.pi**2 * g**2 / 3, rtol=0.03)
+    tri = TargetCodec("slip", "ReS2", 3)
+    for p in (1.0, -1.0, 0.5):
+        w = tri.loss_weights(p)
+        assert w.shape == (tri.dim,) and abs(w.mean() - 1) < 1e-6 and np.all(w > 0)
+    s = tri.feature_slopes()
+    assert np.corrcoef(s, tri.loss_weights(1.0))[0, 1] > 0.999 and np.corrcoef(s, tri.loss_weights(-1.0))[0, 1] < 0
+    np.testing.assert_allclose(TargetCodec("slip", "ReS2").loss_weights(0.0), 1.0)
+    with pytest.raises(ValueError, match="only slip targets"):
+        TargetCodec("twist", "MoS2").feature_slopes()
+    card = train_from_dataset(tiny_sets["slip"], {**TINY, "slope_weighting": 1.0}, "slip", tmp_path / "w", progress=False)
+    assert card["training"]["settings"]["slope_weighting"] == 1.0 and np.isfinite(card["metrics"]["final_loss"])
+    # The twist targets have no slopes in Å: the setting leaves their loss alone.
+    card = train_from_dataset(tiny_sets["twist"], {**TINY, "slope_weighting": 1.0}, "twist", tmp_path / "t", progress=False)
+    assert np.isfinite(card["metrics"]["final_loss"])
+    with pytest.raises(ValueError, match="regress.slope_weighting"):
+        RegressorConfig.from_mapping({"slope_weighting": 3})
