@@ -240,8 +240,9 @@ def train_regressor(data: TrainingData, cfg: RegressorConfig, out_dir: str | Pat
                     g["lr"] = cfg.lr * lr_factor(step, cfg.warmup_steps, cfg.steps)
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                    err2 = (model(x).float() - y) ** 2
-                    loss = err2.mean() if loss_w is None else (err2 * loss_w).mean()
+                    pred = model(x).float()
+                    # equal weights keep torch's own MSE: the same kernels, so the same weights as before
+                    loss = nn.functional.mse_loss(pred, y) if loss_w is None else ((pred - y) ** 2 * loss_w).mean()
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
