@@ -68,10 +68,8 @@ class TargetCodec:
         rng = np.random.default_rng(seed)
         slips = [rng.random((n, 2)) @ sym.lattice for _ in range(self.layers - 1)]  # Cartesian Å, (n, 2) each
 
-        def features(xy: list[np.ndarray]) -> np.ndarray:
-            ab = [sym.cartesian_to_slip(v) for v in xy]
-            keys = ["Da_A", "Db_A", "Da2_A", "Db2_A"]
-            return self.encode(dict(zip(keys, [c for pair in ab for c in pair]))).astype(np.float64)
+        def features(xy: list[np.ndarray]) -> np.ndarray:  # the encoding takes (Da, Db[, Da2, Db2]) in Å
+            return self.slip.encode(*(c for v in xy for c in sym.cartesian_to_slip(v))).astype(np.float64)
 
         h, g2 = 1e-3, np.zeros(self.dim)
         for i in range(len(slips)):
