@@ -3,7 +3,7 @@ import pytest
 
 from vdwstack.core.errors import ConfigError
 from vdwstack.structures.enumeration import enumerate_dataset, read_table, write_table
-from vdwstack.structures.geometry import StackGeometry, build_stack
+from vdwstack.structures.geometry import StackGeometry, build_stack, slip_keys
 from vdwstack.structures.symmetry import symmetry_for
 
 REGION = (0.0, 30.0, 0.0, 30.0)
@@ -88,6 +88,21 @@ def test_twist_and_trilayer_tables():
     assert sorted(set(t["theta_deg"])) == [0, 10, 20, 30, 40, 50, 60]
     tri = enumerate_dataset("tri", {**SPEC, "layers": 3}, seed=1)
     assert (tri["layers"] == 3).all() and tri["Da2_A"].abs().sum() > 0
+
+
+
+def test_slip_keys_are_the_tables_slip_columns_of_each_stack():
+    # One list names the slips for the tables, the geometry, the codecs and the closed loop: a
+    # bilayer's table leaves D2 at zero, a trilayer's fills it.
+    bi = enumerate_dataset("bi", SPEC, seed=1)
+    tri = enumerate_dataset("tri", {**SPEC, "layers": 3}, seed=1)
+    assert slip_keys(2) == ("Da_A", "Db_A") and slip_keys(3)[:2] == slip_keys(2)
+    for layers, table in ((2, bi), (3, tri)):
+        moving = [k for k in ("Da_A", "Db_A", "Da2_A", "Db2_A") if table[k].abs().sum() > 0]
+        assert tuple(moving) == slip_keys(layers)
+        assert set(slip_keys(layers)) <= set(StackGeometry.__dataclass_fields__)
+    with pytest.raises(ValueError, match="layers must be 2 or 3.*4"):
+        slip_keys(4)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from vdwstack.closed_loop.uncertainty import (
     pose_for_theta,
     reading_parameters,
 )
+from vdwstack.structures.geometry import slip_keys
 from vdwstack.structures.symmetry import symmetry_for
 
 
@@ -99,7 +100,7 @@ def refine_stacking(comp: Comparator, match: Match, twist: bool = False, step_A:
         names = ["theta_deg", "Da_A", "Db_A"]
         steps = np.array([step_deg, step_A, step_A])
     else:
-        names = ["Da_A", "Db_A"] + (["Da2_A", "Db2_A"] if comp.layers == 3 else [])
+        names = list(slip_keys(comp.layers))
         steps = np.full(len(names), step_A)
     x0 = np.array([getattr(s0, k) for k in names])
 

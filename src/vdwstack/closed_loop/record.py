@@ -16,13 +16,14 @@ from vdwstack.closed_loop.stacking import (
     lattice_to_image,
     stacking_change,
 )
+from vdwstack.structures.geometry import slip_keys
 from vdwstack.structures.symmetry import symmetry_for
 
 
 def reading_keys(twist: bool, layers: int) -> list[str]:
     if twist:
         return ["theta_deg"]
-    return ["Da_A", "Db_A"] + (["Da2_A", "Db2_A"] if layers == 3 else [])
+    return list(slip_keys(layers))
 
 
 def values(est: Estimate, c: Candidate) -> dict[str, float]:

@@ -31,6 +31,7 @@ import numpy as np
 from vdwstack.closed_loop.comparator import Comparator
 from vdwstack.closed_loop.settings import ClosedLoopSettings
 from vdwstack.closed_loop.stacking import Match, Pose, Stacking
+from vdwstack.structures.geometry import slip_keys
 from vdwstack.structures.symmetry import symmetry_for
 
 _Z = np.random.default_rng(20250101).standard_normal((20000, 4))  # fixed draws: deterministic quantiles
@@ -57,7 +58,7 @@ def reading_parameters(twist: bool, layers: int) -> tuple[list[str], list[float]
     """Names of a reading's fitted parameters and their finite-difference steps (Å, degrees)."""
     if twist:
         return ["theta_deg", "Da_A", "Db_A"], [0.05, 0.02, 0.02]
-    names = ["Da_A", "Db_A"] + (["Da2_A", "Db2_A"] if layers == 3 else [])
+    names = list(slip_keys(layers))
     return names, [0.02] * len(names)
 
 

@@ -14,6 +14,7 @@ from vdwstack.core.io import open_image_dataset
 from vdwstack.regress.encoding import ALIGNMENT_EVIDENCE_MIN, TwistEncoding
 from vdwstack.regress.model import Regressor
 from vdwstack.simulate.degrade import Degradation, degrade
+from vdwstack.structures.geometry import slip_keys
 from vdwstack.structures.reciprocal import fft_twist_deg
 from vdwstack.structures.symmetry import symmetry_for
 
@@ -32,15 +33,12 @@ def _load_test_set(test_zarr: str | Path):
     return labels, material, symmetry_for(material), float(root.attrs["pixel_size_A"]), root["images"][:]
 
 
-SLIP_KEYS = {2: ("Da_A", "Db_A"), 3: ("Da_A", "Db_A", "Da2_A", "Db2_A")}
-
-
 def slip_errors_A(sym, pred: Mapping, truth: Sequence[np.ndarray]) -> np.ndarray:
     """ΔD (Å) of predictions {Da_A, Db_A[, Da2_A, Db2_A]} against true arrays in the same order;
     trilayers: the larger slip error, over the pair's equivalences (joint rotation, any order of the
     layers along the beam: the networks' targets do not hold the order, the closed loop fits it)."""
     if len(truth) == 4:
-        return sym.trilayer_slip_error_A([pred[k] for k in SLIP_KEYS[3]], truth, any_order=True)
+        return sym.trilayer_slip_error_A([pred[k] for k in slip_keys(3)], truth, any_order=True)
     return sym.slip_error_A(pred["Da_A"], pred["Db_A"], *truth)
 
 
@@ -52,7 +50,7 @@ def constant_slip_baseline(sym, *truth: np.ndarray) -> np.ndarray:
         cands = [(a, b, c, d) for a, b in cands for c, d in cands]
     best = np.inf
     for c in cands:
-        e = slip_errors_A(sym, dict(zip(SLIP_KEYS[3 if len(truth) == 4 else 2], c)), truth)
+        e = slip_errors_A(sym, dict(zip(slip_keys(3 if len(truth) == 4 else 2), c)), truth)
         if e.mean() < best:
             best, keep = e.mean(), e
     return keep
@@ -77,7 +75,7 @@ def evaluate_slip(models: Mapping[str, str | Path], test_zarr: str | Path, out_d
     out.mkdir(parents=True, exist_ok=True)
     labels, material, sym, p, imgs = _load_test_set(test_zarr)
     layers = int(labels["layers"].iloc[0]) if "layers" in labels else 2
-    truth = [labels[k].to_numpy() for k in SLIP_KEYS[layers]]
+    truth = [labels[k].to_numpy() for k in slip_keys(layers)]
     result = {"material": material, "layers": layers, "test_set": str(test_zarr), "n_test": int(len(imgs)),
               "models": {}}
     result["baseline_constant"] = _stats(constant_slip_baseline(sym, *truth))

@@ -22,6 +22,7 @@ from vdwstack.core.resample import resample
 from vdwstack.core.torch_utils import autocast_dtype
 from vdwstack.regress.decoding import sqrt_weights
 from vdwstack.regress.encoding import SlipEncoding, TrilayerSlipEncoding, TwistEncoding
+from vdwstack.structures.geometry import slip_keys
 
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50")
 TRILAYER_MAX_ORDERS = 4
@@ -87,14 +88,12 @@ class TargetCodec:
     def encode(self, labels: Mapping[str, np.ndarray]) -> np.ndarray:
         if self.task == "twist":
             return self.twist.encode(np.asarray(labels["theta_deg"]))
-        keys = ["Da_A", "Db_A"] + (["Da2_A", "Db2_A"] if self.layers == 3 else [])
-        return self.slip.encode(*(np.asarray(labels[k]) for k in keys))
+        return self.slip.encode(*(np.asarray(labels[k]) for k in slip_keys(self.layers)))
 
     def decode(self, features: np.ndarray) -> dict[str, np.ndarray]:
         if self.task == "twist":
             return {"theta_deg": self.twist.decode(features)}
-        keys = ["Da_A", "Db_A"] + (["Da2_A", "Db2_A"] if self.layers == 3 else [])
-        return dict(zip(keys, self.slip.decode(features, self.feature_weights)))
+        return dict(zip(slip_keys(self.layers), self.slip.decode(features, self.feature_weights)))
 
     def to_dict(self) -> dict:
         if self.task == "slip" and self.layers == 3:
@@ -299,8 +298,7 @@ def decoding_weights(reg: Regressor, images: np.ndarray, pixel_size_A: float, la
         raise ValueError("decoding weights are for slip models")
     n = len(images)
     idx = np.sort(np.random.default_rng(seed).choice(n, min(n, n_max), replace=False))
-    keys = ["Da_A", "Db_A"] + (["Da2_A", "Db2_A"] if reg.codec.layers == 3 else [])
-    targets = reg.codec.encode({k: np.asarray(labels[k])[idx] for k in keys})
+    targets = reg.codec.encode({k: np.asarray(labels[k])[idx] for k in slip_keys(reg.codec.layers)})
     feats = reg.predict_features(np.asarray(images)[idx], pixel_size_A, tta_rotations=4)
     var = np.maximum(((feats - targets) ** 2).mean(axis=0), 1e-8)
     w = 1 / var

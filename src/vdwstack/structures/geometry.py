@@ -71,6 +71,18 @@ class StackGeometry:
             raise ValueError("twisted trilayers are not supported: theta_deg must be 0 for layers=3")
 
 
+def slip_keys(layers: int) -> tuple[str, ...]:
+    """A reading's slip fields (Å): ("Da_A", "Db_A") for a bilayer, and ("Da2_A", "Db2_A") after
+    them for a trilayer (D2 = layer 3 − layer 2). Every stage names slips through this one list.
+
+    Raises ValueError for another number of layers."""
+    if layers == 2:
+        return ("Da_A", "Db_A")
+    if layers == 3:
+        return ("Da_A", "Db_A", "Da2_A", "Db2_A")
+    raise ValueError(f"layers must be 2 or 3 (a bilayer or a trilayer), not {layers!r}")
+
+
 def _layer_transforms(geom: StackGeometry) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """For each layer: (2x2 linear map lattice→image, image offset (Å), z of the midplane (Å))."""
     mat = get_material(geom.material)
