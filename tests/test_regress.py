@@ -425,3 +425,60 @@ def test_slope_weighting_weights_the_loss_by_each_features_slope(tiny_sets, tmp_
     assert np.isfinite(card["metrics"]["final_loss"])
     with pytest.raises(ValueError, match="regress.slope_weighting"):
         RegressorConfig.from_mapping({"slope_weighting": 3})
+
+
+def test_a_flipped_2h_image_is_the_mirrored_slip_and_its_features_map_back():
+    # The physics the mirrored views of inference rest on: a MoS2 image flipped upside down is the
+    # image of slip M·D (M: the projection's mirror) in a turned frame (its power spectrum matches
+    # within 0.5 %), and not of D in any frame; the codec's permutation maps φ(M·D) onto φ(D).
+    from vdwstack.simulate.render import simulate_row, stacking_row
+    from vdwstack.structures.symmetry import projection_mirror
+
+    sym, M = symmetry_for("MoS2"), projection_mirror("MoS2")
+    D = (0.55, 0.2)  # off every mirror line: M·D is another stacking
+    MD = tuple(float(v) for v in sym.cartesian_to_slip(M @ sym.slip_to_cartesian(*D)))
+    assert sym.slip_error_A(*D, *MD) > 0.1
+
+    def spectrum(slip, rotation_deg):
+        img = simulate_row(stacking_row("MoS2", slip_A=slip, rotation_deg=rotation_deg, pixel_size_A=0.15,
+                                        size_px=96))
+        w = np.outer(np.hanning(96), np.hanning(96))
+        return np.abs(np.fft.fft2((img - img.mean()) * w))
+
+    flipped = spectrum(D, 17.0)[::-1]  # |FFT| of the image flipped upside down, up to a phase ramp
+    flipped = np.roll(flipped, 1, axis=0)  # the flip maps frequency k to −k, i.e. row 0 stays row 0
+    gap = lambda s: np.linalg.norm(s - flipped) / np.linalg.norm(flipped)
+    assert gap(spectrum(MD, 180.0 - 17.0)) < 0.005
+    # D in every frame whose lattice lies where the flipped one's does (163° + 60°·k)
+    assert min(gap(spectrum(D, 163.0 + r)) for r in np.arange(0.0, 360.0, 60.0)) > 0.03
+
+    codec = TargetCodec("slip", "MoS2")
+    p = codec.mirror_permutation
+    rng = np.random.default_rng(3)
+    xy = rng.random((50, 2)) @ sym.lattice
+    f, fm = codec.slip.encode(*sym.cartesian_to_slip(xy)), codec.slip.encode(*sym.cartesian_to_slip(xy @ M.T))
+    np.testing.assert_allclose(fm, f[:, p], atol=1e-5)
+    assert (p[p] == np.arange(codec.dim)).all() and (p != np.arange(codec.dim)).sum() >= 20  # chiral pairs swap
+    assert TargetCodec("slip", "ReS2").mirror_permutation is None  # ReS2's mirror image is another lattice
+    assert (TargetCodec("twist", "MoS2").mirror_permutation == np.arange(3)).all()  # θ → −θ: even features
+
+
+@pytest.mark.parametrize("material", ["MoS2", "ReS2"])
+def test_mirror_flips_show_half_the_crops_mirrored_with_their_targets_mapped(material):
+    from dataclasses import replace
+
+    codec = TargetCodec("slip", material)
+    img = np.random.default_rng(0).random((1, 40, 40)).astype(np.float32)  # one crop place: 40 = 36 + 2 × 2
+    labels = {"Da_A": np.array([0.55]), "Db_A": np.array([0.2])}
+    kw = dict(labels=labels, codec=codec, pixel_size_A=0.1, crop_px=36, raw_intensity=False)
+    (x0, t0), (x, t) = (TrainingData(img, aug=a, **kw).batch(32, np.random.default_rng(5))
+                        for a in (Augmentation.off(), replace(Augmentation.off(), mirror=True)))
+    assert np.allclose(x0, x0[:1]) and np.allclose(t0, t0[:1])  # without flips: the same crop, the same target
+    flipped = np.array([np.allclose(c, x0[0, :, ::-1]) for c in x])
+    if material == "ReS2":  # no mirror line: nothing is flipped
+        assert not flipped.any() and np.allclose(t, t0)
+        return
+    assert 8 <= flipped.sum() <= 24 and all(np.allclose(c, x0[0]) for c in x[~flipped])
+    np.testing.assert_allclose(t[flipped], np.broadcast_to(t0[0][codec.mirror_permutation], t[flipped].shape))
+    np.testing.assert_allclose(t[~flipped], t0[~flipped])
+    assert not np.allclose(t0[0][codec.mirror_permutation], t0[0])  # D = (0.55, 0.2) Å is chiral

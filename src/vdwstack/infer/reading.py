@@ -46,10 +46,13 @@ class CropPredictor:
     """Features of model-sized crops of one image (already at the model's pixel size)."""
 
     def __init__(self, reg: Regressor, image_model_px: np.ndarray, tta_rotations: int, batch_size: int,
-                 tta_fields: int = 1, mirrored: bool = False):
+                 tta_fields: int = 1, mirrored: bool = False, mirror_views: bool = False):
         # mirrored: every crop is flipped left-right before the network sees it (the image read as
         # the mirror image of a chiral lattice); centres stay in the image's own coordinates.
+        # mirror_views: a lattice with a mirror line also reads each crop flipped, as a second view
+        # of the same stacking (its features mapped back: TargetCodec.mirror_permutation).
         self.reg, self.img, self.mirrored = reg, image_model_px, mirrored
+        self.perm = reg.codec.mirror_permutation if mirror_views else None
         self.k = {1: [0], 2: [0, 2], 4: [0, 1, 2, 3]}[tta_rotations]
         self.batch = batch_size
         # The full field (or the largest that fits) first, then the smaller fields averaged with it.
@@ -74,10 +77,15 @@ class CropPredictor:
                     crop = normalize_unit(self.img[r0:r0 + side, c0:c0 + side])
                     crop = np.fliplr(crop) if self.mirrored else crop
                     crops += [np.rot90(crop, k) for k in self.k]
+                    if self.perm is not None:
+                        crops += [np.rot90(np.fliplr(crop), k) for k in self.k]
                 x = torch.from_numpy(np.ascontiguousarray(np.stack(crops))[:, None]).to(self.reg.device)
                 with torch.no_grad():
                     f = self.reg.batch_features(x).cpu().numpy()
-                acc = acc + f.reshape(-1, len(self.k), f.shape[-1]).mean(axis=1)
+                f = f.reshape(-1, 1 if self.perm is None else 2, len(self.k), f.shape[-1]).mean(axis=2)
+                if self.perm is not None:  # the flipped views read the mirrored stack: map them back
+                    f[:, 1, self.perm] = f[:, 1].copy()
+                acc = acc + f.mean(axis=1)
             out.append(acc / len(self.fields))
         return np.concatenate(out)
 
@@ -157,7 +165,7 @@ def infer_image(image: np.ndarray, pixel_size_A: float, reg: Regressor,
     hands = []  # (mirrored, predictor, features of the whole-image crops, manifold residual)
     for mirrored in (False, True) if chiral else (False,):
         pred = CropPredictor(reg, image_model, settings.tta_rotations, settings.batch_size, settings.tta_fields,
-                             mirrored=mirrored)
+                             mirrored=mirrored, mirror_views=settings.tta_mirror)
         centres = Regressor.crop_centres(pred.img.shape, pred.c, settings.whole_image_crops)
         feats = pred.features(centres)
         hands.append((mirrored, pred, feats, manifold_residual(reg, feats) if chiral else None))
@@ -182,6 +190,7 @@ def infer_image(image: np.ndarray, pixel_size_A: float, reg: Regressor,
         "n_crops": int(len(centres)),
         "tta_rotations": settings.tta_rotations,
         "tta_fields_A": [round(side * reg.pixel_size_A, 2) for side in pred.fields],
+        "tta_mirror": pred.perm is not None,
         **est,
         "mirrored": bool(mirrored),
         **({"hand": hand} if hand is not None else {}),  # chiral lattices only, as in final readings

@@ -19,6 +19,8 @@ class InferenceSettings:
     tta_fields: int = setting(4, "fields of view averaged per crop by a model trained on variable fields (the "
                                  "twist model), in images that hold its full field: that field down to ⅔ of it "
                                  "(1: the full field only)", minimum=1)
+    tta_mirror: bool = setting(False, "lattices with a mirror line (2H MX2): each crop is also read mirrored, its "
+                                      "features mapped back to the image's own stacking (ReX2: no effect)")
     decide_hand: bool = setting(True, "chiral lattices (ReX2): read the image and its mirror image and keep the "
                                       "hand whose features the network recognises (false: as imaged only)")
     batch_size: int = setting(32, "crops per network call", minimum=1)

@@ -2,7 +2,8 @@
 
 Labels live in the lattice frame, so in-plane rotations keep them; scale jitter is bounded so that
 the model's pixel size stays meaningful; everything else (contrast, blur, noise, scan distortions,
-contamination) imitates the microscope. No mirror flips: a mirrored ReS2 image is another lattice.
+contamination) imitates the microscope. Mirror flips only where the lattice has a mirror line (2H MX2),
+with the targets mapped (:attr:`TargetCodec.mirror_permutation`): a mirrored ReS2 image is another lattice.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Augmentation:
     gaussian_noise: tuple[float, float] = (0.0, 0.1)
     scanline_jitter_px: tuple[float, float] = (0.0, 0.5)
     contamination_probability: float = 0.3
+    mirror: bool = False  # half the crops flipped (lattices with a mirror line only; targets mapped)
 
     @classmethod
     def off(cls) -> Augmentation:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from vdwstack.core.images import normalize_unit
@@ -23,6 +25,7 @@ from vdwstack.core.torch_utils import autocast_dtype
 from vdwstack.regress.decoding import sqrt_weights
 from vdwstack.regress.encoding import SlipEncoding, TrilayerSlipEncoding, TwistEncoding
 from vdwstack.structures.geometry import slip_keys
+from vdwstack.structures.symmetry import projection_mirror
 
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50")
 TRILAYER_MAX_ORDERS = 4
@@ -79,6 +82,35 @@ class TargetCodec:
                 down = [v - h * e if j == i else v for j, v in enumerate(slips)]
                 g2 += (((features(up) - features(down)) / (2 * h)) ** 2).mean(axis=0)
         return g2
+
+    @cached_property
+    def mirror_permutation(self) -> np.ndarray | None:
+        """Indices p (dim,) with φ(mirrored stack)_j = φ(stack)_p[j], or None when the material's
+        projection has no mirror line (ReX2: a mirrored image shows another lattice).
+
+        A mirrored image of a 2H-MX2 stack is an image of the same material with slip(s) M·D
+        (:func:`~vdwstack.structures.symmetry.projection_mirror`; whichever mirror line: they differ by
+        rotations the features are invariant under) and twist −θ (the twist features are even:
+        p is the identity). Found by matching the features of mirrored and unmirrored slips."""
+        mirror = projection_mirror(self.material)
+        if mirror is None:
+            return None
+        if self.task == "twist":
+            return np.arange(self.dim)
+        sym = self.slip.sym
+        xy = [np.random.default_rng(1).random((256, 2)) @ sym.lattice for _ in range(self.layers - 1)]
+
+        def features(vs: list[np.ndarray]) -> np.ndarray:
+            return self.slip.encode(*(c for v in vs for c in sym.cartesian_to_slip(v))).astype(np.float64)
+
+        plain, mirrored = features(xy), features([v @ mirror.T for v in xy])
+        gap = np.abs(plain[:, :, None] - mirrored[:, None, :]).max(axis=0)  # (plain j, mirrored i)
+        # A one-to-one match: two features that happen to agree closely on the samples cannot take one.
+        p = np.empty(self.dim, int)
+        p[linear_sum_assignment(gap)[1]] = np.arange(self.dim)
+        if np.any(gap[p, np.arange(self.dim)] > 1e-4):
+            raise ValueError(f"{self.material}: the slip features do not map onto each other under its mirror")
+        return p
 
     def loss_weights(self, power: float) -> np.ndarray:
         """Training loss weights (dim,) ∝ feature_slopes()**power, mean 1."""
@@ -233,7 +265,8 @@ class Regressor:
 
     @torch.no_grad()
     def predict_features(self, images: np.ndarray, pixel_size_A: float, batch: int = 32,
-                         tta_rotations: int = 1, tta_fields: int = 1, tta_positions: int = 1) -> np.ndarray:
+                         tta_rotations: int = 1, tta_fields: int = 1, tta_positions: int = 1,
+                         tta_mirror: bool = False) -> np.ndarray:
         """Features [N, dim] for images [N, H, W] at `pixel_size_A` (Å/px): centre crops, the
         model's full field or the largest that fits (see :meth:`crop_for`); with `tta_rotations`
         (1, 2, 4) the features of that many quarter turns of each crop are averaged (labels do not
@@ -241,8 +274,12 @@ class Regressor:
         with `tta_fields` > 1 also those of smaller centred fields (:meth:`tta_fields_px`), with
         `tta_positions` > 1 those of crops at that many positions spanning the image
         (:meth:`crop_origins`; a uniform stacking's labels do not change under translation, like the
-        whole-image reading of inference, which averages crops over the image)."""
+        whole-image reading of inference, which averages crops over the image). With `tta_mirror`,
+        for a material whose projection has a mirror line (2H MX2; ignored for ReX2), each view is
+        also read upside down, its features mapped back through :attr:`TargetCodec.mirror_permutation`."""
         turns = {1: [0], 2: [0, 2], 4: [0, 1, 2, 3]}[tta_rotations]
+        perm = self.codec.mirror_permutation if tta_mirror else None
+        flips = [False] if perm is None else [False, True]
         crops: list[tuple[int, np.ndarray]] = []  # (image index, normalised crop)
         for i, img in enumerate(images):
             img = resample(np.asarray(img, np.float32), pixel_size_A, self.pixel_size_A)
@@ -256,10 +293,14 @@ class Regressor:
             idx = [j for j, (_, c) in enumerate(crops) if c.shape[0] == side]
             for j in range(0, len(idx), batch):
                 part = idx[j:j + batch]
-                x = np.stack([np.rot90(crops[q][1], k) for q in part for k in turns])[:, None]
+                x = np.stack([np.rot90(crops[q][1][::-1] if flip else crops[q][1], k)
+                              for q in part for flip in flips for k in turns])[:, None]
                 f = self.batch_features(torch.from_numpy(np.ascontiguousarray(x)).to(self.device)).cpu().numpy()
+                f = f.reshape(len(part), len(flips), len(turns), -1).mean(axis=2)
+                if perm is not None:  # the upside-down views read the mirrored stack: map them back
+                    f[:, 1, perm] = f[:, 1].copy()
                 owners = [crops[q][0] for q in part]
-                np.add.at(total, owners, f.reshape(len(part), len(turns), -1).mean(axis=1))
+                np.add.at(total, owners, f.mean(axis=1))
                 np.add.at(count, owners, 1)
         return (total / count[:, None]).astype(np.float32)
 
@@ -276,10 +317,11 @@ class Regressor:
         return m.fc(torch.flatten(m.avgpool(h.float()), 1))
 
     def predict(self, images: np.ndarray, pixel_size_A: float, tta_rotations: int = 1,
-                tta_fields: int = 1, tta_positions: int = 1) -> dict[str, np.ndarray]:
+                tta_fields: int = 1, tta_positions: int = 1, tta_mirror: bool = False) -> dict[str, np.ndarray]:
         """Decoded labels (arrays [N]) of images [N, H, W]; see :meth:`predict_features`."""
         return self.codec.decode(self.predict_features(images, pixel_size_A, tta_rotations=tta_rotations,
-                                                       tta_fields=tta_fields, tta_positions=tta_positions))
+                                                       tta_fields=tta_fields, tta_positions=tta_positions,
+                                                       tta_mirror=tta_mirror))
 
 
 def decoding_weights(reg: Regressor, images: np.ndarray, pixel_size_A: float, labels: Mapping[str, np.ndarray],

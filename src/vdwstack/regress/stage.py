@@ -36,7 +36,7 @@ def train_from_dataset(train_zarr: str | Path, settings: Mapping, task: str, out
     p = float(root.attrs["pixel_size_A"])
     raw = "normalized" not in str(root.attrs.get("intensity_unit", ""))
     codec = TargetCodec(task, material, layers, orders=cfg.slip_orders if task == "slip" else None)
-    aug = Augmentation() if cfg.augment else Augmentation.off()
+    aug = Augmentation(mirror=cfg.mirror_flips) if cfg.augment else Augmentation.off()
     imgs = root["images"][:]
     _guard_checkpoints(Path(out_dir), root, cfg, init_weights)
     label_arrays = {c: labels[c].to_numpy() for c in labels.columns if c != "sample_id"}

@@ -60,6 +60,9 @@ class RegressorConfig:
                                           "over slips, 1/Å²)^slope_weighting (0: equal; 1: the loss ≈ the "
                                           "slip error in Å²; −1: the coarse, low-order features count most)",
                                      minimum=-2, maximum=2)
+    mirror_flips: bool = setting(False, "lattices with a mirror line (2H MX2): half the crops flipped, their targets "
+                                        "mapped to the mirrored stack (a twist dataset's θ then holds −θ too); "
+                                        "no effect on ReX2")
     batch_size: int = setting(16, "images per step", minimum=1)
     steps: int = setting(2000, "optimiser steps", minimum=1)
     lr: float = setting(1e-3, "AdamW peak learning rate (warm-up, then cosine decay)", exclusiveMinimum=0)
@@ -114,6 +117,7 @@ class TrainingData:
             images = np.stack([resample(np.asarray(im, np.float32), pixel_size_A, p_model) for im in images])
         self.images = SplineImages(images)
         self.targets = codec.encode(labels).astype(np.float32)
+        self.perm = codec.mirror_permutation if aug.mirror else None
         self.pixel_size_A, self.crop_px, self.aug, self.raw = p_model, crop_px, aug, raw_intensity
         side = min(np.shape(images)[1:])
         if side < crop_px + 4:  # random crops keep 2 px from the edges (interpolation)
@@ -124,8 +128,13 @@ class TrainingData:
         idx = rng.integers(len(self.targets), size=n)
         c = crop_px or self.crop_px
         crops = random_crops(self.images, idx, c, rng, rotate=self.aug.rotate, scale_jitter=self.aug.scale_jitter)
+        targets = self.targets[idx]
+        if self.perm is not None:  # a flipped crop shows the mirrored stack: φ(M·D)_j = φ(D)_p[j]
+            flip = rng.random(n) < 0.5
+            crops[flip] = crops[flip][:, ::-1]
+            targets[flip] = targets[flip][:, self.perm]
         x = np.stack([augment_crop(crop, self.pixel_size_A, self.aug, rng, self.raw) for crop in crops])[:, None]
-        return x, self.targets[idx]
+        return x, targets
 
 
 def _core_to_spare(device: torch.device, cores: int | None = None) -> bool:

@@ -232,14 +232,16 @@ class StackingSymmetry:
 
 
 @lru_cache(maxsize=None)
-def projection_is_chiral(material: str, tol_A: float = 0.05) -> bool:
-    """True when the monolayer's projection along z has no mirror line: its mirror image is then a
-    different lattice (ReX2), which an image taken of the specimen upside down, or a transposed
-    or flipped scan, shows; False when the mirror image equals a rotated, translated copy (2H MX2).
+def projection_mirror(material: str, tol_A: float = 0.05) -> np.ndarray | None:
+    """A mirror line of the monolayer's projection along z, as a Cartesian 2×2 matrix (in the frame
+    of ``lattice_2d``), or None when it has none (ReX2: its mirror image is a different lattice,
+    which an image taken of the specimen upside down, or a transposed or flipped scan, shows).
 
-    Tested on the projected cell: the mirror x → −x, followed by each 60°·k rotation that maps the
-    lattice onto itself within `tol_A`, must map every projected atom onto one of the same element
-    (modulo the lattice) after one common translation.
+    A mirrored image of a stack of such layers with slip D (Cartesian) is then an image of the same
+    material with slip M·D in a turned frame (for a twist: −θ). Tested on the projected cell: the
+    mirror x → −x, followed by each 60°·k rotation that maps the lattice onto itself within
+    `tol_A`, must map every projected atom onto one of the same element (modulo the lattice) after
+    one common translation; the first that does is returned.
     """
     from vdwstack.structures.materials import monolayer
 
@@ -262,8 +264,14 @@ def projection_is_chiral(material: str, tol_A: float = 0.05) -> bool:
             t = xy[j] - moved[0]
             d = np.linalg.norm(mod_lattice((moved + t)[:, None] - xy[None]), axis=-1)
             if np.all(np.min(np.where(sym[:, None] == sym[None], d, np.inf), axis=1) < tol_A):
-                return False
-    return True
+                return g
+    return None
+
+
+def projection_is_chiral(material: str) -> bool:
+    """True when the monolayer's projection has no mirror line (ReX2), False when its mirror image
+    equals a rotated, translated copy (2H MX2); see :func:`projection_mirror`."""
+    return projection_mirror(material) is None
 
 
 @lru_cache(maxsize=None)
