@@ -458,6 +458,7 @@ def test_a_flipped_2h_image_is_the_mirrored_slip_and_its_features_map_back():
     xy = rng.random((50, 2)) @ sym.lattice
     f, fm = codec.slip.encode(*sym.cartesian_to_slip(xy)), codec.slip.encode(*sym.cartesian_to_slip(xy @ M.T))
     np.testing.assert_allclose(fm, f[:, p], atol=1e-5)
+    np.testing.assert_allclose(codec.mirrored_features(fm), f, atol=1e-5)  # and back: M is its own inverse
     assert (p[p] == np.arange(codec.dim)).all() and (p != np.arange(codec.dim)).sum() >= 20  # chiral pairs swap
     assert TargetCodec("slip", "ReS2").mirror_permutation is None  # ReS2's mirror image is another lattice
     assert (TargetCodec("twist", "MoS2").mirror_permutation == np.arange(3)).all()  # θ → −θ: even features
@@ -482,3 +483,23 @@ def test_mirror_flips_show_half_the_crops_mirrored_with_their_targets_mapped(mat
     np.testing.assert_allclose(t[flipped], np.broadcast_to(t0[0][codec.mirror_permutation], t[flipped].shape))
     np.testing.assert_allclose(t[~flipped], t0[~flipped])
     assert not np.allclose(t0[0][codec.mirror_permutation], t0[0])  # D = (0.55, 0.2) Å is chiral
+
+
+def test_mirror_views_average_each_crop_and_its_flip(tiny_sets, tmp_path):
+    """`tta_mirror` reads a 2H lattice's crops as they are and flipped (the twist features are even:
+    mapped back unchanged), in the whole-image reading and in windows alike; ReS2 has no mirror line,
+    so the setting leaves its reading as it is."""
+    from vdwstack.infer.reading import CropPredictor
+
+    train_from_dataset(tiny_sets["twist"], {**TINY, "steps": 2}, "twist", tmp_path / "t", progress=False)
+    reg = Regressor(tmp_path / "t")
+    imgs = open_image_dataset(tiny_sets["twist"])[0]["images"][:3]  # 64 px, 48 px centre crops at (8, 8)
+    plain, flipped = (reg.predict_features(x, 0.12, tta_rotations=4) for x in (imgs, imgs[:, ::-1]))
+    assert not np.allclose(plain, flipped, atol=1e-4)
+    both = reg.predict_features(imgs, 0.12, tta_rotations=4, tta_mirror=True)
+    np.testing.assert_allclose(both, (plain + flipped) / 2, atol=1e-5)
+    pred = CropPredictor(reg, imgs[0], tta_rotations=4, batch_size=4, mirror_views=True)
+    np.testing.assert_allclose(pred.features(np.array([[32, 32]]))[0], both[0], atol=1e-5)
+    train_from_dataset(tiny_sets["slip"], {**TINY, "steps": 2}, "slip", tmp_path / "s", progress=False)
+    res2 = Regressor(tmp_path / "s")
+    np.testing.assert_array_equal(res2.predict_features(imgs, 0.12, tta_mirror=True), res2.predict_features(imgs, 0.12))

@@ -52,7 +52,7 @@ class CropPredictor:
         # mirror_views: a lattice with a mirror line also reads each crop flipped, as a second view
         # of the same stacking (its features mapped back: TargetCodec.mirror_permutation).
         self.reg, self.img, self.mirrored = reg, image_model_px, mirrored
-        self.perm = reg.codec.mirror_permutation if mirror_views else None
+        self.mirror_views = mirror_views and reg.codec.mirror_permutation is not None
         self.k = {1: [0], 2: [0, 2], 4: [0, 1, 2, 3]}[tta_rotations]
         self.batch = batch_size
         # The full field (or the largest that fits) first, then the smaller fields averaged with it.
@@ -62,8 +62,6 @@ class CropPredictor:
     def features(self, centres_px: np.ndarray) -> np.ndarray:
         """Mean TTA features at crop centres (row, col) in model pixels, shape (n, dim): the
         quarter turns of each field, every field centred where the full one is."""
-        import torch
-
         h = self.c // 2
         out = []
         starts = range(0, len(centres_px), self.batch)
@@ -75,17 +73,8 @@ class CropPredictor:
                 for r, c in centres_px[i:i + self.batch]:
                     r0, c0 = r - h + (self.c - side) // 2, c - h + (self.c - side) // 2
                     crop = normalize_unit(self.img[r0:r0 + side, c0:c0 + side])
-                    crop = np.fliplr(crop) if self.mirrored else crop
-                    crops += [np.rot90(crop, k) for k in self.k]
-                    if self.perm is not None:
-                        crops += [np.rot90(np.fliplr(crop), k) for k in self.k]
-                x = torch.from_numpy(np.ascontiguousarray(np.stack(crops))[:, None]).to(self.reg.device)
-                with torch.no_grad():
-                    f = self.reg.batch_features(x).cpu().numpy()
-                f = f.reshape(-1, 1 if self.perm is None else 2, len(self.k), f.shape[-1]).mean(axis=2)
-                if self.perm is not None:  # the flipped views read the mirrored stack: map them back
-                    f[:, 1, self.perm] = f[:, 1].copy()
-                acc = acc + f.mean(axis=1)
+                    crops.append(np.fliplr(crop) if self.mirrored else crop)
+                acc = acc + self.reg.view_features(np.stack(crops), self.k, self.mirror_views)
             out.append(acc / len(self.fields))
         return np.concatenate(out)
 
@@ -190,7 +179,7 @@ def infer_image(image: np.ndarray, pixel_size_A: float, reg: Regressor,
         "n_crops": int(len(centres)),
         "tta_rotations": settings.tta_rotations,
         "tta_fields_A": [round(side * reg.pixel_size_A, 2) for side in pred.fields],
-        "tta_mirror": pred.perm is not None,
+        "tta_mirror": pred.mirror_views,
         **est,
         "mirrored": bool(mirrored),
         **({"hand": hand} if hand is not None else {}),  # chiral lattices only, as in final readings

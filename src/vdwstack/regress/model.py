@@ -63,6 +63,11 @@ class TargetCodec:
         sqrt_weights(feature_weights, self.dim)  # checks length and values
         self.feature_weights = np.asarray(feature_weights, np.float64)
 
+    def _cartesian_features(self, xy: list[np.ndarray]) -> np.ndarray:
+        """Slip features (n, dim), float64, of Cartesian slips: one (n, 2) array (Å) per slip."""
+        sym = self.slip.sym
+        return self.slip.encode(*(c for v in xy for c in sym.cartesian_to_slip(v))).astype(np.float64)
+
     def feature_slopes(self, n: int = 4096, seed: int = 0) -> np.ndarray:
         """Mean squared slope E|∇φ_j|² (dim,) of each slip feature over slips drawn uniformly in the
         cell (1/Å²; central differences of 1e-3 Å along Cartesian x and y of each slip)."""
@@ -71,16 +76,12 @@ class TargetCodec:
         sym = self.slip.sym
         rng = np.random.default_rng(seed)
         slips = [rng.random((n, 2)) @ sym.lattice for _ in range(self.layers - 1)]  # Cartesian Å, (n, 2) each
-
-        def features(xy: list[np.ndarray]) -> np.ndarray:  # the encoding takes (Da, Db[, Da2, Db2]) in Å
-            return self.slip.encode(*(c for v in xy for c in sym.cartesian_to_slip(v))).astype(np.float64)
-
         h, g2 = 1e-3, np.zeros(self.dim)
         for i in range(len(slips)):
             for e in np.eye(2):
                 up = [v + h * e if j == i else v for j, v in enumerate(slips)]
                 down = [v - h * e if j == i else v for j, v in enumerate(slips)]
-                g2 += (((features(up) - features(down)) / (2 * h)) ** 2).mean(axis=0)
+                g2 += (((self._cartesian_features(up) - self._cartesian_features(down)) / (2 * h)) ** 2).mean(axis=0)
         return g2
 
     @cached_property
@@ -97,20 +98,23 @@ class TargetCodec:
             return None
         if self.task == "twist":
             return np.arange(self.dim)
-        sym = self.slip.sym
-        xy = [np.random.default_rng(1).random((256, 2)) @ sym.lattice for _ in range(self.layers - 1)]
-
-        def features(vs: list[np.ndarray]) -> np.ndarray:
-            return self.slip.encode(*(c for v in vs for c in sym.cartesian_to_slip(v))).astype(np.float64)
-
-        plain, mirrored = features(xy), features([v @ mirror.T for v in xy])
+        xy = [np.random.default_rng(1).random((256, 2)) @ self.slip.sym.lattice for _ in range(self.layers - 1)]
+        plain, mirrored = self._cartesian_features(xy), self._cartesian_features([v @ mirror.T for v in xy])
         gap = np.abs(plain[:, :, None] - mirrored[:, None, :]).max(axis=0)  # (plain j, mirrored i)
         # A one-to-one match: two features that happen to agree closely on the samples cannot take one.
         p = np.empty(self.dim, int)
         p[linear_sum_assignment(gap)[1]] = np.arange(self.dim)
-        if np.any(gap[p, np.arange(self.dim)] > 1e-4):
+        if np.any(gap[p, np.arange(self.dim)] > 1e-4) or np.any(p[p] != np.arange(self.dim)):
             raise ValueError(f"{self.material}: the slip features do not map onto each other under its mirror")
         return p
+
+    def mirrored_features(self, features: np.ndarray) -> np.ndarray:
+        """Features [..., dim] of the mirrored stacks of `features` [..., dim] (a mirror is its own
+        inverse: this also maps a flipped view's features back); ValueError without a mirror line."""
+        p = self.mirror_permutation
+        if p is None:
+            raise ValueError(f"{self.material}: its projection has no mirror line")
+        return np.asarray(features)[..., p]
 
     def loss_weights(self, power: float) -> np.ndarray:
         """Training loss weights (dim,) ∝ feature_slopes()**power, mean 1."""
@@ -276,10 +280,8 @@ class Regressor:
         (:meth:`crop_origins`; a uniform stacking's labels do not change under translation, like the
         whole-image reading of inference, which averages crops over the image). With `tta_mirror`,
         for a material whose projection has a mirror line (2H MX2; ignored for ReX2), each view is
-        also read upside down, its features mapped back through :attr:`TargetCodec.mirror_permutation`."""
+        also read upside down, its features mapped back (:meth:`view_features`)."""
         turns = {1: [0], 2: [0, 2], 4: [0, 1, 2, 3]}[tta_rotations]
-        perm = self.codec.mirror_permutation if tta_mirror else None
-        flips = [False] if perm is None else [False, True]
         crops: list[tuple[int, np.ndarray]] = []  # (image index, normalised crop)
         for i, img in enumerate(images):
             img = resample(np.asarray(img, np.float32), pixel_size_A, self.pixel_size_A)
@@ -293,16 +295,24 @@ class Regressor:
             idx = [j for j, (_, c) in enumerate(crops) if c.shape[0] == side]
             for j in range(0, len(idx), batch):
                 part = idx[j:j + batch]
-                x = np.stack([np.rot90(crops[q][1][::-1] if flip else crops[q][1], k)
-                              for q in part for flip in flips for k in turns])[:, None]
-                f = self.batch_features(torch.from_numpy(np.ascontiguousarray(x)).to(self.device)).cpu().numpy()
-                f = f.reshape(len(part), len(flips), len(turns), -1).mean(axis=2)
-                if perm is not None:  # the upside-down views read the mirrored stack: map them back
-                    f[:, 1, perm] = f[:, 1].copy()
+                f = self.view_features(np.stack([crops[q][1] for q in part]), turns, tta_mirror)
                 owners = [crops[q][0] for q in part]
-                np.add.at(total, owners, f.mean(axis=1))
+                np.add.at(total, owners, f)
                 np.add.at(count, owners, 1)
         return (total / count[:, None]).astype(np.float32)
+
+    @torch.no_grad()
+    def view_features(self, crops: np.ndarray, turns: Sequence[int], mirror: bool = False) -> np.ndarray:
+        """Features [B, dim] of normalised crops [B, H, W], each the mean over its quarter turns
+        `turns` and, with `mirror` for a material whose projection has a mirror line, over its
+        upside-down flip's turns as well, mapped back (:meth:`TargetCodec.mirrored_features`)."""
+        views = [crops, crops[:, ::-1]] if mirror and self.codec.mirror_permutation is not None else [crops]
+        x = np.stack([np.rot90(v, k, axes=(1, 2)) for v in views for k in turns], axis=1)  # [B, V, H, W]
+        x = torch.from_numpy(np.ascontiguousarray(x.reshape(-1, 1, *crops.shape[1:]))).to(self.device)
+        f = self.batch_features(x).cpu().numpy().reshape(len(crops), len(views), len(turns), -1).mean(axis=2)
+        if len(views) == 2:  # the flipped views read the mirrored stack
+            f[:, 1] = self.codec.mirrored_features(f[:, 1])
+        return f.mean(axis=1)
 
     @torch.no_grad()
     def batch_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -117,7 +117,7 @@ class TrainingData:
             images = np.stack([resample(np.asarray(im, np.float32), pixel_size_A, p_model) for im in images])
         self.images = SplineImages(images)
         self.targets = codec.encode(labels).astype(np.float32)
-        self.perm = codec.mirror_permutation if aug.mirror else None
+        self.flips = aug.mirror and codec.mirror_permutation is not None
         self.pixel_size_A, self.crop_px, self.aug, self.raw = p_model, crop_px, aug, raw_intensity
         side = min(np.shape(images)[1:])
         if side < crop_px + 4:  # random crops keep 2 px from the edges (interpolation)
@@ -129,10 +129,10 @@ class TrainingData:
         c = crop_px or self.crop_px
         crops = random_crops(self.images, idx, c, rng, rotate=self.aug.rotate, scale_jitter=self.aug.scale_jitter)
         targets = self.targets[idx]
-        if self.perm is not None:  # a flipped crop shows the mirrored stack: φ(M·D)_j = φ(D)_p[j]
+        if self.flips:  # a flipped crop shows the mirrored stack
             flip = rng.random(n) < 0.5
             crops[flip] = crops[flip][:, ::-1]
-            targets[flip] = targets[flip][:, self.perm]
+            targets[flip] = self.codec.mirrored_features(targets[flip])
         x = np.stack([augment_crop(crop, self.pixel_size_A, self.aug, rng, self.raw) for crop in crops])[:, None]
         return x, targets
 
