@@ -191,3 +191,14 @@ def test_init_from_cycles_are_refused(config):
                                         "init_from": "ReS2_slip"}
     with pytest.raises(ConfigError, match="initialise each other in a cycle"):
         check_config(config)
+
+
+def test_evaluation_reads_with_the_inference_mirrored_views():
+    """The networks' evaluation adds the views inference adds (infer.tta_mirror), with its default."""
+    from vdwstack.config import evaluation_views
+    from vdwstack.infer.settings import InferenceSettings
+
+    assert evaluation_views({}) == {"tta_mirror": InferenceSettings().tta_mirror}
+    assert evaluation_views({"infer": {"tta_mirror": True, "on_error": "record"}}) == {"tta_mirror": True}
+    cpu_hour = yaml.safe_load((ROOT / "config" / "cpu_hour.yaml").read_text())
+    assert evaluation_views(cpu_hour) == {"tta_mirror": True}

@@ -155,6 +155,21 @@ def test_pipeline_export_predict_and_evaluate(tiny_sets, tmp_path):
     assert tw["below_3deg"]["n"] + tw["within_3deg_of_max"]["n"] <= tw["n_test"]
     assert (tw["within_3deg_of_max"]["model_mae_deg"] is None) == (not np.any(theta > 57.0))
     assert (tmp_path / "eval" / "twist_mae.png").exists()
+    # With the inference's mirrored views (infer.tta_mirror, passed by the workflow) the headline is the
+    # reading of every crop and its flip; ReS2 has no mirror line, so its slip evaluation says it used none.
+    assert tw["tta_mirror"] is False and m["tta_mirror"] is False
+    tw_m = evaluate_twist(tmp_path / "twist", tiny_sets["twist"], tmp_path / "eval_mirror", tta_mirror=True)
+    reg_t = Regressor(tmp_path / "twist")
+    root_t, labels_t = open_image_dataset(tiny_sets["twist"])
+    feats = reg_t.predict_features(root_t["images"][:], 0.12, tta_rotations=4, tta_fields=4, tta_positions=4,
+                                   tta_mirror=True)
+    sym_t = symmetry_for("MoS2")
+    err = sym_t.twist_error_deg(reg_t.codec.twist.decode(feats), sym_t.fold_twist(labels_t["theta_deg"].to_numpy()))
+    assert tw_m["tta_mirror"] is True and tw_m["model_mae_deg"] == pytest.approx(float(err.mean()))
+    res_m = evaluate_slip({"grid": tmp_path / "slip"}, tiny_sets["slip"], tmp_path / "eval_mirror", noise_levels=(0,),
+                          contamination_blobs=(0,), tta_mirror=True)
+    assert res_m["models"]["grid"]["tta_mirror"] is False
+    assert res_m["models"]["grid"]["mean"] == pytest.approx(m["mean"])
 
 
 def test_constant_baseline_is_the_best_constant():

@@ -11,11 +11,13 @@ from collections.abc import Mapping
 from vdwstack.core.errors import ConfigError
 from vdwstack.core.microscope import MICROSCOPE_DEFAULTS, Optics
 from vdwstack.core.validation import validate_config
+from vdwstack.infer.settings import InferenceSettings
 from vdwstack.simulate.multislice import check_sampling
 from vdwstack.simulate.render import SimulationSettings
 from vdwstack.structures.enumeration import enumerate_dataset
 
-__all__ = ["ConfigError", "check_config", "regressor_settings", "slip_studies", "validate_config"]
+__all__ = ["ConfigError", "check_config", "evaluation_views", "regressor_settings", "slip_studies",
+           "validate_config"]
 
 
 def _extreme(value, pick):
@@ -126,3 +128,10 @@ def regressor_settings(reg: Mapping, task: str, dataset: str) -> dict:
         if dataset in spec["train_datasets"]:
             settings.update(spec.get("settings") or {})
     return settings
+
+
+def evaluation_views(config: Mapping) -> dict[str, bool]:
+    """The views of each crop that the networks' evaluation adds to its quarter turns and fields so that
+    it reads the test images as inference reads an image: ``tta_mirror`` of the ``infer`` block (its
+    default is :class:`InferenceSettings`')."""
+    return {"tta_mirror": InferenceSettings.from_mapping(config.get("infer")).tta_mirror}

@@ -6,6 +6,7 @@ from snakemake.utils import validate
 
 from vdwstack.config import (
     check_config,
+    evaluation_views,
     init_dataset,
     regressor_settings,
     slip_studies,

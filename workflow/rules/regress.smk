@@ -70,6 +70,7 @@ rule evaluate_slip:
     params:
         code=code_version("evaluate_slip.py"),
         models=slip_model_dirs,
+        views=evaluation_views(config),  # read as inference reads (infer.tta_mirror)
     script:
         "../scripts/evaluate_slip.py"
 
@@ -93,5 +94,6 @@ rule evaluate_twist:
         runtime=60,
     params:
         code=code_version("evaluate_twist.py"),
+        views=evaluation_views(config),
     script:
         "../scripts/evaluate_twist.py"

@@ -10,4 +10,4 @@ from vdwstack.core.logs import log_to_file
 log_to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 out = Path(snakemake.output.json)
-evaluate_slip(snakemake.params.models, snakemake.input.test, out.parent, name=out.stem)
+evaluate_slip(snakemake.params.models, snakemake.input.test, out.parent, name=out.stem, **snakemake.params.views)

@@ -9,4 +9,5 @@ from vdwstack.core.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
-evaluate_twist(Path(snakemake.input.model).parent, snakemake.input.test, Path(snakemake.output.json).parent)
+evaluate_twist(Path(snakemake.input.model).parent, snakemake.input.test, Path(snakemake.output.json).parent,
+               **snakemake.params.views)

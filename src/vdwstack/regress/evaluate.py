@@ -59,13 +59,16 @@ def constant_slip_baseline(sym, *truth: np.ndarray) -> np.ndarray:
 def evaluate_slip(models: Mapping[str, str | Path], test_zarr: str | Path, out_dir: str | Path,
                   noise_levels: Sequence[float] = (0.0, 0.1, 0.3, 0.6),
                   contamination_blobs: Sequence[float] = (0, 1, 3, 6), seed: int = 0,
-                  name: str = "slip", tta_rotations: int = 4, tta_fields: int = 4, tta_positions: int = 4) -> dict:
+                  name: str = "slip", tta_rotations: int = 4, tta_fields: int = 4, tta_positions: int = 4,
+                  tta_mirror: bool = False) -> dict:
     """ΔD statistics of each slip model on a held-out generated test set, box plot, robustness.
 
     The headline statistics read each image as inference reads a whole image: crops at
     `tta_positions` places spanning it, each in `tta_rotations` quarter turns and, for a model
     trained on variable fields, `tta_fields` fields; features averaged (see
-    :meth:`Regressor.predict_features`). ``centre_crop`` gives the centre crop in its quarter turns,
+    :meth:`Regressor.predict_features`), each crop also mirrored with `tta_mirror` (lattices with a
+    mirror line; the workflow passes ``infer.tta_mirror``, so the headline is the reading inference
+    gives). ``centre_crop`` gives the centre crop in its quarter turns (and mirror),
     ``single_crop`` one unrotated crop; the robustness curves use single crops (they compare
     conditions, not reading procedures).
 
@@ -84,13 +87,15 @@ def evaluate_slip(models: Mapping[str, str | Path], test_zarr: str | Path, out_d
     for label, model_dir in models.items():
         reg = Regressor(model_dir)
         err = slip_errors_A(sym, reg.predict(imgs, p, tta_rotations=tta_rotations, tta_fields=tta_fields,
-                                             tta_positions=tta_positions), truth)
-        centre = slip_errors_A(sym, reg.predict(imgs, p, tta_rotations=tta_rotations, tta_fields=tta_fields), truth)
+                                             tta_positions=tta_positions, tta_mirror=tta_mirror), truth)
+        centre = slip_errors_A(sym, reg.predict(imgs, p, tta_rotations=tta_rotations, tta_fields=tta_fields,
+                                                tta_mirror=tta_mirror), truth)
         single_pred = reg.predict(imgs, p)
         single = slip_errors_A(sym, single_pred, truth)
         errors[label] = err
         entry = {"train_step_A": reg.card.get("training", {}).get("slip_step_A"), "tta_rotations": tta_rotations,
                  "tta_fields": tta_fields, "tta_positions": tta_positions,
+                 "tta_mirror": bool(tta_mirror and reg.codec.mirror_permutation is not None),
                  **_stats(err), "within_0.05_A": float(np.mean(err <= 0.05)), "centre_crop": _stats(centre),
                  "single_crop": _stats(single)}
         # Robustness: added noise (SNR) and contamination on the test images; vacancy bins.
@@ -184,11 +189,12 @@ def alignment_scores(enc: TwistEncoding, theta_deg: np.ndarray, pred_deg: np.nda
 
 
 def evaluate_twist(model_dir: str | Path, test_zarr: str | Path, out_dir: str | Path, tta_rotations: int = 4,
-                   tta_fields: int = 4, tta_positions: int = 4) -> dict:
+                   tta_fields: int = 4, tta_positions: int = 4, tta_mirror: bool = False) -> dict:
     """Twist MAE vs θ of the model (read as inference reads a whole image: crops at `tta_positions`
-    places spanning it, in `tta_rotations` quarter turns and `tta_fields` fields, see
-    :meth:`Regressor.predict_features`) and of the classical FFT baseline on the same images;
-    ``centre_crop_mae_deg`` reads the centre crop only, ``full_field_mae_deg`` that crop's full field only.
+    places spanning it, in `tta_rotations` quarter turns and `tta_fields` fields, each also mirrored
+    with `tta_mirror`, see :meth:`Regressor.predict_features`) and of the classical FFT baseline on the
+    same images; ``centre_crop_mae_deg`` reads the centre crop only, ``full_field_mae_deg`` that crop's
+    full field only.
 
     The FFT baseline only sees [0°, 30°] (θ and 60° − θ look alike); its error is reported both
     against the true θ and modulo that ambiguity.
@@ -199,13 +205,14 @@ def evaluate_twist(model_dir: str | Path, test_zarr: str | Path, out_dir: str | 
     theta = sym.fold_twist(labels["theta_deg"].to_numpy())
     reg = Regressor(model_dir)
     feats = reg.predict_features(imgs, p, tta_rotations=tta_rotations, tta_fields=tta_fields,
-                                 tta_positions=tta_positions)
+                                 tta_positions=tta_positions, tta_mirror=tta_mirror)
     pred = reg.codec.twist.decode(feats)
     err = sym.twist_error_deg(pred, theta)
     alignment = alignment_scores(reg.codec.twist, theta, pred, reg.codec.twist.alignment_evidence(feats, pred))
-    centre = sym.twist_error_deg(reg.predict(imgs, p, tta_rotations=tta_rotations, tta_fields=tta_fields)["theta_deg"],
-                                 theta)
-    full = sym.twist_error_deg(reg.predict(imgs, p, tta_rotations=tta_rotations)["theta_deg"], theta)
+    centre = sym.twist_error_deg(reg.predict(imgs, p, tta_rotations=tta_rotations, tta_fields=tta_fields,
+                                             tta_mirror=tta_mirror)["theta_deg"], theta)
+    full = sym.twist_error_deg(reg.predict(imgs, p, tta_rotations=tta_rotations, tta_mirror=tta_mirror)["theta_deg"],
+                               theta)
     single = sym.twist_error_deg(reg.predict(imgs, p)["theta_deg"], theta)
     fft = np.array([fft_twist_deg(i, p, material) for i in imgs])
     half = sym.twist_period_deg / 4  # 30° for hexagonal
@@ -220,6 +227,7 @@ def evaluate_twist(model_dir: str | Path, test_zarr: str | Path, out_dir: str | 
     near_max = sym.near_aligned_twist(theta) & ~small
     result = {"material": material, "n_test": int(len(imgs)), "tta_rotations": tta_rotations,
               "tta_positions": tta_positions,
+              "tta_mirror": bool(tta_mirror and reg.codec.mirror_permutation is not None),
               "tta_fields_px": reg.tta_fields_px(tuple(int(round(n * p / reg.pixel_size_A)) for n in imgs.shape[1:]),
                                                  tta_fields),
               "model_mae_deg": float(err.mean()), "model_median_deg": float(np.median(err)),
