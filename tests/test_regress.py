@@ -475,6 +475,12 @@ def test_a_flipped_2h_image_is_the_mirrored_slip_and_its_features_map_back():
     np.testing.assert_allclose(fm, f[:, p], atol=1e-5)
     np.testing.assert_allclose(codec.mirrored_features(fm), f, atol=1e-5)  # and back: M is its own inverse
     assert (p[p] == np.arange(codec.dim)).all() and (p != np.arange(codec.dim)).sum() >= 20  # chiral pairs swap
+    # A trilayer mirrors as a whole (D1, D2) → (M·D1, M·D2), checked on two independently drawn slips
+    tri = TargetCodec("slip", "MoS2", layers=3)
+    d1, d2 = rng.random((50, 2)) @ sym.lattice, rng.random((50, 2)) @ sym.lattice
+    ft = tri.slip.encode(*sym.cartesian_to_slip(d1), *sym.cartesian_to_slip(d2))
+    ftm = tri.slip.encode(*sym.cartesian_to_slip(d1 @ M.T), *sym.cartesian_to_slip(d2 @ M.T))
+    np.testing.assert_allclose(ftm, ft[:, tri.mirror_permutation], atol=1e-5)
     assert TargetCodec("slip", "ReS2").mirror_permutation is None  # ReS2's mirror image is another lattice
     assert (TargetCodec("twist", "MoS2").mirror_permutation == np.arange(3)).all()  # θ → −θ: even features
 

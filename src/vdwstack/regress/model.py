@@ -98,7 +98,10 @@ class TargetCodec:
             return None
         if self.task == "twist":
             return np.arange(self.dim)
-        xy = [np.random.default_rng(1).random((256, 2)) @ self.slip.sym.lattice for _ in range(self.layers - 1)]
+        # One stream for all slips: a trilayer's D1 and D2 must be drawn apart, or features that tell them
+        # apart tie on the samples and the match can pair the wrong ones.
+        rng = np.random.default_rng(1)
+        xy = [rng.random((256, 2)) @ self.slip.sym.lattice for _ in range(self.layers - 1)]
         plain, mirrored = self._cartesian_features(xy), self._cartesian_features([v @ mirror.T for v in xy])
         gap = np.abs(plain[:, :, None] - mirrored[:, None, :]).max(axis=0)  # (plain j, mirrored i)
         # A one-to-one match: two features that happen to agree closely on the samples cannot take one.
