@@ -23,6 +23,10 @@ shared experimental images.
     .venv/bin/python benchmarks/final_readings.py --set calibration --calibrate
     .venv/bin/python benchmarks/final_readings.py --set test [--limit 8] [--shared]
 
+``--config`` reads the networks as a run's inference does (its ``infer`` block: quarter turns, fields,
+mirrored views, ...; several files merge in order, as Snakemake's ``--configfile``), e.g.
+``--config config/config.yaml config/cpu_hour.yaml --network-only --models <run>/results/models``.
+
 The AA′-like twists (θ in [30°, 59.5°], task ``MoS2_twist_AAprime``) are a default task: the twist's
 interval calibration spans both alignments. An image the network refuses
 (smaller than its smallest field) is read by the search alone (``network_refused`` in its record).
@@ -51,6 +55,7 @@ from vdwstack.closed_loop import ClosedLoopSettings, estimate_reading  # noqa: E
 from vdwstack.closed_loop.record import estimate_record  # noqa: E402
 from vdwstack.closed_loop.uncertainty import interval_radius  # noqa: E402
 from vdwstack.core.images import read_image  # noqa: E402
+from vdwstack.infer.settings import InferenceSettings  # noqa: E402
 from vdwstack.infer.stage import read_truth  # noqa: E402
 from vdwstack.structures.symmetry import symmetry_for  # noqa: E402
 
@@ -59,9 +64,28 @@ SHARED = ROOT.parent / "shared" / "data" / "experimental"
 SHARED_TASKS = {"MoS2_twisted_bilayer.png": ("MoS2", 2, "twist"), "ReS2_trilayer.png": ("ReS2", 3, "slip")}
 
 
-def network_proposal(models: Path | None, image: np.ndarray, p: float, material: str, layers: int, task: str
-                     ) -> dict | None:
-    """The network's whole-image reading (None without a model for the material)."""
+def merged_infer_settings(paths: list[Path]) -> InferenceSettings:
+    """The ``infer`` block of workflow config files merged in order (a later file's keys win, as with
+    Snakemake's ``--configfile``); the defaults without files. A file that is unreadable or not a mapping,
+    or a bad key or value, raises ValueError / ConfigError naming it."""
+    import yaml
+
+    block: dict = {}
+    for path in paths:
+        try:
+            config = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ValueError(f"--config {path}: cannot read it ({e})") from None
+        if not isinstance(config, dict) or not isinstance(config.get("infer") or {}, dict):
+            raise ValueError(f"--config {path}: expected a workflow config (a YAML mapping with an `infer` mapping)")
+        block.update(config.get("infer") or {})
+    return InferenceSettings.from_mapping(block)
+
+
+def network_proposal(models: Path | None, image: np.ndarray, p: float, material: str, layers: int, task: str,
+                     infer: InferenceSettings = InferenceSettings()) -> dict | None:
+    """The network's whole-image reading as inference with `infer` makes it (None without a model for the
+    material)."""
     if models is None:
         return None
     from vdwstack.infer.reading import infer_image
@@ -70,18 +94,18 @@ def network_proposal(models: Path | None, image: np.ndarray, p: float, material:
     folder = find_model(models, task, material, layers)
     if folder is None:
         return None
-    rec = infer_image(image, p, Regressor(folder)).record
+    rec = infer_image(image, p, Regressor(folder), infer).record
     keys = ["theta_deg"] if task == "twist" else ["Da_A", "Db_A"] + (["Da2_A", "Db2_A"] if layers == 3 else [])
     return {**{k: rec[k] for k in keys}, "mirrored": rec["mirrored"],
             **({"alignment": rec["alignment"]} if "alignment" in rec else {})}
 
 
 def read_one(image: np.ndarray, p: float, material: str, layers: int, task: str, models: Path | None,
-             settings: ClosedLoopSettings) -> dict:
+             settings: ClosedLoopSettings, infer: InferenceSettings = InferenceSettings()) -> dict:
     """One final reading as a flat record (+ the network's values, the fit's covariance, seconds)."""
     t0 = time.perf_counter()
     try:
-        proposal, refused = network_proposal(models, image, p, material, layers, task), None
+        proposal, refused = network_proposal(models, image, p, material, layers, task, infer), None
     except ValueError as e:  # e.g. an image smaller than the model's smallest field: the search alone reads it
         proposal, refused = None, str(e)
     est = estimate_reading(image, p, material, layers, task, proposal, settings)
@@ -131,7 +155,7 @@ def _drawn_settings(path: Path) -> dict:
 
 
 def network_errors(set_name: str, tasks: list[str], limit: int | None, models: Path,
-                   per_image: dict | None = None) -> dict:
+                   per_image: dict | None = None, infer: InferenceSettings = InferenceSettings()) -> dict:
     """The networks alone on the independent set: whole-image readings as inference makes them
     (rescaled to each model's pixel size, crops × 4 quarter turns, both hands of a chiral lattice),
     scored against the truth. `per_image`: filled with task → one row per image (error, truth,
@@ -143,7 +167,7 @@ def network_errors(set_name: str, tasks: list[str], limit: int | None, models: P
         for row, image, truth in images:
             try:
                 prop = network_proposal(models, image, float(row["pixel_size_A"]), truth["material"],
-                                        int(truth["layers"]), truth["task"])
+                                        int(truth["layers"]), truth["task"], infer)
             except ValueError as e:  # e.g. an image smaller than the model's smallest field
                 print(f"{set_name}/{task}/{row['image_id']}: {e}", flush=True)
                 continue
@@ -173,13 +197,14 @@ def network_errors(set_name: str, tasks: list[str], limit: int | None, models: P
 
 
 def run_set(set_name: str, tasks: list[str], limit: int | None, models: Path | None,
-            settings: ClosedLoopSettings, partial: Path | None = None) -> dict:
+            settings: ClosedLoopSettings, partial: Path | None = None,
+            infer: InferenceSettings = InferenceSettings()) -> dict:
     out = {}
     for task, images in _task_images(set_name, tasks, limit):
         records, truths = [], []
         for row, image, truth in images:
             rec = read_one(image, float(row["pixel_size_A"]), truth["material"], int(truth["layers"]),
-                           truth["task"], models, settings)
+                           truth["task"], models, settings, infer)
             rec.update(image_id=row["image_id"], renderer=row.get("renderer"))
             records.append(rec)
             truths.append(truth)
@@ -283,7 +308,8 @@ def calibrate(results: dict) -> dict:
     return out
 
 
-def shared_images(models: Path | None, settings: ClosedLoopSettings) -> list[dict]:
+def shared_images(models: Path | None, settings: ClosedLoopSettings,
+                  infer: InferenceSettings = InferenceSettings()) -> list[dict]:
     from vdwstack.structures.pixel_size import read_calibrated_image
 
     rows = []
@@ -292,7 +318,7 @@ def shared_images(models: Path | None, settings: ClosedLoopSettings) -> list[dic
         material, layers, task = SHARED_TASKS.get(f.name, (material, 2, "slip"))
         try:
             image, px = read_calibrated_image(f, material, None, "user")
-            rec = read_one(image, px.pixel_size_A, material, layers, task, models, settings)
+            rec = read_one(image, px.pixel_size_A, material, layers, task, models, settings, infer)
             rec.update(file=f.name, pixel_size_A=px.pixel_size_A, pixel_size_source=px.source)
         except ValueError as e:
             rec = {"file": f.name, "status": "error", "error": str(e)}
@@ -315,8 +341,15 @@ def main() -> None:
     ap.add_argument("--network-only", action="store_true",
                     help="score the networks alone (no closed loop): writes network_<set>.json, "
                          "with each image's error, reading, hand and drawn optics")
+    ap.add_argument("--config", type=Path, nargs="+", default=[],
+                    help="workflow config file(s), merged in order: the networks read with their `infer` block "
+                         "(e.g. config/config.yaml config/cpu_hour.yaml); default: the inference defaults")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    try:
+        infer = merged_infer_settings(args.config)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     models = args.models if args.models.is_dir() else None
     if args.network_only:
         if models is None:
@@ -324,16 +357,17 @@ def main() -> None:
         out = args.out or ROOT / "benchmarks" / "results" / f"network_{args.set}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         per_image: dict = {}
-        res = {"set": args.set, "models": str(models),
-               "network": network_errors(args.set, args.tasks, args.limit, models, per_image), "per_image": per_image}
+        res = {"set": args.set, "models": str(models), "infer": vars(infer),
+               "network": network_errors(args.set, args.tasks, args.limit, models, per_image, infer),
+               "per_image": per_image}
         out.write_text(json.dumps(res, indent=1))
         print(f"-> {out}")
         return
     settings = ClosedLoopSettings()
     out = args.out or ROOT / "benchmarks" / "results" / f"final_readings_{args.set}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    results = run_set(args.set, args.tasks, args.limit, models, settings, out.with_suffix(".partial.json"))
-    summary = {"set": args.set, "models": str(models) if models else None,
+    results = run_set(args.set, args.tasks, args.limit, models, settings, out.with_suffix(".partial.json"), infer)
+    summary = {"set": args.set, "models": str(models) if models else None, "infer": vars(infer),
                "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(settings).items()},
                "scores": {t: r["scores"] for t, r in results.items()},
                "seconds_per_reading": {t: r["seconds_per_reading"] for t, r in results.items()}}
@@ -346,7 +380,7 @@ def main() -> None:
         summary["scores_calibrated"] = {task: metrics.score(rescored(r["records"], r["truths"], cal), r["truths"])
                                         for task, r in results.items()}
     if args.shared and SHARED.is_dir():
-        summary["shared"] = shared_images(models, replace(settings))
+        summary["shared"] = shared_images(models, replace(settings), infer)
     summary["records"] = {t: r["records"] for t, r in results.items()}
     out.write_text(json.dumps(summary, indent=1, default=float))
     print(json.dumps(summary["scores"], indent=1, default=float))

@@ -471,3 +471,30 @@ def test_interval_calibration_covers_the_conformal_count_and_fits_aligned_twists
         widths = fr.rescored([r for r, _ in recs], [t for _, t in recs], {kind: c})
         covered = sum(abs(r["theta_deg"] - t["theta_deg"]) <= w["uncertainty_deg"] for (r, t), w in zip(recs, widths))
         assert covered >= c["required_covered"]
+
+
+def test_final_readings_read_the_networks_with_a_run_configs_infer_block(tmp_path):
+    """benchmarks/final_readings.py --config: the `infer` blocks of the files merge in order (the
+    shipped CPU-hour overlay turns the mirrored views on over the demo config's defaults), and a file
+    that is no workflow config, or a bad value, is refused naming it."""
+    fr = _final_readings_benchmark()
+    root = Path(__file__).resolve().parents[1]
+    assert fr.merged_infer_settings([]) == fr.InferenceSettings()
+    demo = fr.merged_infer_settings([root / "config" / "config.yaml"])
+    both = fr.merged_infer_settings([root / "config" / "config.yaml", root / "config" / "cpu_hour.yaml"])
+    assert not demo.tta_mirror and both.tta_mirror
+    assert both.tta_rotations == demo.tta_rotations and both.window_A == demo.window_A
+    later = tmp_path / "later.yaml"
+    later.write_text("infer: {tta_mirror: false, tta_rotations: 2}\n")
+    merged = fr.merged_infer_settings([root / "config" / "cpu_hour.yaml", later])
+    assert not merged.tta_mirror and merged.tta_rotations == 2
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="list.yaml"):
+        fr.merged_infer_settings([listing])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("infer: {tta_rotations: 3}\n")
+    with pytest.raises(ValueError, match="tta_rotations"):
+        fr.merged_infer_settings([bad])
+    with pytest.raises(ValueError, match="missing.yaml"):
+        fr.merged_infer_settings([tmp_path / "missing.yaml"])

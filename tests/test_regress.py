@@ -482,6 +482,7 @@ def test_a_flipped_2h_image_is_the_mirrored_slip_and_its_features_map_back():
     ftm = tri.slip.encode(*sym.cartesian_to_slip(d1 @ M.T), *sym.cartesian_to_slip(d2 @ M.T))
     np.testing.assert_allclose(ftm, ft[:, tri.mirror_permutation], atol=1e-5)
     assert TargetCodec("slip", "ReS2").mirror_permutation is None  # ReS2's mirror image is another lattice
+    assert not TargetCodec("slip", "ReS2").has_mirror and codec.has_mirror and tri.has_mirror
     assert (TargetCodec("twist", "MoS2").mirror_permutation == np.arange(3)).all()  # θ → −θ: even features
 
 

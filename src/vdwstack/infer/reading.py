@@ -52,7 +52,7 @@ class CropPredictor:
         # mirror_views: a lattice with a mirror line also reads each crop flipped, as a second view
         # of the same stacking (its features mapped back: TargetCodec.mirror_permutation).
         self.reg, self.img, self.mirrored = reg, image_model_px, mirrored
-        self.mirror_views = mirror_views and reg.codec.mirror_permutation is not None
+        self.mirror_views = mirror_views and reg.codec.has_mirror
         self.k = {1: [0], 2: [0, 2], 4: [0, 1, 2, 3]}[tta_rotations]
         self.batch = batch_size
         # The full field (or the largest that fits) first, then the smaller fields averaged with it.

@@ -95,7 +95,7 @@ def evaluate_slip(models: Mapping[str, str | Path], test_zarr: str | Path, out_d
         errors[label] = err
         entry = {"train_step_A": reg.card.get("training", {}).get("slip_step_A"), "tta_rotations": tta_rotations,
                  "tta_fields": tta_fields, "tta_positions": tta_positions,
-                 "tta_mirror": bool(tta_mirror and reg.codec.mirror_permutation is not None),
+                 "tta_mirror": bool(tta_mirror and reg.codec.has_mirror),
                  **_stats(err), "within_0.05_A": float(np.mean(err <= 0.05)), "centre_crop": _stats(centre),
                  "single_crop": _stats(single)}
         # Robustness: added noise (SNR) and contamination on the test images; vacancy bins.
@@ -227,7 +227,7 @@ def evaluate_twist(model_dir: str | Path, test_zarr: str | Path, out_dir: str | 
     near_max = sym.near_aligned_twist(theta) & ~small
     result = {"material": material, "n_test": int(len(imgs)), "tta_rotations": tta_rotations,
               "tta_positions": tta_positions,
-              "tta_mirror": bool(tta_mirror and reg.codec.mirror_permutation is not None),
+              "tta_mirror": bool(tta_mirror and reg.codec.has_mirror),
               "tta_fields_px": reg.tta_fields_px(tuple(int(round(n * p / reg.pixel_size_A)) for n in imgs.shape[1:]),
                                                  tta_fields),
               "model_mae_deg": float(err.mean()), "model_median_deg": float(np.median(err)),

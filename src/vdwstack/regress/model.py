@@ -111,6 +111,12 @@ class TargetCodec:
             raise ValueError(f"{self.material}: the slip features do not map onto each other under its mirror")
         return p
 
+    @property
+    def has_mirror(self) -> bool:
+        """Whether a mirrored view of an image shows the same material (2H MX2), so that flips can serve as
+        extra views or training samples with their features mapped (:attr:`mirror_permutation`)."""
+        return self.mirror_permutation is not None
+
     def mirrored_features(self, features: np.ndarray) -> np.ndarray:
         """Features [..., dim] of the mirrored stacks of `features` [..., dim] (a mirror is its own
         inverse: this also maps a flipped view's features back); ValueError without a mirror line."""
@@ -309,7 +315,7 @@ class Regressor:
         """Features [B, dim] of normalised crops [B, H, W], each the mean over its quarter turns
         `turns` and, with `mirror` for a material whose projection has a mirror line, over its
         upside-down flip's turns as well, mapped back (:meth:`TargetCodec.mirrored_features`)."""
-        views = [crops, crops[:, ::-1]] if mirror and self.codec.mirror_permutation is not None else [crops]
+        views = [crops, crops[:, ::-1]] if mirror and self.codec.has_mirror else [crops]
         x = np.stack([np.rot90(v, k, axes=(1, 2)) for v in views for k in turns], axis=1)  # [B, V, H, W]
         x = torch.from_numpy(np.ascontiguousarray(x.reshape(-1, 1, *crops.shape[1:]))).to(self.device)
         f = self.batch_features(x).cpu().numpy().reshape(len(crops), len(views), len(turns), -1).mean(axis=2)

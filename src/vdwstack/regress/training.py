@@ -117,7 +117,7 @@ class TrainingData:
             images = np.stack([resample(np.asarray(im, np.float32), pixel_size_A, p_model) for im in images])
         self.images = SplineImages(images)
         self.targets = codec.encode(labels).astype(np.float32)
-        self.flips = aug.mirror and codec.mirror_permutation is not None
+        self.flips = aug.mirror and codec.has_mirror
         self.pixel_size_A, self.crop_px, self.aug, self.raw = p_model, crop_px, aug, raw_intensity
         side = min(np.shape(images)[1:])
         if side < crop_px + 4:  # random crops keep 2 px from the edges (interpolation)
