@@ -525,3 +525,18 @@ def test_mirror_views_average_each_crop_and_its_flip(tiny_sets, tmp_path):
     train_from_dataset(tiny_sets["slip"], {**TINY, "steps": 2}, "slip", tmp_path / "s", progress=False)
     res2 = Regressor(tmp_path / "s")
     np.testing.assert_array_equal(res2.predict_features(imgs, 0.12, tta_mirror=True), res2.predict_features(imgs, 0.12))
+
+
+def test_twist_harmonics_reach_the_model_card_and_the_reader(tiny_sets, tmp_path):
+    """`regress.settings.twist_harmonics`: the network is trained on that many cos(2πnθ/P) targets, the card
+    records them, and a Regressor loaded from it reads and decodes them (a card without the key: 3)."""
+    card = train_from_dataset(tiny_sets["twist"], {**TINY, "twist_harmonics": 5}, "twist", tmp_path / "tw5",
+                              progress=False)
+    assert card["encoding"]["dim"] == 5 and card["encoding"]["harmonics"] == 5
+    reg = Regressor(tmp_path / "tw5")
+    assert reg.codec.dim == 5 and reg.codec.twist.harmonics == 5
+    root, _ = open_image_dataset(tiny_sets["twist"])
+    assert reg.predict_features(root["images"][:2], float(root.attrs["pixel_size_A"])).shape == (2, 5)
+    theta = np.array([0.7, 12.0, 47.3, 59.2])
+    np.testing.assert_allclose(reg.codec.decode(reg.codec.encode({"theta_deg": theta}))["theta_deg"], theta, atol=0.011)
+    assert TargetCodec("twist", "MoS2").dim == 3

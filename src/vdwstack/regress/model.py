@@ -35,10 +35,11 @@ class TargetCodec:
     """Labels ↔ network targets for one task, material and number of layers."""
 
     def __init__(self, task: str, material: str, layers: int = 2, feature_weights: Sequence[float] | None = None,
-                 orders: int | None = None):
+                 orders: int | None = None, harmonics: int | None = None):
         """`feature_weights`: per-feature weights of the slip decoding (dim,; see
         :func:`decoding_weights`), None for equal weights. `orders`: the slip targets' highest
-        |h|, |k| (None: the encoding's default; twist: unused)."""
+        |h|, |k| (None: the encoding's default; twist: unused). `harmonics`: the twist targets'
+        cos(2πnθ/P), n = 1…harmonics (None: the encoding's default, 3; slip: unused)."""
         self.task, self.material, self.layers = task, material, layers
         if task == "slip":
             if layers == 2:
@@ -50,7 +51,7 @@ class TargetCodec:
                 self.slip = TrilayerSlipEncoding(material) if orders is None else TrilayerSlipEncoding(material, orders)
             self.dim = self.slip.dim
         else:
-            self.twist = TwistEncoding(material)
+            self.twist = TwistEncoding(material) if harmonics is None else TwistEncoding(material, harmonics)
             self.dim = self.twist.dim
         self.feature_weights = None
         if feature_weights is not None:
@@ -204,7 +205,8 @@ class Regressor:
         enc = self.card["encoding"]
         weights = (self.card.get("decoding") or {}).get("feature_weights")
         # Cards written before `orders` was recorded used the default orders.
-        self.codec = TargetCodec(enc["task"], enc["material"], enc["layers"], orders=enc.get("orders"))
+        self.codec = TargetCodec(enc["task"], enc["material"], enc["layers"], orders=enc.get("orders"),
+                                 harmonics=enc.get("harmonics"))
         if "dim" in enc and int(enc["dim"]) != self.codec.dim:
             raise ValueError(f"{model_dir / 'card.json'}: encoding: the model reads {enc['dim']} features, the "
                              f"encoding it names has {self.codec.dim} (its `orders` missing or changed?)")

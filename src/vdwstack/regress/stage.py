@@ -35,7 +35,8 @@ def train_from_dataset(train_zarr: str | Path, settings: Mapping, task: str, out
     layers = int(root.attrs["layers"][0])
     p = float(root.attrs["pixel_size_A"])
     raw = "normalized" not in str(root.attrs.get("intensity_unit", ""))
-    codec = TargetCodec(task, material, layers, orders=cfg.slip_orders if task == "slip" else None)
+    codec = TargetCodec(task, material, layers, orders=cfg.slip_orders if task == "slip" else None,
+                        harmonics=cfg.twist_harmonics if task == "twist" else None)
     aug = Augmentation(mirror=cfg.mirror_flips) if cfg.augment else Augmentation.off()
     imgs = root["images"][:]
     _guard_checkpoints(Path(out_dir), root, cfg, init_weights)

@@ -56,6 +56,9 @@ class RegressorConfig:
                                             "cosines the network reads (null: 3 for two-fold bilayers such as ReS2, "
                                             "6 for hexagonal ones, 2 for trilayers); higher orders resolve finer "
                                             "slips but are harder to read", minimum=1, maximum=6)
+    twist_harmonics: int = setting(3, "twist targets: cos(2πnθ/P), n = 1…twist_harmonics; more read twists near 0° "
+                                      "and 60° finer (the targets' curvature there grows as n²) but have put more "
+                                      "small twists in the other alignment (docs/measurements.md)", minimum=1, maximum=12)
     slope_weighting: float = setting(0.0, "slip targets: each feature's loss weight ∝ (its mean squared slope "
                                           "over slips, 1/Å²)^slope_weighting (0: equal; 1: the loss ≈ the "
                                           "slip error in Å²; −1: the coarse, low-order features count most)",
