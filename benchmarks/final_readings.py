@@ -66,19 +66,14 @@ SHARED_TASKS = {"MoS2_twisted_bilayer.png": ("MoS2", 2, "twist"), "ReS2_trilayer
 
 def merged_infer_settings(paths: list[Path]) -> InferenceSettings:
     """The ``infer`` block of workflow config files merged in order (a later file's keys win, as with
-    Snakemake's ``--configfile``); the defaults without files. A file that is unreadable or not a mapping,
-    or a bad key or value, raises ValueError / ConfigError naming it."""
-    import yaml
+    Snakemake's ``--configfile``); the defaults without files. Each file is read and checked as
+    ``vdwstack infer --config`` reads one: unreadable, not a mapping, or a bad key or value raises
+    ValueError / ConfigError naming it."""
+    from vdwstack.cli import _settings_blocks
 
     block: dict = {}
     for path in paths:
-        try:
-            config = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise ValueError(f"--config {path}: cannot read it ({e})") from None
-        if not isinstance(config, dict) or not isinstance(config.get("infer") or {}, dict):
-            raise ValueError(f"--config {path}: expected a workflow config (a YAML mapping with an `infer` mapping)")
-        block.update(config.get("infer") or {})
+        block.update(_settings_blocks(Path(path))["infer"])
     return InferenceSettings.from_mapping(block)
 
 
