@@ -69,11 +69,11 @@ def merged_infer_settings(paths: list[Path]) -> InferenceSettings:
     Snakemake's ``--configfile``); the defaults without files. Each file is read and checked as
     ``vdwstack infer --config`` reads one: unreadable, not a mapping, or a bad key or value raises
     ValueError / ConfigError naming it."""
-    from vdwstack.cli import _settings_blocks
+    from vdwstack.config import inference_blocks
 
     block: dict = {}
     for path in paths:
-        block.update(_settings_blocks(Path(path))["infer"])
+        block.update(inference_blocks(path)["infer"])
     return InferenceSettings.from_mapping(block)
 
 

@@ -202,3 +202,27 @@ def test_evaluation_reads_with_the_inference_mirrored_views():
     assert evaluation_views({"infer": {"tta_mirror": True, "on_error": "record"}}) == {"tta_mirror": True}
     cpu_hour = yaml.safe_load((ROOT / "config" / "cpu_hour.yaml").read_text())
     assert evaluation_views(cpu_hour) == {"tta_mirror": True}
+
+
+def test_inference_blocks_of_a_config_file_are_checked_and_name_the_file(tmp_path):
+    """vdwstack.config.inference_blocks: the blocks a reading outside the workflow takes from a run's config
+    file (the shipped demo config's as they are, absent ones empty); a bad value names its field, a file
+    that cannot be read or holds no mapping names the file."""
+    from vdwstack.config import inference_blocks
+
+    shipped = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    blocks = inference_blocks(ROOT / "config" / "config.yaml")
+    assert set(blocks) == {"infer", "closed_loop", "microscope"}
+    assert blocks["infer"] == shipped["infer"] and blocks["closed_loop"] == (shipped.get("closed_loop") or {})
+    only = tmp_path / "only.yaml"
+    only.write_text("infer: {tta_mirror: true}\n")
+    assert inference_blocks(only) == {"infer": {"tta_mirror": True}, "closed_loop": {}, "microscope": {}}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("closed_loop: {min_agreement: 7}\n")
+    with pytest.raises(ValueError, match="closed_loop.min_agreement"):
+        inference_blocks(bad)
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(ValueError, match="list.yaml"):
+        inference_blocks(tmp_path / "list.yaml")
+    with pytest.raises(ValueError, match="missing.yaml: cannot read it"):
+        inference_blocks(tmp_path / "missing.yaml")

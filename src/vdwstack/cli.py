@@ -220,28 +220,6 @@ def read_one(image: Path, args, out: Path) -> dict:
     return reading
 
 
-def _settings_blocks(path: Path | None) -> dict:
-    """The `infer`, `closed_loop` and `microscope` blocks of a workflow config (YAML), checked
-    before any image is read; {} without --config."""
-    if path is None:
-        return {}
-    import yaml
-
-    from vdwstack.closed_loop.settings import ClosedLoopSettings
-    from vdwstack.infer.settings import InferenceSettings
-
-    try:
-        config = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ValueError(f"--config {path}: cannot read it ({e})") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"--config {path}: expected a YAML mapping (a workflow config)")
-    blocks = {k: config.get(k) or {} for k in ("infer", "closed_loop", "microscope")}
-    InferenceSettings.from_mapping(blocks["infer"])  # bad keys or values: ConfigError naming them
-    ClosedLoopSettings.from_mapping(blocks["closed_loop"])
-    return blocks
-
-
 def cmd_infer(args) -> int:
     """Every image in turn (a progress bar over images): one folder each under --out and one
     summary.tsv; a failing image is listed there and the others go on; exit status 1 if any
@@ -264,7 +242,9 @@ def cmd_infer(args) -> int:
     elif not args.models.exists():
         raise FileNotFoundError(f"--models: {args.models}: no such folder (results/models of a workflow run "
                                 f"or one model folder)")
-    args.settings_blocks = _settings_blocks(args.config)
+    from vdwstack.config import inference_blocks
+
+    args.settings_blocks = inference_blocks(args.config) if args.config is not None else {}
     torch.set_num_threads(args.threads)
     images = _expand_inputs(args.images)
     if not images:

@@ -7,6 +7,7 @@ The schema itself is made from the stages' settings dataclasses by :mod:`vdwstac
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from vdwstack.core.errors import ConfigError
 from vdwstack.core.microscope import MICROSCOPE_DEFAULTS, Optics
@@ -16,8 +17,8 @@ from vdwstack.simulate.multislice import check_sampling
 from vdwstack.simulate.render import SimulationSettings
 from vdwstack.structures.enumeration import enumerate_dataset
 
-__all__ = ["ConfigError", "check_config", "evaluation_views", "regressor_settings", "slip_studies",
-           "validate_config"]
+__all__ = ["ConfigError", "check_config", "evaluation_views", "inference_blocks", "regressor_settings",
+           "slip_studies", "validate_config"]
 
 
 def _extreme(value, pick):
@@ -135,3 +136,25 @@ def evaluation_views(config: Mapping) -> dict[str, bool]:
     it reads the test images as inference reads an image: ``tta_mirror`` of the ``infer`` block (its
     default is :class:`InferenceSettings`')."""
     return {"tta_mirror": InferenceSettings.from_mapping(config.get("infer")).tta_mirror}
+
+
+def inference_blocks(path: str | Path) -> dict[str, dict]:
+    """The ``infer``, ``closed_loop`` and ``microscope`` blocks of a workflow config file (YAML): what a
+    reading outside the workflow takes from a run's config (``vdwstack infer --config``, the benchmarks'
+    ``--config``), checked before any image is read. ValueError naming the file when it cannot be read or
+    holds no mapping, or naming the field (``block.field``) for a bad key or value."""
+    import yaml
+
+    from vdwstack.closed_loop.settings import ClosedLoopSettings
+
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"--config {path}: cannot read it ({e})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"--config {path}: expected a YAML mapping (a workflow config)")
+    blocks = {k: config.get(k) or {} for k in ("infer", "closed_loop", "microscope")}
+    InferenceSettings.from_mapping(blocks["infer"])
+    ClosedLoopSettings.from_mapping(blocks["closed_loop"])
+    return blocks
