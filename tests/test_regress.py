@@ -417,7 +417,7 @@ def test_slip_orders_set_the_targets_and_travel_with_the_card(tiny_sets, tmp_pat
 def test_slope_weighting_weights_the_loss_by_each_features_slope(tiny_sets, tmp_path):
     """`slope_weighting` p: loss weights ∝ E|∇φ|²^p, mean 1. A bilayer feature cos(2π g·D) has
     E|∇φ|² = 2π²|g|² (averaged over a rotation group of r distinct images: 1/r of it, the cosines'
-    mean having 1/r of the variance); the weights travel in the card's settings."""
+    mean having 1/r of the variance), a twist harmonic n ∝ n²; the weights travel in the card's settings."""
     res2 = TargetCodec("slip", "ReS2")
     g = np.linalg.norm(res2.slip.g_vectors, axis=1)
     np.testing.assert_allclose(res2.feature_slopes(n=20000), 2 * np.pi**2 * g**2, rtol=0.03)
@@ -431,13 +431,16 @@ def test_slope_weighting_weights_the_loss_by_each_features_slope(tiny_sets, tmp_
     s = tri.feature_slopes()
     assert np.corrcoef(s, tri.loss_weights(1.0))[0, 1] > 0.999 and np.corrcoef(s, tri.loss_weights(-1.0))[0, 1] < 0
     np.testing.assert_allclose(TargetCodec("slip", "ReS2").loss_weights(0.0), 1.0)
-    with pytest.raises(ValueError, match="only slip targets"):
-        TargetCodec("twist", "MoS2").feature_slopes()
+    # Twist harmonic n, cos(2πnθ/P): E|dφ/dθ|² = (2πn/P)²/2 over the folded range, so p = −0.5 weights it ∝ 1/n.
+    twist = TargetCodec("twist", "MoS2", harmonics=6)
+    P = twist.twist.sym.twist_period_deg
+    n = np.arange(1, 7)
+    np.testing.assert_allclose(twist.feature_slopes(n=20000), (2 * np.pi * n / P) ** 2 / 2, rtol=0.03)
+    np.testing.assert_allclose(twist.loss_weights(-0.5), (1 / n) / (1 / n).mean(), rtol=0.02)
     card = train_from_dataset(tiny_sets["slip"], {**TINY, "slope_weighting": 1.0}, "slip", tmp_path / "w", progress=False)
     assert card["training"]["settings"]["slope_weighting"] == 1.0 and np.isfinite(card["metrics"]["final_loss"])
-    # The twist targets have no slopes in Å: the setting leaves their loss alone.
-    card = train_from_dataset(tiny_sets["twist"], {**TINY, "slope_weighting": 1.0}, "twist", tmp_path / "t", progress=False)
-    assert np.isfinite(card["metrics"]["final_loss"])
+    card = train_from_dataset(tiny_sets["twist"], {**TINY, "slope_weighting": -0.5}, "twist", tmp_path / "t", progress=False)
+    assert card["training"]["settings"]["slope_weighting"] == -0.5 and np.isfinite(card["metrics"]["final_loss"])
     with pytest.raises(ValueError, match="regress.slope_weighting"):
         RegressorConfig.from_mapping({"slope_weighting": 3})
 

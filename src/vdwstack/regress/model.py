@@ -70,14 +70,19 @@ class TargetCodec:
         return self.slip.encode(*(c for v in xy for c in sym.cartesian_to_slip(v))).astype(np.float64)
 
     def feature_slopes(self, n: int = 4096, seed: int = 0) -> np.ndarray:
-        """Mean squared slope E|∇φ_j|² (dim,) of each slip feature over slips drawn uniformly in the
-        cell (1/Å²; central differences of 1e-3 Å along Cartesian x and y of each slip)."""
-        if self.task != "slip":
-            raise ValueError("feature_slopes: only slip targets")
-        sym = self.slip.sym
+        """Mean squared slope E|∇φ_j|² (dim,) of each feature: for slip targets over slips drawn uniformly
+        in the cell (1/Å²; central differences of 1e-3 Å along Cartesian x and y of each slip), for twist
+        targets over twists drawn uniformly in the folded range (1/degree²; harmonic n: ∝ n²)."""
         rng = np.random.default_rng(seed)
+        h = 1e-3
+        if self.task == "twist":
+            lo, hi = self.twist.sym.twist_range_deg
+            theta = lo + h + rng.random(n) * (hi - lo - 2 * h)
+            return (((self.twist.encode(theta + h).astype(np.float64)
+                      - self.twist.encode(theta - h)) / (2 * h)) ** 2).mean(axis=0)
+        sym = self.slip.sym
         slips = [rng.random((n, 2)) @ sym.lattice for _ in range(self.layers - 1)]  # Cartesian Å, (n, 2) each
-        h, g2 = 1e-3, np.zeros(self.dim)
+        g2 = np.zeros(self.dim)
         for i in range(len(slips)):
             for e in np.eye(2):
                 up = [v + h * e if j == i else v for j, v in enumerate(slips)]

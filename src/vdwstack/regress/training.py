@@ -59,9 +59,11 @@ class RegressorConfig:
     twist_harmonics: int = setting(3, "twist targets: cos(2πnθ/P), n = 1…twist_harmonics; more read twists near 0° "
                                       "and 60° finer (the targets' curvature there grows as n²) but have put more "
                                       "small twists in the other alignment (docs/measurements.md)", minimum=1, maximum=12)
-    slope_weighting: float = setting(0.0, "slip targets: each feature's loss weight ∝ (its mean squared slope "
-                                          "over slips, 1/Å²)^slope_weighting (0: equal; 1: the loss ≈ the "
-                                          "slip error in Å²; −1: the coarse, low-order features count most)",
+    slope_weighting: float = setting(0.0, "each target's loss weight ∝ (its mean squared slope over slips, "
+                                          "1/Å², or over twists, 1/degree²)^slope_weighting (0: equal; 1: the "
+                                          "loss ≈ the slip or twist error squared; −1: the coarse, low-order "
+                                          "features count most — for the twist the first harmonic, which picks the "
+                                          "alignment, AA-like or AA′-like, and the rough angle)",
                                      minimum=-2, maximum=2)
     mirror_flips: bool = setting(False, "lattices with a mirror line (2H MX2): half the crops flipped, their targets "
                                         "mapped to the mirrored stack (a twist dataset's θ then holds −θ too); "
@@ -239,7 +241,7 @@ def train_regressor(data: TrainingData, cfg: RegressorConfig, out_dir: str | Pat
     model.train()
     stream = BatchStream(data, cfg, device, cores)
     loss_w = None
-    if cfg.task == "slip" and cfg.slope_weighting != 0:
+    if cfg.slope_weighting != 0:
         loss_w = torch.from_numpy(data.codec.loss_weights(cfg.slope_weighting)).float().to(device)
     t0, done = time.perf_counter(), 0
     try:
