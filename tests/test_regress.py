@@ -543,3 +543,9 @@ def test_twist_harmonics_reach_the_model_card_and_the_reader(tiny_sets, tmp_path
     theta = np.array([0.7, 12.0, 47.3, 59.2])
     np.testing.assert_allclose(reg.codec.decode(reg.codec.encode({"theta_deg": theta}))["theta_deg"], theta, atol=0.011)
     assert TargetCodec("twist", "MoS2").dim == 3
+    # A card that lost its `harmonics` names the default 3, not the model's 5: refused, naming the key.
+    old = json.loads((tmp_path / "tw5" / "card.json").read_text())
+    del old["encoding"]["harmonics"]
+    (tmp_path / "tw5" / "card.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=r"tw5/card.json: encoding: the model reads 5 features, .* 3 \(its `harmonics`"):
+        Regressor(tmp_path / "tw5")

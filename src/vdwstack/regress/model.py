@@ -209,12 +209,13 @@ class Regressor:
         self.card = json.loads((model_dir / "card.json").read_text())
         enc = self.card["encoding"]
         weights = (self.card.get("decoding") or {}).get("feature_weights")
-        # Cards written before `orders` was recorded used the default orders.
+        # Cards written before `orders` / `harmonics` were recorded used the default orders / harmonics.
         self.codec = TargetCodec(enc["task"], enc["material"], enc["layers"], orders=enc.get("orders"),
                                  harmonics=enc.get("harmonics"))
         if "dim" in enc and int(enc["dim"]) != self.codec.dim:
+            key = "orders" if enc["task"] == "slip" else "harmonics"
             raise ValueError(f"{model_dir / 'card.json'}: encoding: the model reads {enc['dim']} features, the "
-                             f"encoding it names has {self.codec.dim} (its `orders` missing or changed?)")
+                             f"encoding it names has {self.codec.dim} (its `{key}` missing or changed?)")
         if weights is not None:
             try:
                 self.codec.set_feature_weights(weights)
