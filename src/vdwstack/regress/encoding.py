@@ -333,8 +333,8 @@ class TwistEncoding:
         An even harmonic is free of that hedge, and the highest turns fastest, so a feature error
         moves its reading least; within a quarter of its period of the end, where the first step
         has put the reading, its arccos has one branch. The CPU-hour twist model (six harmonics):
-        own test series 0.160° → 0.130° (below 3° 0.53° → 0.17°), independent AA′-like images
-        0.59° → 0.49° (docs/measurements.md); the odd fifth harmonic instead: 0.197°, AA′-like 0.67°.
+        own test series 0.160° → 0.130° (below 3° 0.53° → 0.21°), independent AA′-like images
+        0.59° → 0.50° (docs/measurements.md); the odd fifth harmonic instead: 0.197°, AA′-like 0.67°.
         """
         f = np.asarray(features, np.float64)
         shape = f.shape[:-1]
