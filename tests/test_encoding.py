@@ -68,8 +68,9 @@ def test_twist_alignment_evidence_tells_theta_from_its_partner():
 
 
 def _nearest_encoding_deg(enc: TwistEncoding, features: np.ndarray) -> np.ndarray:
-    """θ in [0°, 60°] on a 0.005° grid whose encoding is nearest to each row of features."""
-    grid = np.arange(0.0, 60.0 + 1e-9, 0.005)
+    """θ over the twist range (0°–60° for MoS2) on a 0.005° grid whose encoding is nearest to each row of features."""
+    lo, hi = enc.sym.twist_range_deg
+    grid = np.arange(lo, hi + 1e-9, 0.005)
     return grid[np.argmin(((enc.encode(grid)[None] - features[:, None]) ** 2).sum(-1), axis=1)]
 
 
@@ -91,6 +92,14 @@ def test_twist_decode_reads_hedged_features_near_an_alignment_from_an_even_harmo
     far = np.array([8.0, 20.0, 45.0])
     f = enc.encode(far) * 0.9
     np.testing.assert_allclose(enc.decode(f), _nearest_encoding_deg(enc, f), atol=0.011)
+    # ReX2's lattice is aligned at 0° only (90° turns it onto another lattice): a reading near 90° is the
+    # nearest encoding's, one near 0° is refined.
+    res2 = TwistEncoding("ReS2", harmonics=6)
+    assert res2.sym.aligned_twists_deg == (0.0,)
+    near_ends = np.array([1.0, 88.0])
+    hedged = 0.8 * res2.encode(near_ends) + 0.2 * res2.encode(90.0 - near_ends)
+    np.testing.assert_allclose(res2.decode(hedged)[0], 1.0, atol=0.01)
+    np.testing.assert_allclose(res2.decode(hedged)[1], _nearest_encoding_deg(res2, hedged)[1], atol=0.011)
     # A single harmonic: the arccos of that feature over the whole range.
     one = TwistEncoding("MoS2", harmonics=1)
     np.testing.assert_allclose(one.decode(np.array([[0.5], [-0.5]])), [20.0, 40.0], atol=1e-6)

@@ -317,8 +317,9 @@ class TwistEncoding:
 
     @property
     def refine_reach_deg(self) -> float:
-        """Distance from an aligned stacking (either end of the twist range) within which
-        :meth:`decode` reads θ from :attr:`refine_harmonic` alone: a quarter of its period."""
+        """Distance from an aligned stacking (:attr:`StackingSymmetry.aligned_twists_deg`: 0° and, for
+        hexagonal MX2, 60°) within which :meth:`decode` reads θ from :attr:`refine_harmonic` alone: a
+        quarter of its period."""
         return self.sym.twist_period_deg / (4 * self.refine_harmonic)
 
     def decode(self, features: np.ndarray) -> np.ndarray:
@@ -344,15 +345,17 @@ class TwistEncoding:
         grid, table = self._table
         d2 = (table**2).sum(1)[None] - 2 * f @ table.T
         theta = grid[np.argmin(d2, axis=1)]
-        lo, hi = self.sym.twist_range_deg
         m, P, reach = self.refine_harmonic, self.sym.twist_period_deg, self.refine_reach_deg
         fm = np.clip(f[:, m - 1], -1.0, 1.0)
-        # cos(2πmθ/P) = f_m: θ = lo + d near lo; near hi = P/2 the harmonic is (−1)^m cos(2πm(hi − θ)/P).
         to_deg = P / (2 * np.pi * m)
-        near_lo, near_hi = theta - lo <= reach, hi - theta <= reach
-        theta = np.where(near_lo, lo + np.arccos(fm) * to_deg, theta)
-        theta = np.where(near_hi & ~near_lo, hi - np.arccos((-1) ** m * fm) * to_deg, theta)
-        return theta.reshape(shape)
+        out, done = theta.copy(), np.zeros(len(theta), bool)
+        for a in self.sym.aligned_twists_deg:  # 0° first: it keeps a reading within reach of both ends
+            # At an aligned twist a (0 or P/2) the harmonic is ±cos(2πm(θ − a)/P); the range lies on one side.
+            sign, inward = np.rint(np.cos(2 * np.pi * m * a / P)), (1.0 if a == 0 else -1.0)
+            near = (np.abs(theta - a) <= reach) & ~done
+            out = np.where(near, a + inward * np.arccos(sign * fm) * to_deg, out)
+            done |= near
+        return out.reshape(shape)
 
     def partner_deg(self, theta_deg) -> np.ndarray:
         """The twist of the other alignment, θ_max − θ (60° − θ for hexagonal MX2: AA-like and
