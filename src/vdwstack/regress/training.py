@@ -91,7 +91,7 @@ class RegressorConfig:
         cfg = settings_from_mapping(cls, m, "regress")
         if cfg.min_crop_px is not None and cfg.min_crop_px > cfg.crop_px:
             raise ConfigError(f"regress: min_crop_px ({cfg.min_crop_px}) is larger than crop_px ({cfg.crop_px})")
-        if cfg.warmup_steps >= cfg.steps:  # a smoke test's few steps are fine; a real run so is a config slip
+        if cfg.warmup_steps >= cfg.steps:  # a warning only: a smoke test trains a few steps on purpose
             log.warning("regress: warmup_steps (%d) is not fewer than steps (%d): the learning rate never leaves its "
                         "warm-up (a config merged over another keeps the other's steps unless it sets its own)",
                         cfg.warmup_steps, cfg.steps)
