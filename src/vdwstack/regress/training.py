@@ -59,7 +59,8 @@ class RegressorConfig:
     twist_harmonics: int = setting(3, "twist targets: cos(2πnθ/P), n = 1…twist_harmonics; more read twists near 0° "
                                       "and 60° finer (the targets' curvature there grows as n²) but need more "
                                       "training images to keep each alignment (the demo: 4, ~100 images; "
-                                      "config/cpu_hour.yaml: 6, with 24 samples per angle; docs/measurements.md)", minimum=1, maximum=12)
+                                      "config/cpu_hour.yaml: 6, with 24 samples per angle; docs/measurements.md)",
+                                   minimum=1, maximum=12)
     slope_weighting: float = setting(0.0, "each target's loss weight ∝ (its mean squared slope over slips, "
                                           "1/Å², or over twists, 1/degree²)^slope_weighting (0: equal; 1: the "
                                           "loss ≈ the slip or twist error squared; −1: the coarse, low-order "
