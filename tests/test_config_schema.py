@@ -26,14 +26,20 @@ def _merged(base: dict, overlay: dict) -> dict:
     return out
 
 
+def _shipped(name: str) -> dict:
+    """The config a run of shipped file `name` gets: an overlay in config/ merged over the demo config, as
+    `--configfile config/config.yaml NAME` gives; the demo config or the test config alone as they are."""
+    config = yaml.safe_load((ROOT / name).read_text())
+    if name.startswith("config/") and name != "config/config.yaml":
+        config = _merged(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()), config)
+    return config
+
+
 @pytest.mark.parametrize("name", [".test/config/config.yaml", "config/config.yaml", "config/cpu_hour.yaml",
                                   "config/paper.yaml", "config/mos2_slip.yaml",
                                   "config/trilayer.yaml"])
 def test_shipped_configs_are_valid(name):
-    config = yaml.safe_load((ROOT / name).read_text())
-    if name.startswith("config/") and name != "config/config.yaml":
-        config = _merged(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()), config)
-    validate_config(config, SCHEMA)
+    validate_config(_shipped(name), SCHEMA)
 
 
 @pytest.mark.parametrize("name", ["config/config.yaml", "config/cpu_hour.yaml", "config/paper.yaml",
@@ -44,10 +50,7 @@ def test_every_shipped_model_trains_past_its_warmup(name):
     from vdwstack.config import regressor_settings
     from vdwstack.regress.training import RegressorConfig
 
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    if name != "config/config.yaml":
-        config = _merged(config, yaml.safe_load((ROOT / name).read_text()))
-    reg = config["regress"]
+    reg = _shipped(name)["regress"]
     models = [("twist", reg["twist"]["train_dataset"])]
     models += [("slip", d) for spec in reg["slip"].values() for d in spec["train_datasets"]]
     for task, dataset in models:
