@@ -339,7 +339,9 @@ def main() -> None:
     ap.add_argument("--config", type=Path, nargs="+", default=[],
                     help="workflow config file(s), merged in order: the networks read with their `infer` block "
                          "(e.g. config/config.yaml config/cpu_hour.yaml); default: the inference defaults")
-    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None,
+                    help="the JSON file to write (default: benchmarks/results/final_readings_<set>.json, "
+                         "or network_<set>.json with --network-only)")
     args = ap.parse_args()
     try:
         infer = merged_infer_settings(args.config)
