@@ -27,8 +27,8 @@ PLUGIN = "snakemake-executor-plugin-slurm==2.8.0"  # the version profiles/slurm 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 # The cluster has no accounting database: sacct exists but fails, and with the plugin's default
 # (sacct) Snakemake would wait forever. squeue works. The plugin's wait between status checks starts
-# at this value (its default 40 s) whenever a job finishes, and grows by 10 s after every check that
-# finds none finished: the tiny jobs take 1-17 s, so the first wait sets when most are seen done
+# at this value (its default 40 s), starts there again whenever a job finishes, and grows by 10 s after
+# every check that finds none finished: the tiny jobs take 1-17 s, so the first wait sets when most are seen done
 # (the whole SLURM run 295 s with 5 s, 228 s with 1 s, alone on 2 cores).
 SLURM_CI_ARGS = ["--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1"]
 SLURM_RUN_LIMIT_S = 1800  # `timeout -s KILL`: a hung status poll must not hang the suite
